@@ -1,0 +1,3 @@
+"""learnagent: a terminal coding agent that learns the codebase it works in."""
+
+__version__ = "0.1.0"

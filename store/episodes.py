@@ -1,0 +1,215 @@
+"""The episode store: everything `learnagent do` saw and did, and what became of it.
+
+Every text goes through `self.scrub` before it is written, so that nothing the
+redactor would remove (secrets) ever reaches the database.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+
+from learnagent.core import home
+from learnagent.core.errors import StoreError
+from learnagent.store.db import connect
+
+OUTCOMES = ("pending", "accepted", "edited", "rejected", "reverted", "kept")
+
+
+def new_episode_id() -> str:
+    # time-ordered prefix so ids sort like their start times; random tail for parallel runs
+    return time.strftime("%y%m%d%H%M%S", time.gmtime()) + uuid.uuid4().hex[:6]
+
+
+def _identity(text: str) -> str:
+    return text
+
+
+class Store:
+    def __init__(self, path: Path | None = None, scrub: Callable[[str], str] | None = None):
+        self.path = Path(path) if path else home.db_path()
+        self.conn = connect(self.path)
+        self.scrub = scrub or _default_scrubber()
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # ---- repositories -------------------------------------------------------------
+    def ensure_repo(self, root: Path) -> str:
+        root = Path(root).resolve()
+        key = home.repo_key(root)
+        self.conn.execute(
+            "INSERT OR IGNORE INTO repos(id, path, name, created_at) VALUES (?,?,?,?)",
+            (key, str(root), root.name, time.time()),
+        )
+        return key
+
+    # ---- writing an episode ---------------------------------------------------------
+    def create_episode(self, repo_id: str, task: str, *, source: str = "do", base_commit: str | None = None,
+                       branch: str | None = None, worktree: str | None = None, model: str | None = None,
+                       adapter_version: str | None = None, meta: dict | None = None,
+                       episode_id: str | None = None, started_at: float | None = None) -> str:
+        eid = episode_id or new_episode_id()
+        self.conn.execute(
+            "INSERT INTO episodes(id, repo_id, source, task, base_commit, branch, worktree, model, adapter_version,"
+            " started_at, meta) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (eid, repo_id, source, self.scrub(task), base_commit, branch, worktree, model, adapter_version,
+             started_at or time.time(), json.dumps(meta or {})),
+        )
+        return eid
+
+    def add_message(self, episode_id: str, step: int, role: str, content: str, tokens: int | None = None) -> int:
+        with self._tx():
+            seq = self.conn.execute(
+                "SELECT COALESCE(MAX(seq), -1) + 1 FROM messages WHERE episode_id = ?", (episode_id,)
+            ).fetchone()[0]
+            self.conn.execute(
+                "INSERT INTO messages(episode_id, seq, step, role, content, tokens, created_at) VALUES (?,?,?,?,?,?,?)",
+                (episode_id, seq, step, role, self.scrub(content), tokens, time.time()),
+            )
+        return seq
+
+    def add_model_call(self, episode_id: str, step: int, n_prompt_messages: int, response_seq: int | None,
+                       prompt_tokens: int, completion_tokens: int, duration_s: float, cost_usd: float = 0.0) -> None:
+        with self._tx():
+            self.conn.execute(
+                "INSERT INTO model_calls(episode_id, step, n_prompt_messages, response_seq, prompt_tokens,"
+                " completion_tokens, duration_s, cost_usd, created_at) VALUES (?,?,?,?,?,?,?,?,?)",
+                (episode_id, step, n_prompt_messages, response_seq, prompt_tokens, completion_tokens, duration_s,
+                 cost_usd, time.time()),
+            )
+            self.conn.execute(
+                "UPDATE episodes SET prompt_tokens = prompt_tokens + ?, completion_tokens = completion_tokens + ?,"
+                " cost_usd = cost_usd + ?, steps = MAX(steps, ?) WHERE id = ?",
+                (prompt_tokens, completion_tokens, cost_usd, step, episode_id),
+            )
+
+    def add_tool_call(self, episode_id: str, step: int, name: str, args: dict, result: str, ok: bool,
+                      duration_s: float) -> None:
+        self.conn.execute(
+            "INSERT INTO tool_calls(episode_id, step, name, args, result, ok, duration_s, created_at)"
+            " VALUES (?,?,?,?,?,?,?,?)",
+            (episode_id, step, name, self.scrub(json.dumps(args)), self.scrub(result), int(ok), duration_s,
+             time.time()),
+        )
+
+    def add_test_run(self, episode_id: str, phase: str, command: str, exit_code: int | None, output_tail: str,
+                     duration_s: float, timed_out: bool = False) -> None:
+        self.conn.execute(
+            "INSERT INTO test_runs(episode_id, phase, command, exit_code, timed_out, output_tail, duration_s,"
+            " created_at) VALUES (?,?,?,?,?,?,?,?)",
+            (episode_id, phase, self.scrub(command), exit_code, int(timed_out), self.scrub(output_tail),
+             duration_s, time.time()),
+        )
+
+    def finish_episode(self, episode_id: str, status: str, *, final_diff: str | None = None,
+                       summary: str | None = None, error: str | None = None) -> None:
+        self.conn.execute(
+            "UPDATE episodes SET status = ?, final_diff = ?, summary = ?, error = ?, ended_at = ? WHERE id = ?",
+            (status, self.scrub(final_diff) if final_diff is not None else None,
+             self.scrub(summary) if summary else summary, self.scrub(error) if error else error,
+             time.time(), episode_id),
+        )
+
+    def set_outcome(self, episode_id: str, outcome: str, reason: str | None = None) -> None:
+        if outcome not in OUTCOMES:
+            raise StoreError(f"unknown outcome '{outcome}' (one of {', '.join(OUTCOMES)})")
+        self.conn.execute(
+            "UPDATE episodes SET outcome = ?, outcome_reason = ? WHERE id = ?",
+            (outcome, self.scrub(reason) if reason else reason, episode_id),
+        )
+
+    def update_meta(self, episode_id: str, **values: Any) -> None:
+        with self._tx():
+            row = self.conn.execute("SELECT meta FROM episodes WHERE id = ?", (episode_id,)).fetchone()
+            meta = json.loads(row["meta"]) if row else {}
+            meta.update(values)
+            self.conn.execute("UPDATE episodes SET meta = ? WHERE id = ?", (json.dumps(meta), episode_id))
+
+    # ---- reading --------------------------------------------------------------------
+    def resolve_id(self, prefix: str) -> str:
+        rows = self.conn.execute(
+            "SELECT id FROM episodes WHERE id LIKE ? ORDER BY started_at DESC LIMIT 2", (prefix + "%",)
+        ).fetchall()
+        if not prefix or not rows:
+            raise StoreError(f"no episode '{prefix}' (see `learnagent log`)")
+        if len(rows) > 1 and rows[0]["id"] != prefix:
+            raise StoreError(f"episode id '{prefix}' is ambiguous; give more characters")
+        return rows[0]["id"]
+
+    def list_episodes(self, repo_id: str | None = None, limit: int = 50) -> list[dict]:
+        sql = "SELECT e.*, r.name AS repo_name, r.path AS repo_path FROM episodes e JOIN repos r ON r.id = e.repo_id"
+        args: list[Any] = []
+        if repo_id:
+            sql += " WHERE e.repo_id = ?"
+            args.append(repo_id)
+        sql += " ORDER BY e.started_at DESC, e.id DESC LIMIT ?"
+        args.append(limit)
+        episodes = [self._episode_dict(r) for r in self.conn.execute(sql, args)]
+        for ep in episodes:
+            last = self.conn.execute(
+                "SELECT exit_code, timed_out FROM test_runs WHERE episode_id = ? ORDER BY id DESC LIMIT 1", (ep["id"],)
+            ).fetchone()
+            ep["tests"] = None if last is None else ("timeout" if last["timed_out"] else
+                                                      "pass" if last["exit_code"] == 0 else "fail")
+        return episodes
+
+    def get_episode(self, episode_id: str) -> dict:
+        row = self.conn.execute(
+            "SELECT e.*, r.name AS repo_name, r.path AS repo_path FROM episodes e JOIN repos r ON r.id = e.repo_id"
+            " WHERE e.id = ?", (episode_id,)).fetchone()
+        if row is None:
+            raise StoreError(f"no episode '{episode_id}'")
+        ep = self._episode_dict(row)
+        q = self.conn.execute
+        ep["messages"] = [dict(r) for r in q("SELECT seq, step, role, content, tokens, created_at FROM messages"
+                                              " WHERE episode_id = ? ORDER BY seq", (episode_id,))]
+        ep["model_calls"] = [dict(r) for r in q("SELECT step, n_prompt_messages, response_seq, prompt_tokens,"
+                                                 " completion_tokens, duration_s, cost_usd FROM model_calls"
+                                                 " WHERE episode_id = ? ORDER BY id", (episode_id,))]
+        ep["tool_calls"] = [dict(r) | {"args": json.loads(r["args"]), "ok": bool(r["ok"])} for r in
+                            q("SELECT step, name, args, result, ok, duration_s FROM tool_calls"
+                              " WHERE episode_id = ? ORDER BY id", (episode_id,))]
+        ep["test_runs"] = [dict(r) | {"timed_out": bool(r["timed_out"])} for r in
+                           q("SELECT phase, command, exit_code, timed_out, output_tail, duration_s FROM test_runs"
+                             " WHERE episode_id = ? ORDER BY id", (episode_id,))]
+        return ep
+
+    @staticmethod
+    def _episode_dict(row) -> dict:
+        ep = dict(row)
+        ep["meta"] = json.loads(ep.get("meta") or "{}")
+        return ep
+
+    def _tx(self):
+        return _Transaction(self.conn)
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT: takes the write lock up front so read-then-write is atomic."""
+
+    def __init__(self, conn):
+        self.conn = conn
+
+    def __enter__(self):
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type, *_):
+        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def _default_scrubber() -> Callable[[str], str]:
+    try:  # the secrets redactor (learnagent.store.redact) when it is present
+        from learnagent.store.redact import redact_text
+    except ImportError:
+        return _identity
+    return redact_text

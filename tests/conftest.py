@@ -1,0 +1,51 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))  # tests/tiny_model.py and friends
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+
+@pytest.fixture(autouse=True)
+def learnagent_home(tmp_path_factory, monkeypatch):
+    """Every test gets its own data home; the model cache stays shared (slow tests need the real model)."""
+    home = tmp_path_factory.mktemp("lahome")
+    monkeypatch.setenv("LEARNAGENT_HOME", str(home))
+    return home
+
+
+def git(cwd, *args, check=True, env=None):
+    full_env = dict(os.environ, GIT_AUTHOR_NAME="Test", GIT_AUTHOR_EMAIL="t@example.com",
+                    GIT_COMMITTER_NAME="Test", GIT_COMMITTER_EMAIL="t@example.com", **(env or {}))
+    out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, env=full_env)
+    if check and out.returncode != 0:
+        raise AssertionError(f"git {' '.join(args)} failed: {out.stderr}")
+    return out.stdout
+
+
+@pytest.fixture
+def git_repo(tmp_path):
+    """A small Python repository with one commit and a passing test."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "config", "user.name", "Test")
+    git(repo, "config", "user.email", "t@example.com")
+    (repo / "calc.py").write_text("def add(a, b):\n    return a + b\n")
+    (repo / "test_calc.py").write_text("from calc import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n")
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "initial")
+    return repo
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    from tiny_model import make_tiny_model_dir
+
+    return make_tiny_model_dir(tmp_path_factory.mktemp("tiny") / "model")

@@ -1,0 +1,66 @@
+"""A tiny random Llama with a real byte-level BPE tokenizer and chat template, built in-process.
+
+No downloads: the tokenizer is trained on a small corpus here and the weights are random.
+`make_tiny_model_dir(path)` saves a folder that `from_pretrained` (and learnagent's local
+backend) loads like any Hugging Face model folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+CORPUS = [
+    "def add(a, b):\n    return a + b\n",
+    "class Store:\n    def __init__(self, path):\n        self.path = path\n",
+    "import os\nimport sys\nprint('hello world')\n",
+    "<read path=\"src/app.py\"/> <edit path=\"a.py\"> <finish>done</finish> <run>pytest -q</run>",
+    "The quick brown fox jumps over the lazy dog. Use snake_case names and type hints.",
+    "<<<<<<< SEARCH\n=======\n>>>>>>> REPLACE\n",
+]
+
+
+def make_tokenizer(vocab_size: int = 384):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    special = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=special,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(CORPUS * 4, trainer=trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|im_start|>", eos_token="<|im_end|>",
+                                   pad_token="<|endoftext|>", unk_token="<|endoftext|>")
+    fast.chat_template = CHAT_TEMPLATE
+    return fast
+
+
+def make_tiny_model(tokenizer=None, seed: int = 0, hidden: int = 64, layers: int = 2):
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = tokenizer or make_tokenizer()
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=hidden * 2,
+                         num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=2048, tie_word_embeddings=True,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id)
+    model = LlamaForCausalLM(config)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer
+
+
+def make_tiny_model_dir(path: Path, seed: int = 0) -> Path:
+    path = Path(path)
+    model, tokenizer = make_tiny_model(seed=seed)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
