@@ -1,0 +1,180 @@
+"""`learnagent do`: one episode from task to recorded diff, and the user's verdict on it.
+
+cli → run_episode (worktree, model, sandbox, loop, final tests, record) → decide (accept/reject/keep).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from learnagent.agent import worktree as wt
+from learnagent.agent.loop import AgentLoop, Observer
+from learnagent.agent.models.base import Completion, Model
+from learnagent.agent.tools import Tools
+from learnagent.core.config import Config
+from learnagent.core.errors import LearnagentError, UsageError
+from learnagent.sandbox import CommandResult, Sandbox
+from learnagent.store.episodes import Store, new_episode_id
+
+TEST_TAIL_CHARS = 4000
+
+
+@dataclass
+class TestRun:
+    command: str
+    exit_code: int | None
+    timed_out: bool
+    output: str
+    duration_s: float
+
+    @property
+    def passed(self) -> bool:
+        return self.exit_code == 0 and not self.timed_out
+
+
+@dataclass
+class EpisodeResult:
+    episode_id: str
+    status: str
+    summary: str
+    diff: str
+    base: str
+    branch: str
+    worktree: Path
+    tip: str | None
+    test: TestRun | None
+    steps: int
+    tokens: int
+    recorded: bool = True
+    changed_files: list[str] = field(default_factory=list)
+
+
+class StoreRecorder:
+    """Writes the loop's events into the episode store (or nowhere while recording is off)."""
+
+    def __init__(self, store: Store | None, episode_id: str):
+        self.store, self.episode_id, self._seq = store, episode_id, -1
+
+    def message(self, step, role, content, tokens=None):
+        if self.store is None:
+            self._seq += 1
+            return self._seq
+        return self.store.add_message(self.episode_id, step, role, content, tokens)
+
+    def model_call(self, step, n_prompt_messages, response_seq, completion: Completion):
+        if self.store:
+            self.store.add_model_call(self.episode_id, step, n_prompt_messages, response_seq, completion.prompt_tokens,
+                                      completion.completion_tokens, completion.duration_s, completion.cost_usd)
+
+    def tool_call(self, step, name, args, result, ok, duration_s):
+        if self.store:
+            self.store.add_tool_call(self.episode_id, step, name, args, result, ok, duration_s)
+
+    def test_run(self, phase: str, command: str, result: CommandResult):
+        if self.store:
+            self.store.add_test_run(self.episode_id, phase, command, result.exit_code, result.output[-TEST_TAIL_CHARS:],
+                                    result.duration_s, result.timed_out)
+
+
+def recording_enabled(store: Store, repo_id: str) -> bool:
+    try:
+        from learnagent.store.privacy import recording_enabled as enabled
+    except ImportError:  # privacy controls not installed in this build
+        return True
+    return enabled(store, repo_id)
+
+
+def run_episode(repo: wt.RepoInfo, task: str, cfg: Config, model: Model, store: Store, *,
+                observer: Observer | None = None, run_tests: bool = True,
+                on_warning=None) -> EpisodeResult:
+    task = task.strip()
+    if not task:
+        raise UsageError("the task is empty: say what the agent should do, e.g. learnagent do \"fix the failing test\"")
+    test_command = cfg.test.command if run_tests else ""
+    repo_id = store.ensure_repo(repo.root)
+    recording = recording_enabled(store, repo_id)
+    if not recording and on_warning:
+        on_warning("recording is off for this repository (learnagent logs on): this episode is not stored")
+    episode_id = new_episode_id()
+    path, branch = wt.create_worktree(repo.root, episode_id, repo.head)
+    if recording:
+        store.create_episode(repo_id, task, base_commit=repo.head, branch=branch, worktree=str(path), model=model.name,
+                             adapter_version=model.adapter_version, episode_id=episode_id,
+                             meta={"pid": os.getpid(), "host": socket.gethostname(), "config": cfg.to_dict(),
+                                   "user_branch": repo.branch})
+    recorder = StoreRecorder(store if recording else None, episode_id)
+    try:
+        sandbox = Sandbox(path, mode=cfg.sandbox.mode, network=cfg.sandbox.network, on_warning=on_warning)
+        tools = Tools(path, sandbox, test_command, command_timeout=cfg.budgets.command_timeout,
+                      test_timeout=cfg.test.timeout, output_cap=cfg.budgets.output_cap,
+                      on_test=lambda cmd, res: recorder.test_run("agent", cmd, res))
+        repo_map = build_repo_map(repo.root, path, task, cfg.repomap.tokens, model.count_tokens)
+        if recording:
+            store.update_meta(episode_id, repo_map_tokens=model.count_tokens(repo_map), sandbox=sandbox.kind)
+        loop = AgentLoop(model, tools, cfg.budgets, recorder, observer, cfg.model.max_response_tokens)
+        outcome = loop.run(task, repo_map)
+        tip = wt.commit_all(path, f"learnagent: {task.splitlines()[0][:60]}")
+        diff = wt.git(repo.root, "diff", "--binary", "--no-color", repo.head, tip) if tip else ""
+        test = None
+        if test_command:
+            res = sandbox.run(test_command, timeout=cfg.test.timeout, output_cap=cfg.budgets.output_cap)
+            recorder.test_run("final", test_command, res)
+            test = TestRun(test_command, res.exit_code, res.timed_out, res.output, res.duration_s)
+    except BaseException as exc:  # KeyboardInterrupt included: the record must say how it ended
+        if recording:
+            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            store.finish_episode(episode_id, status, error=f"{type(exc).__name__}: {exc}")
+        wt.remove_worktree(repo.root, path, branch, delete_branch=True)
+        raise
+    if recording:
+        store.finish_episode(episode_id, outcome.status, final_diff=diff, summary=outcome.summary)
+    changed = [p for _, p in wt.changed_paths(repo.root, repo.head, tip)] if tip else []
+    return EpisodeResult(episode_id, outcome.status, outcome.summary, diff, repo.head, branch, path, tip, test,
+                         outcome.steps, outcome.tokens, recording, changed)
+
+
+def build_repo_map(repo_root: Path, worktree: Path, task: str, max_tokens: int, count_tokens) -> str:
+    if max_tokens <= 0:
+        return ""
+    from learnagent.agent.repomap import RepoMap, list_source_files, mentions_from_text
+
+    rmap = RepoMap(worktree, count_tokens=count_tokens)
+    files, idents = mentions_from_text(task, list_source_files(worktree))
+    return rmap.render(max_tokens=max_tokens, mentioned_files=files, mentioned_idents=idents)
+
+
+# ---- the verdict ------------------------------------------------------------------------
+
+def accept(store: Store, repo_root: Path, result_or_episode: dict) -> list[str]:
+    """Apply the episode's branch to the user's working tree (3-way); MergeConflict changes nothing."""
+    ep = result_or_episode
+    tip = wt.git(repo_root, "rev-parse", "--verify", "--quiet", ep["branch"], check=False).strip()
+    if not tip:
+        raise LearnagentError(f"episode {ep['id']}: its branch {ep['branch']} is gone; nothing to apply")
+    applied = wt.apply_to_user_tree(repo_root, ep["base_commit"], tip)
+    if ep.get("recorded", True):
+        store.update_meta(ep["id"], applied=True, applied_at=time.time(), applied_files=applied)
+    wt.remove_worktree(repo_root, Path(ep["worktree"]), ep["branch"], delete_branch=True)
+    return applied
+
+
+def reject(store: Store, repo_root: Path, ep: dict, reason: str | None = None) -> None:
+    wt.remove_worktree(repo_root, Path(ep["worktree"]), ep["branch"], delete_branch=True)
+    if ep.get("recorded", True):
+        store.set_outcome(ep["id"], "rejected", reason or "rejected at review")
+
+
+def keep(store: Store, repo_root: Path, ep: dict) -> None:
+    # the branch holds the agent's commit; the worktree folder is not needed to apply it later
+    wt.remove_worktree(repo_root, Path(ep["worktree"]), ep["branch"], delete_branch=False)
+    if ep.get("recorded", True):
+        store.set_outcome(ep["id"], "kept", "branch kept for later")
+
+
+def as_episode_dict(result: EpisodeResult) -> dict:
+    return {"id": result.episode_id, "branch": result.branch, "base_commit": result.base,
+            "worktree": str(result.worktree), "recorded": result.recorded}

@@ -1,0 +1,78 @@
+"""The `learnagent` command. Each area registers its own commands; heavy libraries load lazily."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+
+from learnagent.core.errors import LearnagentError
+
+app = typer.Typer(
+    name="learnagent",
+    help="A terminal coding agent that learns the codebase it works in.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# Modules that add commands through `register(app)`, in the order they appear in --help.
+COMMAND_MODULES = [
+    "learnagent.cli.do_cmd",  # init, do, apply
+    "learnagent.cli.log_cmds",  # log, show
+    "learnagent.cli.outcome_cmds",  # hook, hooks, accept, reject, status, history, review
+    "learnagent.cli.learn_cmds",  # sleep, eval, report, adapters
+    "learnagent.cli.privacy_cmds",  # forget, logs, gc
+    "learnagent.cli.model_cmd",  # model install/info
+]
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True)):
+    if version:
+        from learnagent import __version__
+
+        typer.echo(f"learnagent {__version__}")
+        raise typer.Exit()
+
+
+def _register_all() -> None:
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:  # a real missing dependency inside the module: let it surface
+                raise
+            continue  # that area is not part of this build yet
+        module.register(app)
+
+
+_register_all()
+
+
+def main() -> None:
+    try:
+        rv = app(standalone_mode=False)  # returns the code of a typer.Exit instead of exiting
+    except LearnagentError as exc:
+        from rich.console import Console
+
+        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        print("aborted", file=sys.stderr)
+        sys.exit(130)
+    except SystemExit:
+        raise
+    except Exception as exc:  # click usage errors and the like
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+    sys.exit(rv if isinstance(rv, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

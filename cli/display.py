@@ -1,0 +1,67 @@
+"""Live display of an episode: steps, model text as it streams, tool calls, tokens; then diff and tests."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.panel import Panel
+from rich.syntax import Syntax
+from rich.text import Text
+
+RESULT_LINES = 8
+
+
+class LiveObserver:
+    """Implements agent.loop.Observer with rich, printing as things happen (works in pipes too)."""
+
+    def __init__(self, console: Console, stream_model: bool = True):
+        self.console, self.stream_model = console, stream_model
+        self.total_tokens = 0
+        self._streamed = False
+
+    def on_step(self, step: int) -> None:
+        self.console.rule(f"[bold]step {step}", style="dim")
+        self._streamed = False
+
+    def on_model_text(self, text: str) -> None:
+        if self.stream_model and text:
+            self.console.print(Text(text, style="dim"), end="", soft_wrap=True)
+            self._streamed = True
+
+    def on_model_done(self, step, completion) -> None:
+        if self._streamed:
+            self.console.print()
+        self.total_tokens += completion.prompt_tokens + completion.completion_tokens
+        self.console.print(f"[dim]{completion.prompt_tokens}+{completion.completion_tokens} tokens, "
+                           f"{completion.duration_s:.1f}s · total {self.total_tokens} tokens[/]")
+
+    def on_action(self, step, action) -> None:
+        args = " ".join(f'{k}="{v}"' for k, v in action.args.items())
+        body = f" {action.body.strip().splitlines()[0][:80]}" if action.name == "run" and action.body.strip() else ""
+        self.console.print(f"[bold cyan]→ {action.name}[/] {args}{body}", highlight=False)
+
+    def on_result(self, step, name, ok, output) -> None:
+        lines = output.rstrip().splitlines()
+        shown = "\n".join(lines[:RESULT_LINES]) + (f"\n… {len(lines) - RESULT_LINES} more lines" if len(lines) > RESULT_LINES else "")
+        style = "green" if ok else "red"
+        self.console.print(Text(shown or "(no output)", style=style if not ok else "white"), highlight=False)
+        if not ok:
+            self.console.print(f"[{style}]✗ {name} reported an error to the model[/]")
+
+
+def show_diff(console: Console, diff: str) -> None:
+    if not diff.strip():
+        console.print("[yellow]The agent made no changes.[/]")
+        return
+    console.print(Panel(Syntax(diff, "diff", theme="ansi_dark", word_wrap=True), title="diff", border_style="blue"))
+
+
+def show_test(console: Console, test) -> None:
+    if test is None:
+        console.print("[yellow]No tests were run.[/]")
+        return
+    if test.passed:
+        console.print(f"[bold green]✓ tests passed[/] ({test.command}, {test.duration_s:.1f}s)")
+        return
+    why = "timed out" if test.timed_out else f"exit code {test.exit_code}"
+    tail = "\n".join(test.output.rstrip().splitlines()[-15:])
+    console.print(Panel(Text(tail), title=f"✗ tests failed: {test.command} ({why})", border_style="red"))

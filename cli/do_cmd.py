@@ -1,0 +1,198 @@
+"""`learnagent init`, `learnagent do`, `learnagent apply`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from learnagent.core.errors import LearnagentError, UsageError
+
+EXIT_TESTS_FAILED = 1
+EXIT_BUDGET = 3
+EXIT_CONFLICT = 4
+
+
+def init(
+    model: Optional[str] = typer.Option(None, "--model", help="Model spec (smollm2, litellm:PROVIDER/MODEL, local:PATH, scripted:FILE)."),
+    test_command: Optional[str] = typer.Option(None, "--test-command", help="The repository's test command (detected if omitted)."),
+    hooks: bool = typer.Option(True, "--hooks/--no-hooks", help="Install the git hooks that record outcomes."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing configuration."),
+):
+    """Write this repository's learnagent configuration and install its git hooks."""
+    from learnagent.agent import worktree as wt
+    from learnagent.core import config as cfgmod
+
+    repo = wt.find_repo(need_branch=False)
+    path = cfgmod.config_path(repo.root)
+    if path.exists() and not force:
+        cfg = cfgmod.load_config(repo.root)
+        created = False
+    else:
+        cfg, created = cfgmod.Config(), True
+    if model:
+        from learnagent.core.modelhub import resolve_model
+
+        resolve_model(model)  # unknown specs fail here, not at the first `do`
+        cfg.model.name = model
+    if test_command is not None:
+        cfg.test.command = test_command
+    elif created or not cfg.test.command:
+        cfg.test.command = cfgmod.detect_test_command(repo.root)
+    cfgmod.save_config(repo.root, cfg)
+    wt.exclude_learnagent_files(repo.root)
+    table = Table(show_header=False, box=None)
+    table.add_row("config", str(path) + ("" if created else " (updated)"))
+    table.add_row("model", cfg.model.name)
+    table.add_row("tests", cfg.test.command or "[yellow]none found — set one with --test-command[/]")
+    table.add_row("budgets", f"{cfg.budgets.max_steps} steps, {cfg.budgets.max_tokens} tokens, {cfg.budgets.max_seconds}s")
+    if hooks:
+        try:
+            from learnagent.core.githooks import install_hooks
+        except ImportError:
+            table.add_row("hooks", "[yellow]outcome hooks are not part of this build[/]")
+        else:
+            done = install_hooks(repo.root)
+            table.add_row("hooks", ", ".join(done) if done else "already installed")
+    Console().print(table)
+
+
+def do(
+    task: str = typer.Argument(..., help="What the agent should do."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model spec; overrides the repo config."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Accept without asking: apply the result to your working tree."),
+    no_apply: bool = typer.Option(False, "--no-apply", help="Do not apply; keep the branch for later."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1),
+    max_seconds: Optional[int] = typer.Option(None, "--max-seconds", min=1),
+    no_tests: bool = typer.Option(False, "--no-tests", help="Run without a test command."),
+    sandbox: Optional[str] = typer.Option(None, "--sandbox", help="auto | require | none"),
+    allow_network: bool = typer.Option(False, "--allow-network", help="Let the agent's commands use the network."),
+    no_adapter: bool = typer.Option(False, "--no-adapter", help="Do not load the repo's promoted adapter."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not stream the model's text."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON at the end."),
+):
+    """Run the agent on TASK in its own worktree, test, show the diff, and ask what to do with it."""
+    from learnagent.agent import run as runner
+    from learnagent.agent import worktree as wt
+    from learnagent.agent.models import load_model
+    from learnagent.cli.display import LiveObserver, show_diff, show_test
+    from learnagent.core.config import detect_test_command, load_config
+    from learnagent.store.episodes import Store
+
+    if yes and no_apply:
+        raise UsageError("--yes and --no-apply contradict each other; give one")
+    if not task.strip():
+        raise UsageError("the task is empty: say what the agent should do, e.g. learnagent do \"fix the failing test\"")
+    if sandbox is not None and sandbox not in ("auto", "require", "none"):
+        raise UsageError(f"--sandbox must be auto, require or none (not '{sandbox}')")
+    console = Console(stderr=as_json)
+    repo = wt.find_repo()
+    cfg = load_config(repo.root)
+    if model:
+        cfg.model.name = model
+    if no_adapter:
+        cfg.model.use_adapter = False
+    for name, value in (("max_steps", max_steps), ("max_tokens", max_tokens), ("max_seconds", max_seconds)):
+        if value is not None:
+            setattr(cfg.budgets, name, value)
+    if sandbox:
+        cfg.sandbox.mode = sandbox
+    cfg.sandbox.network = cfg.sandbox.network or allow_network
+    if not cfg.test.command and not no_tests:
+        cfg.test.command = detect_test_command(repo.root)
+        if not cfg.test.command:
+            raise UsageError("no test command found (pytest, npm test, go test, cargo test, make test): "
+                             "set one with `learnagent init --test-command CMD` or pass --no-tests")
+    lm = load_model(cfg.model, repo.root, on_info=lambda msg: console.print(f"[dim]{msg}[/]"))
+    console.print(f"[bold]learnagent[/] · {lm.name}" + (f" + adapter {lm.adapter_version}" if lm.adapter_version else "")
+                  + f" · {repo.root.name}@{repo.branch}")
+    with Store() as store:
+        observer = LiveObserver(console, stream_model=not quiet)
+        result = runner.run_episode(repo, task, cfg, lm, store, observer=observer, run_tests=not no_tests,
+                                    on_warning=lambda msg: console.print(f"[yellow]warning:[/] {msg}"))
+        console.rule("[bold]result")
+        show_diff(console, result.diff)
+        show_test(console, result.test)
+        if result.status == "budget_exceeded":
+            console.print(f"[yellow]The agent ran out of budget: {result.summary}[/]")
+        else:
+            console.print(f"[bold]Agent:[/] {result.summary}")
+        verdict = _verdict(console, result, yes, no_apply)
+        ep = runner.as_episode_dict(result)
+        code = 0
+        if verdict == "accept":
+            try:
+                files = runner.accept(store, repo.root, ep)
+                console.print(f"[green]Applied to your working tree:[/] {', '.join(files) or 'no files'} "
+                              "(review with git diff; commit when happy)")
+            except wt.MergeConflict as exc:
+                console.print(f"[red]{exc}[/]")
+                runner.keep(store, repo.root, ep)
+                code = EXIT_CONFLICT
+        elif verdict == "reject":
+            runner.reject(store, repo.root, ep)
+            console.print("Rejected; the worktree and branch are removed.")
+        elif verdict == "keep":
+            runner.keep(store, repo.root, ep)
+            console.print(f"Kept on branch [bold]{result.branch}[/] (apply later: learnagent apply {result.episode_id})")
+        else:  # nothing to apply
+            runner.reject(store, repo.root, ep, reason="no changes")
+        console.print(f"[dim]episode {result.episode_id}{'' if result.recorded else ' (not recorded)'} · "
+                      f"{result.steps} steps · {result.tokens} tokens[/]")
+    if as_json:
+        print(json.dumps({"episode": result.episode_id, "status": result.status, "verdict": verdict,
+                          "tests_passed": None if result.test is None else result.test.passed,
+                          "changed_files": result.changed_files, "steps": result.steps, "tokens": result.tokens}))
+    if code == 0 and result.status == "budget_exceeded":
+        code = EXIT_BUDGET
+    if code == 0 and result.test is not None and not result.test.passed:
+        code = EXIT_TESTS_FAILED
+    raise typer.Exit(code)
+
+
+def _verdict(console: Console, result, yes: bool, no_apply: bool) -> str:
+    if not result.diff.strip():
+        return "none"
+    if yes:
+        # an agent that ran out of budget left unfinished work: never apply that unasked
+        return "keep" if result.status == "budget_exceeded" else "accept"
+    if no_apply:
+        return "keep"
+    if not sys.stdin.isatty():
+        console.print("[dim]no terminal to ask on: keeping the branch[/]")
+        return "keep"
+    from rich.prompt import Prompt
+
+    answer = Prompt.ask("Apply to your working tree? [bold]a[/]ccept / [bold]r[/]eject / [bold]k[/]eep branch",
+                        choices=["a", "r", "k"], default="k", console=console)
+    return {"a": "accept", "r": "reject", "k": "keep"}[answer]
+
+
+def apply(episode: str = typer.Argument(..., help="Episode id (or a unique prefix) whose kept branch to apply.")):
+    """Apply a kept episode's branch to your working tree (3-way merge; refuses on conflict)."""
+    from learnagent.agent import run as runner
+    from learnagent.agent import worktree as wt
+    from learnagent.store.episodes import Store
+
+    repo = wt.find_repo(need_branch=False)
+    with Store() as store:
+        ep = store.get_episode(store.resolve_id(episode))
+        if ep["outcome"] != "kept":
+            raise LearnagentError(f"episode {ep['id']} is {ep['outcome']}, not kept; only a kept branch can be applied")
+        if Path(ep["repo_path"]).resolve() != repo.root.resolve():
+            raise LearnagentError(f"episode {ep['id']} belongs to {ep['repo_path']}, not this repository")
+        files = runner.accept(store, repo.root, ep)
+        store.set_outcome(ep["id"], "pending", "applied from kept branch")
+    Console().print(f"[green]Applied:[/] {', '.join(files) or 'no files'}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(init)
+    app.command()(do)
+    app.command()(apply)

@@ -1,0 +1,101 @@
+"""`.learnagentignore`: files the agent may not read into an episode.
+
+Gitignore syntax (pathspec's GitIgnoreSpec), in `<repo>/.learnagentignore`. On top of it a
+default list of credential files is ALWAYS on: a user's `!pattern` can re-allow their own
+patterns but not the defaults, because one forgotten `.env` read into an episode would then
+sit in the store and in training data. The agent's read/search/list tools and the history
+import call `IgnoreRules.is_ignored` before a file's content enters an episode.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+IGNORE_FILE = ".learnagentignore"
+
+# Credential and key files by their usual names. Templates committed on purpose
+# (.env.example & co.) are exempt: they hold placeholders, and the agent needs them.
+DEFAULT_PATTERNS = (
+    ".env", ".env.*", "!.env.example", "!.env.sample", "!.env.template", "!.env.dist",
+    "*.pem", "*.key", "*.p12", "*.pfx", "*.jks", "*.keystore", "*.kdbx", "*.gpg",
+    "id_rsa*", "id_dsa*", "id_ecdsa*", "id_ed25519*",
+    ".npmrc", ".pypirc", ".netrc", "_netrc", ".pgpass", ".my.cnf", ".git-credentials", ".htpasswd",
+    "credentials*.json", "service-account*.json", "client_secret*.json",
+    ".aws/credentials", ".docker/config.json", ".kube/config", "kubeconfig",
+    "secrets.*", "*.secret", "*.secrets", "*.tfstate", "*.tfstate.*", "*.tfvars",
+    ".git/",
+)
+
+
+@dataclass
+class IgnoreRules:
+    root: Path
+    user_patterns: list[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        from pathspec import GitIgnoreSpec  # pathspec is light, but keep `--help` imports minimal
+
+        self._defaults = GitIgnoreSpec.from_lines(DEFAULT_PATTERNS)
+        self._user = GitIgnoreSpec.from_lines(self.user_patterns)
+
+    @classmethod
+    def for_repo(cls, root: Path) -> "IgnoreRules":
+        root = Path(root).resolve()
+        lines: list[str] = []
+        # In an episode's worktree, the user's (maybe uncommitted) ignore file in the main
+        # working tree counts too: a rule added a minute ago must already protect the run.
+        for folder in dict.fromkeys([_main_worktree(root), root]):
+            if folder is not None and (folder / IGNORE_FILE).is_file():
+                lines += (folder / IGNORE_FILE).read_text(errors="replace").splitlines()
+        return cls(root=root, user_patterns=lines)
+
+    def relative(self, path: str | os.PathLike) -> str | None:
+        """`path` as a POSIX path relative to the root; None when it lies outside the repository."""
+        p = Path(path)
+        if p.is_absolute():
+            try:
+                p = p.resolve().relative_to(self.root)
+            except ValueError:
+                return None
+        parts: list[str] = []
+        for part in PurePosixPath(str(p).replace("\\", "/")).parts:
+            if part in ("", "."):
+                continue
+            if part == "..":
+                if not parts:
+                    return None
+                parts.pop()
+            else:
+                parts.append(part)
+        return "/".join(parts)
+
+    def is_ignored(self, relpath: str | os.PathLike) -> bool:
+        """True when the file may not be read into an episode (also: any path outside the repository)."""
+        rel = self.relative(relpath)
+        if rel is None:
+            return True
+        if not rel:
+            return False  # the repository root itself
+        return self._defaults.match_file(rel) or self._user.match_file(rel)
+
+    def filter(self, relpaths):
+        """The paths that are not ignored, in order."""
+        return [p for p in relpaths if not self.is_ignored(p)]
+
+
+def _main_worktree(root: Path) -> Path | None:
+    """The main working tree of a linked worktree (`.git` is a file: `gitdir: <main>/.git/worktrees/<id>`)."""
+    dotgit = root / ".git"
+    if not dotgit.is_file():
+        return None
+    text = dotgit.read_text(errors="replace").strip()
+    if not text.startswith("gitdir:"):
+        return None
+    gitdir = Path(text[len("gitdir:"):].strip())
+    if not gitdir.is_absolute():
+        gitdir = (root / gitdir).resolve()
+    if gitdir.parent.name != "worktrees":
+        return None
+    return gitdir.parent.parent.parent  # <main>/.git/worktrees/<id> -> <main>
