@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import signal
 import sys
 
 import typer
@@ -51,7 +52,13 @@ def _register_all() -> None:
 _register_all()
 
 
+def _terminate(signum, frame):
+    # `kill` (SIGTERM) ends a run like Ctrl-C: the episode is marked interrupted and its worktree removed
+    raise KeyboardInterrupt
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         rv = app(standalone_mode=False)  # returns the code of a typer.Exit instead of exiting
     except LearnagentError as exc:
