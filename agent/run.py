@@ -107,6 +107,7 @@ def run_episode(repo: wt.RepoInfo, task: str, cfg: Config, model: Model, store: 
                              meta={"pid": os.getpid(), "host": socket.gethostname(), "config": cfg.to_dict(),
                                    "user_branch": repo.branch})
     recorder = StoreRecorder(store if recording else None, episode_id)
+    sandbox = None
     try:
         sandbox = Sandbox(path, mode=cfg.sandbox.mode, network=cfg.sandbox.network, on_warning=on_warning)
         tools = Tools(path, sandbox, test_command, command_timeout=cfg.budgets.command_timeout,
@@ -130,6 +131,9 @@ def run_episode(repo: wt.RepoInfo, task: str, cfg: Config, model: Model, store: 
             store.finish_episode(episode_id, status, error=f"{type(exc).__name__}: {exc}")
         wt.remove_worktree(repo.root, path, branch, delete_branch=True)
         raise
+    finally:
+        if sandbox is not None:
+            sandbox.close()  # its private /tmp and home go; the worktree stays for the verdict
     if recording:
         store.finish_episode(episode_id, outcome.status, final_diff=diff, summary=outcome.summary)
     changed = [p for _, p in wt.changed_paths(repo.root, repo.head, tip)] if tip else []

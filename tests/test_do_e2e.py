@@ -225,3 +225,30 @@ def test_scripted_demo_is_shipped(git_repo):
     out = run_cli("do", "demo", "--model", "scripted:demo", "--yes", "--sandbox", "none", cwd=git_repo)
     assert out.returncode == 0, out.stderr + out.stdout
     assert (git_repo / "LEARNAGENT_DEMO.md").exists()
+
+
+def test_do_runs_agent_commands_in_the_sandbox(git_repo, tmp_path):
+    from learnagent.sandbox import bwrap_available
+
+    if not bwrap_available():
+        pytest.skip("bubblewrap is not usable here")
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    port = server.getsockname()[1]
+    connect = f"import socket; socket.create_connection(('127.0.0.1', {port}), timeout=2); print('CONNECTED')"
+    probe = write_script(tmp_path / "net.json", [f"<run>python -c \"{connect}\" 2>&1 | tail -n 1</run>",
+                                                 "<finish>probed</finish>"])
+    try:
+        out = run_cli("do", "probe network", "--model", f"scripted:{probe}", "--no-apply", "--json", cwd=git_repo)
+    finally:
+        server.close()
+    assert out.returncode == 0, out.stderr
+    eid = json.loads(out.stdout.strip().splitlines()[-1])["episode"]
+    ep = json.loads(run_cli("show", eid, "--json", cwd=git_repo).stdout)
+    assert ep["meta"]["sandbox"] == "bwrap"
+    result = ep["tool_calls"][0]["result"]
+    assert "CONNECTED" not in result and "Error" in result  # the host's loopback server is out of reach
+    assert [t["exit_code"] for t in ep["test_runs"]] == [0]  # the tests themselves run fine inside
