@@ -19,6 +19,7 @@ from learnagent.core.config import Config
 from learnagent.core.errors import LearnagentError, UsageError
 from learnagent.sandbox import CommandResult, Sandbox
 from learnagent.store.episodes import Store, new_episode_id
+from learnagent.store.privacy import recording_enabled
 
 TEST_TAIL_CHARS = 4000
 
@@ -78,14 +79,6 @@ class StoreRecorder:
         if self.store:
             self.store.add_test_run(self.episode_id, phase, command, result.exit_code, result.output[-TEST_TAIL_CHARS:],
                                     result.duration_s, result.timed_out)
-
-
-def recording_enabled(store: Store, repo_id: str) -> bool:
-    try:
-        from learnagent.store.privacy import recording_enabled as enabled
-    except ImportError:  # privacy controls not installed in this build
-        return True
-    return enabled(store, repo_id)
 
 
 def run_episode(repo: wt.RepoInfo, task: str, cfg: Config, model: Model, store: Store, *,

@@ -52,13 +52,10 @@ def init(
     table.add_row("tests", cfg.test.command or "[yellow]none found — set one with --test-command[/]")
     table.add_row("budgets", f"{cfg.budgets.max_steps} steps, {cfg.budgets.max_tokens} tokens, {cfg.budgets.max_seconds}s")
     if hooks:
-        try:
-            from learnagent.core.githooks import install_hooks
-        except ImportError:
-            table.add_row("hooks", "[yellow]outcome hooks are not part of this build[/]")
-        else:
-            done = install_hooks(repo.root)
-            table.add_row("hooks", ", ".join(done) if done else "already installed")
+        from learnagent.core.githooks import install_hooks
+
+        done = install_hooks(repo.root)
+        table.add_row("hooks", ", ".join(done) if done else "already installed")
     Console().print(table)
 
 

@@ -24,10 +24,6 @@ def new_episode_id() -> str:
     return time.strftime("%y%m%d%H%M%S", time.gmtime()) + uuid.uuid4().hex[:6]
 
 
-def _identity(text: str) -> str:
-    return text
-
-
 class Store:
     def __init__(self, path: Path | None = None, scrub: Callable[[str], str] | None = None):
         self.path = Path(path) if path else home.db_path()
@@ -208,8 +204,6 @@ class _Transaction:
 
 
 def _default_scrubber() -> Callable[[str], str]:
-    try:  # the secrets redactor (learnagent.store.redact) when it is present
-        from learnagent.store.redact import redact_text
-    except ImportError:
-        return _identity
+    from learnagent.store.redact import redact_text  # secrets never reach the database
+
     return redact_text

@@ -38,11 +38,9 @@ def load_model(cfg: ModelConfig, repo_root: Path | None = None, *, adapter: str 
 
 
 def promoted_adapter(repo_root: Path):
-    """(version, folder) of the repo's promoted adapter, or None (also while learning/ is absent)."""
-    try:
-        from learnagent.learning.registry import promoted_adapter as _promoted
-    except ImportError:
-        return None
+    """(version, folder) of the repo's promoted adapter, or None."""
+    from learnagent.learning.registry import promoted_adapter as _promoted
+
     return _promoted(repo_root)
 
 
