@@ -56,12 +56,23 @@ class SandboxConfig:
 
 
 @dataclass
+class OutcomesConfig:
+    # see docs/OUTCOMES.md: how committed lines become verdicts
+    reject_after_days: float = 7.0
+    survival_commits: int = 20
+    accept_fraction: float = 0.9
+    partial_fraction: float = 0.5
+    revert_fraction: float = 0.6
+
+
+@dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     test: TestConfig = field(default_factory=TestConfig)
     budgets: Budgets = field(default_factory=Budgets)
     repomap: RepoMapConfig = field(default_factory=RepoMapConfig)
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
+    outcomes: OutcomesConfig = field(default_factory=OutcomesConfig)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -81,6 +92,8 @@ def _merge(section, values: dict, where: str):
             raise UsageError(f"{where}: '{key}' must be true or false")
         if isinstance(current, int) and not isinstance(current, bool) and not isinstance(value, int):
             raise UsageError(f"{where}: '{key}' must be a whole number")
+        if isinstance(current, float) and not isinstance(value, (int, float)):
+            raise UsageError(f"{where}: '{key}' must be a number")
         setattr(section, key, value)
 
 

@@ -1,0 +1,204 @@
+"""Outcome commands: hook (hidden), hooks install/uninstall/status, accept, reject, status, history import, review."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from learnagent.core.errors import LearnagentError
+
+hooks_app = typer.Typer(help="Install or remove the git hooks that record what became of the agent's edits.",
+                        no_args_is_help=True)
+history_app = typer.Typer(help="Learn from the repository's past commits.", no_args_is_help=True)
+
+
+def _root() -> Path:
+    from learnagent.store.gitutil import main_root
+
+    return main_root(Path.cwd())
+
+
+def _console():
+    from rich.console import Console
+
+    return Console()
+
+
+# ---------------------------------------------------------------- hooks
+
+def hook(name: str = typer.Argument(..., help="post-commit | post-merge | post-rewrite"),
+         args: Optional[list[str]] = typer.Argument(None)):
+    """Called by the git hooks; never fails (errors go to hooks.log in the data home)."""
+    from learnagent.core.githooks import main
+
+    raise typer.Exit(main([name, *(args or [])]))
+
+
+@hooks_app.command("install")
+def hooks_install():
+    """Install the post-commit, post-merge and post-rewrite hooks (chained with any already there)."""
+    from learnagent.core.githooks import install_hooks
+
+    for line in install_hooks(_root()):
+        typer.echo(line)
+
+
+@hooks_app.command("uninstall")
+def hooks_uninstall():
+    """Remove learnagent's hooks and put back exactly what was there before."""
+    from learnagent.core.githooks import uninstall_hooks
+
+    for line in uninstall_hooks(_root()):
+        typer.echo(line)
+
+
+@hooks_app.command("status")
+def hooks_status_cmd():
+    """Show where the hooks are and whether they are installed."""
+    from learnagent.core.githooks import hooks_status
+
+    for s in hooks_status(_root()):
+        state = "installed" if s["installed"] else ("another hook (not ours)" if s["other_hook"] else "not installed")
+        chained = " (chained to the previous hook)" if s["chained"] else ""
+        typer.echo(f"{s['hook']:<13} {state}{chained}  {s['path']}")
+
+
+# ---------------------------------------------------------------- explicit verdicts
+
+def _verdict(episode: str, outcome: str, reason: str | None) -> None:
+    from learnagent.store.episodes import Store
+    from learnagent.store.outcomes import explicit_verdict
+
+    with Store() as store:
+        eid = store.resolve_id(episode)
+        explicit_verdict(store, eid, outcome, reason)
+    typer.echo(f"episode {eid}: {outcome}")
+
+
+def accept(episode: str = typer.Argument(..., help="Episode id (a unique prefix is enough).")):
+    """Mark an episode accepted (its edit was good), whatever the commits say."""
+    _verdict(episode, "accepted", None)
+
+
+def reject(episode: str = typer.Argument(..., help="Episode id (a unique prefix is enough)."),
+           reason: Optional[str] = typer.Option(None, "--reason", "-r", help="Why, for the record.")):
+    """Mark an episode rejected."""
+    _verdict(episode, "rejected", reason)
+
+
+# ---------------------------------------------------------------- status
+
+def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")):
+    """Acceptance, test-pass and survival rates by week and by model/adapter."""
+    from learnagent.core import home
+    from learnagent.store.episodes import Store
+    from learnagent.store.outcome_stats import collect, summarize
+    from learnagent.store.outcomes import expire_stale, load_settings
+    from learnagent.store.survival import update_survival
+
+    root = _root()
+    settings = load_settings(root)
+    with Store() as store:
+        repo_id = store.ensure_repo(root)
+        expire_stale(store, root, settings, repo_id=repo_id)
+        update_survival(store, root, repo_id, settings.survival_commits)
+        summary = summarize(collect(store, repo_id))
+    summary = {"repo": str(root), "repo_id": home.repo_key(root), "survival_commits": settings.survival_commits} | summary
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    _print_status(summary)
+
+
+def _pct(v) -> str:
+    return "—" if v is None else f"{v:.0%}"
+
+
+def _print_status(s: dict) -> None:
+    from rich.table import Table
+
+    from learnagent.store.outcome_stats import sparkline
+
+    con = _console()
+    t = s["totals"]
+    outcomes = ", ".join(f"{k} {v}" for k, v in t["outcomes"].items()) or "no episodes yet"
+    con.print(f"[bold]{Path(s['repo']).name}[/]: {t['episodes']} episodes ({outcomes})", highlight=False)
+    weeks = s["weeks"][-12:]
+    table = Table(title="by week", title_justify="left")
+    for col in ("week", "episodes", "decided", "accepted", "tests pass", f"survival@{s['survival_commits']}"):
+        table.add_column(col, justify="right" if col != "week" else "left")
+    for w in weeks:
+        table.add_row(w["week"], str(w["episodes"]), str(w["decided"]), _pct(w["acceptance"]), _pct(w["test_pass"]),
+                      _pct(w["survival"]))
+    table.add_row("trend", "", "", sparkline([w["acceptance"] for w in weeks]),
+                  sparkline([w["test_pass"] for w in weeks]), sparkline([w["survival"] for w in weeks]),
+                  style="bold")
+    table.add_row("all", str(t["episodes"]), str(t["decided"]), _pct(t["acceptance"]), _pct(t["test_pass"]),
+                  _pct(t["survival"]), style="bold")
+    con.print(table)
+    models = Table(title="by model / adapter", title_justify="left")
+    for col in ("model", "adapter", "episodes", "accepted", "tests pass", "survival"):
+        models.add_column(col, justify="left" if col in ("model", "adapter") else "right")
+    for m in s["by_model"]:
+        models.add_row(m["model"], m["adapter"], str(m["episodes"]), _pct(m["acceptance"]), _pct(m["test_pass"]),
+                       _pct(m["survival"]))
+    con.print(models)
+
+
+# ---------------------------------------------------------------- history, review
+
+@history_app.command("import")
+def history_import(since: Optional[str] = typer.Option(None, "--since", help="Only commits after this date "
+                                                       "(anything `git log --since` accepts, e.g. 2024-01-01)."),
+                   max_commits: int = typer.Option(200, "--max", min=1, help="Import at most this many commits."),
+                   max_diff_lines: int = typer.Option(1500, "--max-diff-lines", min=1,
+                                                      help="Skip commits changing more lines than this.")):
+    """Turn past commits into (accepted) episodes; re-running skips those already imported."""
+    from learnagent.store.episodes import Store
+    from learnagent.store.history import import_history
+
+    with Store() as store:
+        report = import_history(store, _root(), since=since, max_commits=max_commits, max_diff_lines=max_diff_lines)
+    skipped = ", ".join(f"{n} {why}" for why, n in sorted(report.skipped.items()))
+    typer.echo(f"imported {len(report.imported)} commits as episodes" + (f" (skipped: {skipped})" if skipped else ""))
+
+
+def review(files: Optional[list[str]] = typer.Argument(None, help="Only these staged files."),
+           strict: bool = typer.Option(False, "--strict", help="Exit 1 (block the commit) when a line is flagged."),
+           margin: float = typer.Option(1.0, "--margin", help="Nats/token by which the adapter's surprise must "
+                                                              "exceed the base model's to flag a line.")):
+    """Check the staged changes against the repository's learned conventions (needs a repo adapter)."""
+    from learnagent.learning.convention_review import review as run_review
+    from learnagent.store.gitutil import toplevel
+
+    raise typer.Exit(run_review(toplevel(Path.cwd()), files or None, strict=strict, margin=margin, say=typer.echo))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("hook", hidden=True)(hook)
+    app.add_typer(hooks_app, name="hooks")
+    app.command("accept")(accept)
+    app.command("reject")(reject)
+    app.command("status")(status)
+    app.add_typer(history_app, name="history")
+    app.command("review")(review)
+
+
+def main() -> None:
+    """`python -m learnagent.cli.outcome_cmds`: these commands alone (used where the full app is not needed)."""
+    app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+    register(app)
+    try:
+        rv = app(standalone_mode=False)
+    except LearnagentError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    sys.exit(rv if isinstance(rv, int) else 0)
+
+
+if __name__ == "__main__":
+    main()
