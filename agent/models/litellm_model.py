@@ -24,20 +24,17 @@ def _litellm():
 
 
 class LiteLLMModel:
-    def __init__(self, model: str, temperature: float = 0.0, api_base: str | None = None, timeout: float = 600,
-                 completion_fn: Callable | None = None):
+    def __init__(self, model: str, temperature: float = 0.0, api_base: str | None = None, timeout: float = 600):
         self.name = f"litellm:{model}"
         self.model = model
         self.adapter_version = None
         self.temperature = temperature
         self.api_base = api_base or os.environ.get("LEARNAGENT_API_BASE")
         self.timeout = timeout
-        self._completion = completion_fn  # injectable for tests; defaults to litellm.completion
 
     def complete(self, messages: list[Message], *, max_tokens: int,
                  on_text: Callable[[str], None] | None = None) -> Completion:
-        lib = None if self._completion else _litellm()
-        completion = self._completion or lib.completion
+        completion = _litellm().completion
         kwargs = dict(model=self.model, messages=messages, max_tokens=max_tokens, temperature=self.temperature,
                       timeout=self.timeout, stream=on_text is not None)
         if on_text is not None:
@@ -69,8 +66,6 @@ class LiteLLMModel:
                           duration_s=time.perf_counter() - start, cost_usd=self._cost(prompt_tokens, completion_tokens))
 
     def _cost(self, prompt_tokens: int, completion_tokens: int) -> float:
-        if self._completion:
-            return 0.0
         try:
             p, c = _litellm().cost_per_token(model=self.model, prompt_tokens=prompt_tokens,
                                              completion_tokens=completion_tokens)
