@@ -26,9 +26,41 @@ def migrations() -> list[tuple[int, str, str]]:
     return sorted(found)
 
 
+def damaged(path: Path, why: str) -> StoreError:
+    """The one-line error for a store that cannot be used, with the way out."""
+    return StoreError(f"the episode store {path} is damaged ({why}); move it aside "
+                      f"(mv {path} {path}.broken) and learnagent starts a new, empty one")
+
+
+def check_header(path: Path) -> None:
+    """Catch a truncated or foreign file before SQLite does (it may only fail on a later query).
+
+    The header's page size x page count is the file's size as of the last checkpoint; in WAL
+    mode the file only grows between checkpoints, so a shorter file has lost its tail.
+    """
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return
+    if size == 0:
+        return  # a new database SQLite has not written yet
+    with open(path, "rb") as fh:
+        header = fh.read(100)
+    if len(header) < 100 or not header.startswith(b"SQLite format 3\0"):
+        raise damaged(path, "not an SQLite database" if len(header) >= 16 else f"truncated to {size} bytes")
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(header[28:32], "big")
+    valid_for = int.from_bytes(header[92:96], "big")
+    change_counter = int.from_bytes(header[24:28], "big")
+    if valid_for == change_counter and pages and size < pages * page_size:
+        raise damaged(path, f"truncated: {size} bytes of {pages * page_size}")
+
+
 def connect(path: Path) -> sqlite3.Connection:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    check_header(path)
     try:
         conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
         conn.row_factory = sqlite3.Row
@@ -37,10 +69,16 @@ def connect(path: Path) -> sqlite3.Connection:
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
         migrate(conn)
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc) or "busy" in str(exc):
+            raise StoreError(f"the episode store {path} stayed locked for {BUSY_TIMEOUT_MS // 1000} s ({exc}); "
+                             "another learnagent may be stuck: check `ps`, then retry") from None
+        if "unable to open" in str(exc) or "readonly" in str(exc):
+            raise StoreError(f"cannot write the episode store {path} ({exc}); check that {path.parent} is "
+                             "writable, or point LEARNAGENT_HOME elsewhere") from None
+        raise damaged(path, str(exc)) from None
     except sqlite3.DatabaseError as exc:
-        raise StoreError(
-            f"the episode store {path} is unreadable ({exc}); move it aside (it is a backup) and a new one is made"
-        ) from None
+        raise damaged(path, str(exc)) from None
     return conn
 
 

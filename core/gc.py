@@ -1,0 +1,154 @@
+"""`learnagent gc`: remove the worktrees and branches of episodes that are over.
+
+An episode's git traces are its worktree (under `home.worktrees_dir(repo)`) and its branch
+`learnagent/<id>`. They go when the episode is dead:
+- status 'running' but its process is gone (a crash, SIGKILL, a reboot): marked 'interrupted';
+- status 'interrupted';
+- finished with a decided outcome (accepted, edited, rejected, reverted);
+- not in the store at all (forgotten, or recorded while `logs off`): the worktree goes, the
+  branch only when the episode was forgotten (an unrecorded run's branch may be the user's work).
+Never touched: a live run (its pid answers on this host), an outcome still 'pending' (the
+user may still accept it), and an outcome 'kept' (the user said to keep it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from learnagent.core import home
+
+BRANCH_PREFIX = "learnagent/"
+DECIDED = ("accepted", "edited", "rejected", "reverted")
+# A worktree with no episode row may belong to a `do` that is between creating its worktree
+# and writing its first row; leave young ones alone.
+UNKNOWN_GRACE_S = 600
+
+
+@dataclass
+class GcItem:
+    episode_id: str
+    what: str  # worktree | branch | episode
+    target: str  # a path, a branch name, or the new status
+    reason: str
+    done: bool = False
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, owned by someone else
+    except (OverflowError, ValueError):
+        return False
+    return True
+
+
+def run_is_live(ep: dict, host: str | None = None) -> bool:
+    """True unless the episode's recorded process is known to be gone.
+
+    A run recorded on another host (a shared home directory) cannot be checked: assume live.
+    """
+    meta = ep.get("meta") or {}
+    if isinstance(meta, str):
+        meta = json.loads(meta or "{}")
+    pid, run_host = meta.get("pid"), meta.get("host")
+    if not isinstance(pid, int):
+        return False  # a running episode that never recorded its pid is from an old crash
+    if run_host and run_host != (host or socket.gethostname()):
+        return True
+    return pid_alive(pid)
+
+
+def _git(root: Path, *args: str) -> str:
+    from learnagent.agent.worktree import git
+
+    return git(root, *args, check=False)
+
+
+def _has_own_commits(root: Path, branch: str) -> bool:
+    """Whether `branch` holds commits no other (non-learnagent) branch has: an unrecorded run's work."""
+    out = _git(root, "rev-list", "--count", branch, "--not", f"--exclude={BRANCH_PREFIX}*", "--branches")
+    return out.strip() != "0"
+
+
+def plan(store, repo_root: Path, *, now: float | None = None) -> list[GcItem]:
+    """What `gc` would remove in `repo_root`, and why."""
+    root = Path(repo_root).resolve()
+    now = time.time() if now is None else now
+    repo_id = home.repo_key(root)
+    wt_dir = home.worktrees_dir(root)
+    worktrees = {p.name: p for p in wt_dir.iterdir() if p.is_dir()} if wt_dir.is_dir() else {}
+    branches = {line.strip()[len(BRANCH_PREFIX):]: line.strip() for line in
+                _git(root, "for-each-ref", "--format=%(refname:short)", "refs/heads/" + BRANCH_PREFIX).splitlines()
+                if line.strip()}
+    running = {r["id"] for r in store.conn.execute(
+        "SELECT id FROM episodes WHERE repo_id = ? AND status = 'running'", (repo_id,))}
+    items: list[GcItem] = []
+    for eid in sorted(set(worktrees) | set(branches) | running):
+        row = store.conn.execute("SELECT * FROM episodes WHERE id = ?", (eid,)).fetchone()
+        ep = dict(row) if row else None
+        wt, br = worktrees.get(eid), branches.get(eid)
+        if ep is None:
+            from learnagent.store.privacy import is_forgotten
+
+            forgotten = is_forgotten(store, repo_id, eid)
+            if not forgotten and wt is not None and now - wt.stat().st_mtime <= UNKNOWN_GRACE_S:
+                continue
+            if wt is not None:
+                items.append(GcItem(eid, "worktree", str(wt), "forgotten" if forgotten else "not in the store"))
+            if br is not None and (forgotten or not _has_own_commits(root, br)):
+                items.append(GcItem(eid, "branch", br, "forgotten" if forgotten else "not in the store, no commits"))
+            continue
+        if ep["outcome"] == "kept":
+            continue
+        if ep["status"] == "running":
+            if run_is_live(ep):
+                continue
+            items.append(GcItem(eid, "episode", "interrupted", "its process is gone"))
+            reason = "run died"
+        elif ep["status"] == "interrupted":
+            reason = "run was interrupted"
+        elif ep["outcome"] in DECIDED:
+            reason = f"outcome {ep['outcome']}"
+        else:
+            continue  # pending: the user may still accept it
+        if wt is not None:
+            items.append(GcItem(eid, "worktree", str(wt), reason))
+        if br is not None:
+            items.append(GcItem(eid, "branch", br, reason))
+    return items
+
+
+def collect(store, repo_root: Path, *, dry_run: bool = False, now: float | None = None) -> list[GcItem]:
+    """Carry out `plan` (unless dry_run); returns the items with `done` set."""
+    root = Path(repo_root).resolve()
+    items = plan(store, root, now=now)
+    if dry_run:
+        return items
+    for item in items:
+        if item.what == "episode":
+            store.conn.execute(
+                "UPDATE episodes SET status = 'interrupted', ended_at = COALESCE(ended_at, ?),"
+                " error = COALESCE(error, 'the learnagent process ended without finishing (found by gc)')"
+                " WHERE id = ? AND status = 'running'", (time.time(), item.episode_id))
+            item.done = True
+        elif item.what == "worktree":
+            # twice --force: also a worktree left locked by a `git worktree add` that was killed
+            _git(root, "worktree", "remove", "--force", "--force", item.target)
+            if Path(item.target).exists():  # not a registered worktree any more: a plain folder
+                shutil.rmtree(item.target, ignore_errors=True)
+            item.done = not Path(item.target).exists()
+        elif item.what == "branch":
+            _git(root, "worktree", "prune")  # a branch checked out in a stale worktree cannot be deleted
+            _git(root, "branch", "-D", item.target)
+            item.done = not _git(root, "branch", "--list", item.target).strip()
+    _git(root, "worktree", "prune")
+    return items

@@ -1,0 +1,86 @@
+"""Damaged files give one-line errors that say what to do: the episode store, adapter weights."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from cli_helpers import run_cli
+from learnagent.core import home
+from learnagent.core.errors import StoreError
+from learnagent.store.episodes import Store
+from learnagent.store.privacy import AdapterCorrupt, verify_adapter
+
+
+def _filled_store() -> None:
+    with Store() as store:
+        rid = store.ensure_repo(home.data_home())
+        for i in range(40):
+            eid = store.create_episode(rid, f"task {i} " + "x" * 2000)
+            store.add_message(eid, 0, "user", "y" * 4000)
+        store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.9, 4096, 50, 10])
+def test_truncated_store_gives_a_one_line_error_with_the_way_out(keep):
+    _filled_store()
+    db = home.db_path()
+    data = db.read_bytes()
+    cut = int(len(data) * keep) if isinstance(keep, float) else keep
+    db.write_bytes(data[:cut])
+    with pytest.raises(StoreError) as err:
+        Store()
+    msg = str(err.value)
+    assert "\n" not in msg and "damaged" in msg and f"mv {db} {db}.broken" in msg
+
+
+def test_foreign_file_in_place_of_the_store():
+    home.db_path().parent.mkdir(parents=True, exist_ok=True)
+    home.db_path().write_bytes(b"this is not a database at all\n" * 100)
+    with pytest.raises(StoreError, match="not an SQLite database"):
+        Store()
+
+
+def test_moving_the_damaged_store_aside_recovers(git_repo):
+    _filled_store()
+    db = home.db_path()
+    db.write_bytes(db.read_bytes()[:5000])
+    out = run_cli("log", cwd=git_repo)
+    assert out.returncode == 1
+    lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "damaged" in lines[0] and "Traceback" not in out.stderr
+    shutil.move(db, str(db) + ".broken")
+    out = run_cli("log", cwd=git_repo)
+    assert out.returncode == 0, out.stderr
+    assert "No episodes" in out.stdout
+
+
+def test_empty_file_is_a_new_store():
+    home.db_path().parent.mkdir(parents=True, exist_ok=True)
+    home.db_path().write_bytes(b"")
+    with Store() as store:
+        assert store.conn.execute("SELECT COUNT(*) FROM episodes").fetchone()[0] == 0
+
+
+def test_truncated_peft_adapter_is_caught_before_the_loader(tiny_model_dir, tmp_path):
+    """A real LoRA adapter of the tiny model: whole it verifies and loads; cut short it gives AdapterCorrupt."""
+    import torch
+    from peft import LoraConfig, PeftModel, get_peft_model
+    from safetensors import SafetensorError
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    peft = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
+    folder = tmp_path / "v0001"
+    peft.save_pretrained(folder)
+    verify_adapter(folder)
+    weights = folder / "adapter_model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) * 2 // 3])
+    with pytest.raises(AdapterCorrupt, match="truncated") as err:
+        verify_adapter(folder)
+    assert "learnagent sleep" in str(err.value)
+    # what the loader would have said instead: an exception from deep inside safetensors
+    with pytest.raises((SafetensorError, OSError, RuntimeError, ValueError)):
+        PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), str(folder))
