@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import signal
+import sqlite3
 import sys
 
 import typer
@@ -52,6 +53,13 @@ def _register_all() -> None:
 _register_all()
 
 
+def _fail(message: str, code: int) -> None:
+    from rich.console import Console
+
+    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    sys.exit(code)
+
+
 def _terminate(signum, frame):
     # `kill` (SIGTERM) ends a run like Ctrl-C: the episode is marked interrupted and its worktree removed
     raise KeyboardInterrupt
@@ -62,10 +70,12 @@ def main() -> None:
     try:
         rv = app(standalone_mode=False)  # returns the code of a typer.Exit instead of exiting
     except LearnagentError as exc:
-        from rich.console import Console
+        _fail(str(exc), exc.exit_code)
+    except sqlite3.DatabaseError as exc:  # damaged after it was opened (a check at open catches the rest)
+        from learnagent.core.home import db_path
+        from learnagent.store.db import damaged
 
-        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(exc.exit_code)
+        _fail(str(damaged(db_path(), str(exc))), 1)
     except (typer.Abort, KeyboardInterrupt):
         print("aborted", file=sys.stderr)
         sys.exit(130)

@@ -116,6 +116,9 @@ def load_with_adapter(model_target: str, adapter_path: Path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_target)
+    from learnagent.store.privacy import verify_adapter
+
+    verify_adapter(Path(adapter_path))
     base = AutoModelForCausalLM.from_pretrained(model_target, dtype=torch.float32)
     model = PeftModel.from_pretrained(base, str(adapter_path))
     model.eval()

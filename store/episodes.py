@@ -59,7 +59,7 @@ class Store:
             "INSERT INTO episodes(id, repo_id, source, task, base_commit, branch, worktree, model, adapter_version,"
             " started_at, meta) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             (eid, repo_id, source, self.scrub(task), base_commit, branch, worktree, model, adapter_version,
-             started_at or time.time(), json.dumps(meta or {})),
+             started_at or time.time(), self.scrub(json.dumps(meta or {}))),
         )
         return eid
 
@@ -129,7 +129,7 @@ class Store:
             row = self.conn.execute("SELECT meta FROM episodes WHERE id = ?", (episode_id,)).fetchone()
             meta = json.loads(row["meta"]) if row else {}
             meta.update(values)
-            self.conn.execute("UPDATE episodes SET meta = ? WHERE id = ?", (json.dumps(meta), episode_id))
+            self.conn.execute("UPDATE episodes SET meta = ? WHERE id = ?", (self.scrub(json.dumps(meta)), episode_id))
 
     # ---- reading --------------------------------------------------------------------
     def resolve_id(self, prefix: str) -> str:

@@ -17,7 +17,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from learnagent.core.ignore import IgnoreRules
 from learnagent.store import gitutil
+from learnagent.store.privacy import is_forgotten_commit
 
 MAX_DIFF_LINES = 1500  # changed lines (after filtering) above which a commit is skipped
 MAX_BEFORE_FILE = 64_000  # characters of one file's previous content kept in meta["before"]
@@ -81,11 +83,15 @@ def import_history(store, root: Path, *, since: str | None = None, max_commits: 
     report = ImportReport()
     args = ["rev-list", "--no-merges"] + ([f"--since={since}"] if since else []) + ["HEAD"]
     done = {r["sha"] for r in store.conn.execute("SELECT sha FROM imported_commits WHERE repo_id = ?", (repo_id,))}
+    ignore = IgnoreRules.for_repo(root)  # .learnagentignore: never read secrets files into episodes
     for sha in gitutil.git(root, *args).split():
         if len(report.imported) >= max_commits:
             break
         if sha in done:
             report.skip("already imported")
+            continue
+        if is_forgotten_commit(store, repo_id, sha):
+            report.skip("forgotten")
             continue
         info = gitutil.commit_info(root, sha)
         if not info["parents"]:
@@ -94,7 +100,8 @@ def import_history(store, root: Path, *, since: str | None = None, max_commits: 
         parent = info["parents"][0]
         files = _changed_files(root, parent, sha)
         marked = _marked_generated(root, [p for p, _ in files])
-        keep = [(p, n) for p, n in files if n is not None and not skipped_path(p) and p not in marked]
+        keep = [(p, n) for p, n in files
+                if n is not None and not skipped_path(p) and p not in marked and not ignore.is_ignored(p)]
         if not keep:
             report.skip("no source files")
             continue

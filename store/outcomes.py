@@ -70,7 +70,7 @@ def add_event(store, episode_id: str, kind: str, *, commit: str | None = None, o
     cur = store.conn.execute(
         "INSERT OR IGNORE INTO outcome_events(episode_id, kind, commit_sha, outcome, matched, total, detail,"
         " created_at) VALUES (?,?,?,?,?,?,?,?)",
-        (episode_id, kind, commit, outcome, matched, total, json.dumps(detail or {}), time.time()))
+        (episode_id, kind, commit, outcome, matched, total, store.scrub(json.dumps(detail or {})), time.time()))
     return cur.rowcount > 0
 
 

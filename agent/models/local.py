@@ -92,8 +92,11 @@ def _load_cached(path: str, adapter_path: str | None, device: str, dtype):
 def _attach_adapter(model, adapter_path: str, device: str):
     from peft import PeftModel
 
+    from learnagent.store.privacy import verify_adapter
+
     if not (Path(adapter_path) / "adapter_config.json").is_file():
         raise ModelNotFound(f"no LoRA adapter at '{adapter_path}' (adapter_config.json missing)")
+    verify_adapter(Path(adapter_path))  # a truncated file gets a one-line error, not a safetensors traceback
     peft_model = PeftModel.from_pretrained(model, adapter_path, is_trainable=False)
     peft_model.to(device)
     peft_model.eval()
