@@ -27,6 +27,7 @@ from learnagent.agent.repomap_tags import (
     Definition,
     FileTags,
     TagCache,
+    blob_ids,
     list_source_files,
     parse_files,
 )
@@ -78,10 +79,17 @@ class _Index:
 
 class RepoMap:
     def __init__(self, root: Path, cache_dir: Path | None = None,
-                 count_tokens: Callable[[str], int] | None = None):
+                 count_tokens: Callable[[str], int] | None = None, shared_with: Path | None = None):
+        """`shared_with`: key the cache by file content (git blob ids) and share it with that
+        repository and all its worktrees. Each `do` runs in a fresh worktree whose files all have
+        new mtimes, so an mtime cache would re-parse the whole repository every episode."""
         self.root = Path(root).resolve()
         cache_dir = Path(cache_dir) if cache_dir is not None else home.cache_home() / "repomap"
-        self.cache_file = cache_dir / f"{home.repo_key(self.root)}.sqlite"
+        self.content_keys = shared_with is not None
+        if self.content_keys:
+            self.cache_file = cache_dir / f"{home.repo_key(Path(shared_with))}.blobs.sqlite"
+        else:
+            self.cache_file = cache_dir / f"{home.repo_key(self.root)}.sqlite"
         self.count_tokens = count_tokens or default_count_tokens
         self.stats = BuildStats()
         # In-memory mirror of the cache: path -> (mtime_ns, size, tags or None if skipped).
@@ -98,7 +106,8 @@ class RepoMap:
         if self._tags is None:
             self._tags = self._load_cache()
         stats = BuildStats(files=len(files))
-        todo: list[tuple[str, int, int]] = []
+        stamps = blob_ids(self.root, files) if self.content_keys else None
+        todo: list[tuple[str, int | str, int]] = []
         current = set()
         for rel in files:
             try:
@@ -107,12 +116,13 @@ class RepoMap:
                 stats.skipped += 1
                 continue
             current.add(rel)
+            stamp = st.st_mtime_ns if stamps is None else stamps.get(rel, "")
             known = self._tags.get(rel)
-            if known and known[0] == st.st_mtime_ns and known[1] == st.st_size:
+            if known and known[0] == stamp and known[1] == st.st_size:
                 stats.cache_hits += 1
                 stats.skipped += known[2] is None
             else:
-                todo.append((rel, st.st_mtime_ns, st.st_size))
+                todo.append((rel, stamp, st.st_size))
         fresh: list[tuple[str, int, int, str]] = []
         for (rel, mtime, size), tags in zip(todo, parse_files(self.root, [t[0] for t in todo])):
             stats.parsed += 1

@@ -191,6 +191,25 @@ def _git_paths(root: Path, *args: str) -> list[str]:
     return [p for p in out.decode("utf-8", "replace").split("\0") if p]
 
 
+def blob_ids(root: Path, files: list[str]) -> dict[str, str]:
+    """Git blob id of each file's current content: from the index for files git says are
+    unmodified, hashed (`git hash-object`) for modified and new ones."""
+    staged = {}
+    out = subprocess.run(["git", "ls-files", "-s", "-z"], cwd=root, capture_output=True, check=True).stdout
+    for record in out.decode("utf-8", "replace").split("\0"):
+        if "\t" in record:
+            info, path = record.split("\t", 1)
+            staged[path] = info.split()[1]
+    dirty = set(_git_paths(root, "--modified")) | set(_git_paths(root, "--others", "--exclude-standard"))
+    need = [f for f in files if f in dirty or f not in staged]
+    ids = {f: staged[f] for f in files if f not in dirty and f in staged}
+    if need:
+        hashed = subprocess.run(["git", "hash-object", "--stdin-paths"], cwd=root, capture_output=True, check=True,
+                                input="\n".join(need).encode()).stdout.decode().split()
+        ids.update(zip(need, hashed))
+    return ids
+
+
 def list_source_files(root: Path) -> list[str]:
     """Tracked files with a known language, plus new files not yet added (the agent creates
     some), minus vendored dirs and minified files. Untracked files inside hidden folders or
@@ -290,7 +309,8 @@ def _worker_main() -> None:
 
 
 class TagCache:
-    """SQLite table path -> (mtime_ns, size, tags). One database per repository."""
+    """SQLite table path -> (stamp, size, tags): stamp is the mtime_ns, or the blob id for a
+    content-keyed cache shared by a repository's worktrees. One database per repository."""
 
     def __init__(self, db_file: Path):
         db_file.parent.mkdir(parents=True, exist_ok=True)

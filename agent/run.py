@@ -139,7 +139,7 @@ def build_repo_map(repo_root: Path, worktree: Path, task: str, max_tokens: int, 
         return ""
     from learnagent.agent.repomap import RepoMap, list_source_files, mentions_from_text
 
-    rmap = RepoMap(worktree, count_tokens=count_tokens)
+    rmap = RepoMap(worktree, count_tokens=count_tokens, shared_with=repo_root)
     files, idents = mentions_from_text(task, list_source_files(worktree))
     return rmap.render(max_tokens=max_tokens, mentioned_files=files, mentioned_idents=idents)
 

@@ -274,6 +274,31 @@ def test_parallel_parse_matches_serial(tmp_path, monkeypatch):
     assert parallel == serial and serial[-1] is None and all(serial[:-1])
 
 
+def test_worktrees_share_a_content_keyed_cache(tmp_path):
+    """Each `do` runs in a fresh worktree (new mtimes everywhere): the cache must still hit."""
+    repo = ranking_repo(tmp_path)
+    env = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t",
+               GIT_COMMITTER_EMAIL="t@t")
+    subprocess.run(["git", "commit", "-qm", "init"], cwd=repo, check=True, env=env)
+    cache = tmp_path / "cache"
+    main = RepoMap(repo, cache_dir=cache, shared_with=repo)
+    expected = main.render(500)
+    assert main.stats.parsed == 9
+    for name in ("wt1", "wt2"):
+        wt = tmp_path / name
+        subprocess.run(["git", "worktree", "add", "-q", "-b", name, str(wt)], cwd=repo, check=True)
+        rmap = RepoMap(wt, cache_dir=cache, shared_with=repo)
+        assert rmap.render(500) == expected
+        assert (rmap.stats.parsed, rmap.stats.cache_hits) == (0, 9)
+    # an edit in a worktree (same size, same mtime second) is caught by its content, not its stamp
+    money = tmp_path / "wt2" / "money.py"
+    money.write_text(money.read_text().replace("round_cents", "round_pence"))
+    rmap = RepoMap(tmp_path / "wt2", cache_dir=cache, shared_with=repo)
+    rmap.tags()
+    assert (rmap.stats.parsed, rmap.stats.cache_hits) == (1, 8)
+    assert "round_pence" in {d.name for d in rmap.tags()["money.py"].definitions}
+
+
 def test_changed_queries_invalidate_the_cache(tmp_path, monkeypatch):
     from learnagent.agent import repomap_tags
 
