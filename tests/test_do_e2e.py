@@ -184,9 +184,15 @@ def test_step_budget_ends_run_with_nonzero_exit(git_repo, tmp_path):
     ("ok", ["do", "x", "--model", "nonsense-model"], "unknown model"),
     ("ok", ["do", "x", "--model", "scripted:/nope.json"], "not found"),
     ("notests", ["do", "x", "--model", "scripted:demo"], "no test command found"),
+    ("ok", ["do", "x", "--model", "local:/nonexistent/folder"], "no model folder"),
+    ("nomodel", ["do", "x"], "default model is not installed"),
+    ("ok", ["show", "zzzz"], "no episode"),
+    ("ok", ["do", "x", "--yes", "--no-apply"], "contradict"),
 ])
-def test_bad_input_one_line_error(tmp_path, git_repo, setup, args, message):
+def test_bad_input_one_line_error(tmp_path, git_repo, setup, args, message, monkeypatch):
     cwd = git_repo
+    if setup == "nomodel":
+        monkeypatch.setenv("LEARNAGENT_CACHE", str(tmp_path / "empty-cache"))
     if setup == "nogit":
         cwd = tmp_path / "plain"
         cwd.mkdir()
