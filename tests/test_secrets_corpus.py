@@ -138,8 +138,6 @@ def test_training_pairs_and_adapter_metadata_hold_no_secrets(secret_repo, tiny_m
     assert _leaks(meta + _dump_store()) == []
 
 
-@pytest.mark.xfail(reason="learning/pairs.py conventions_text() reads AGENTS.md & co. from disk without "
-                          "redact_text(); fix there: _clip(redact_text(path.read_text(...)), each)", strict=False)
 def test_conventions_files_in_the_training_context_are_redacted(secret_repo):
     from learnagent.learning.pairs import conventions_text
 

@@ -1,0 +1,273 @@
+"""Rollouts and scoring shared by training (opsd.py) and evaluation (gate/evaluate).
+
+One PeftModel holds every adapter (the trainable "student", the frozen previous one as
+"teacher", ...). `adapter_context` switches between them, and to the bare base with
+`disable_adapter()`, so the base weights are loaded once.
+
+Conventions:
+- `encode` gives the chat-templated prompt ids [1, T]; with `context`, the experience
+  goes first as its own system message, so teacher prompts share a long prefix.
+- `sample` returns completion ids only, cut after the first end-of-turn token, which is
+  KEPT (the student must also learn when to stop). Padding is never returned.
+- `completion_logprobs` gives log-probs [L, V] where row t predicts completion token t.
+- A teacher prompt is encoded once per episode into a `PrefixCache` (its KV cache plus
+  the last position's logits) and reused for all G samples of that episode.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import torch
+
+from learnagent.learning.losses import full_reverse_kl, topk_reverse_kl
+
+EXPERIENCE_HEADER = "Experience from this repository:\n"
+
+GENERAL_PROMPTS: list[list[dict]] = [
+    [{"role": "user", "content": text}] for text in (
+        "Write a Python function that returns the n-th Fibonacci number.",
+        "Explain what a race condition is in two sentences.",
+        "Write a bash one-liner that counts the lines of all .py files in a folder.",
+        "How do I reverse a list in Python?",
+        "Write a SQL query that returns the ten most recent rows of a table named events.",
+        "What does `git rebase -i` do?",
+        "Write a JavaScript function that debounces another function.",
+        "Fix the bug: `def mean(xs): return sum(xs) / len(xs)` fails on an empty list.",
+        "Write a unit test with pytest for a function add(a, b).",
+        "What is the difference between a process and a thread?",
+        "Write a Rust function that checks whether a string is a palindrome.",
+        "Summarise what a REST API is for a new programmer.",
+    )
+]
+
+
+# ---------------------------------------------------------------- adapters
+
+@contextlib.contextmanager
+def adapter_context(model, name: str | None):
+    """Run the block with adapter `name` active, or the bare base model when `name` is None.
+
+    PEFT's `set_adapter` also flips `requires_grad` (active adapter trainable, others
+    frozen); the flags are restored on exit so switching to the teacher never unfreezes it
+    nor freezes the student.
+    """
+    is_peft = hasattr(model, "peft_config")
+    if not is_peft:
+        if name is not None:
+            raise ValueError(f"adapter '{name}' requested but the model holds no adapters")
+        yield model
+        return
+    if name is None:
+        with model.disable_adapter():
+            yield model
+        return
+    if name not in model.peft_config:
+        raise ValueError(f"no adapter named '{name}' (loaded: {', '.join(model.peft_config)})")
+    previous = model.active_adapter
+    grads = {n: p.requires_grad for n, p in model.named_parameters() if "lora_" in n}
+    model.set_adapter(name)
+    try:
+        yield model
+    finally:
+        model.set_adapter(previous)
+        for n, p in model.named_parameters():
+            if n in grads:
+                p.requires_grad_(grads[n])
+
+
+def _device(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+# ---------------------------------------------------------------- encoding and sampling
+
+def context_message(context: str) -> dict:
+    return {"role": "system", "content": EXPERIENCE_HEADER + context}
+
+
+def encode(tokenizer, prompt_messages: Sequence[dict], context: str | None = None) -> torch.LongTensor:
+    """Chat-template `prompt_messages` (with the generation prompt) into ids [1, T].
+
+    With `context`, the teacher's view: the experience as a system message BEFORE x.
+    """
+    messages = list(prompt_messages)
+    if context:
+        messages = [context_message(context)] + messages
+    out = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True,
+                                        return_tensors="pt")
+    return out["input_ids"].long()
+
+
+def _eos_ids(model, tokenizer) -> set[int]:
+    ids = model.generation_config.eos_token_id if getattr(model, "generation_config", None) else None
+    if ids is None:
+        ids = tokenizer.eos_token_id
+    return set(ids if isinstance(ids, (list, tuple)) else [ids])
+
+
+@contextlib.contextmanager
+def _seeded(seed: int | None, device: torch.device):
+    """Seed torch's RNG inside the block only, leaving the caller's stream untouched."""
+    if seed is None:
+        yield
+        return
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+@torch.no_grad()
+def sample(model, tokenizer, prompt_ids: torch.LongTensor, n: int, max_new_tokens: int,
+           temperature: float = 1.0, seed: int | None = None) -> list[torch.LongTensor]:
+    """Draw `n` completions of `prompt_ids` [1, T]; each is cut after its first end-of-turn token.
+
+    Sampling is from the plain softmax(logits / temperature) (no top-k/top-p), so the
+    samples are on-policy for the model being scored. temperature <= 0 means greedy.
+    """
+    device = _device(model)
+    prompt_ids = prompt_ids.to(device)
+    eos = _eos_ids(model, tokenizer)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else next(iter(eos))
+    greedy = temperature is None or temperature <= 0
+    kwargs = dict(max_new_tokens=max_new_tokens, num_return_sequences=n, pad_token_id=pad,
+                  eos_token_id=sorted(eos), attention_mask=torch.ones_like(prompt_ids))
+    if greedy:
+        kwargs.update(do_sample=False)
+    else:
+        kwargs.update(do_sample=True, temperature=float(temperature), top_k=0, top_p=1.0)
+    with _seeded(seed, device):
+        out = model.generate(input_ids=prompt_ids, **kwargs)
+    completions = []
+    for row in out[:, prompt_ids.shape[1]:]:
+        ends = [i for i, tok in enumerate(row.tolist()) if tok in eos]
+        completions.append(row[: ends[0] + 1] if ends else row)
+    return completions
+
+
+# ---------------------------------------------------------------- scoring
+
+@dataclass
+class PrefixCache:
+    """A prompt's KV cache and the logits at its last position (they predict completion token 0)."""
+
+    cache: object
+    last_logits: torch.Tensor  # [1, V]
+    length: int
+
+
+def _encode_prefix(model, prompt_ids: torch.LongTensor) -> PrefixCache:
+    prompt_ids = prompt_ids.to(_device(model))
+    out = model(input_ids=prompt_ids, use_cache=True, logits_to_keep=1)
+    return PrefixCache(cache=out.cache, last_logits=out.logits[:, -1, :], length=prompt_ids.shape[1])
+
+
+@torch.no_grad()
+def build_prefix_cache(model, prompt_ids: torch.LongTensor) -> PrefixCache:
+    """Run `prompt_ids` [1, T] once, no grad; the result can score any number of completions of it."""
+    return _encode_prefix(model, prompt_ids)
+
+
+def pad_completions(completions: Sequence[torch.Tensor], pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad 1-D completions into ids [G, Lmax] and a bool mask of real tokens."""
+    lmax = max(len(c) for c in completions)
+    device = completions[0].device
+    ids = torch.full((len(completions), lmax), pad_id, dtype=torch.long, device=device)
+    mask = torch.zeros((len(completions), lmax), dtype=torch.bool, device=device)
+    for i, c in enumerate(completions):
+        ids[i, : len(c)] = c
+        mask[i, : len(c)] = True
+    return ids, mask
+
+
+def batch_completion_logprobs(model, prompt_ids: torch.LongTensor, completions: Sequence[torch.Tensor],
+                              prefix_cache: PrefixCache | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probs [G, Lmax, V] (float32) of G completions of one prompt, and their mask [G, Lmax].
+
+    The prompt runs ONCE for all G completions: its KV cache is expanded to the batch and
+    only completion tokens run after it, so only completion-position logits exist. Without
+    `prefix_cache` the prompt is encoded here, with grad when grad is enabled (the student:
+    the expand is differentiable, so the gradient equals that of G full forwards). With
+    one (the teacher's, built once per episode), a copy of it is used and it stays intact.
+    """
+    device = _device(model)
+    ids, mask = pad_completions([c.to(device) for c in completions])
+    g, lmax = ids.shape
+    fresh = prefix_cache is None
+    if fresh:  # run the prompt once for all G (with grad when enabled: expand is differentiable)
+        prefix_cache = _encode_prefix(model, prompt_ids)
+    first = prefix_cache.last_logits.to(device).unsqueeze(1).expand(g, 1, -1)
+    if lmax == 1:
+        logits = first
+    else:
+        cache = prefix_cache.cache if fresh else copy.deepcopy(prefix_cache.cache)
+        cache.batch_repeat_interleave(g)
+        attn = torch.cat([torch.ones((g, prefix_cache.length), dtype=torch.long, device=device),
+                          mask[:, :-1].long()], dim=1)
+        rest = model(input_ids=ids[:, :-1], attention_mask=attn, cache=cache, use_cache=True).logits
+        logits = torch.cat([first.to(rest.dtype), rest], dim=1)
+    return torch.log_softmax(logits.float(), dim=-1), mask
+
+
+def completion_logprobs(model, prompt_ids: torch.LongTensor, completion_ids: torch.Tensor,
+                        prefix_cache: PrefixCache | None = None) -> torch.Tensor:
+    """Log-probs [L, V] at the completion positions (row t predicts completion token t)."""
+    logp, _ = batch_completion_logprobs(model, prompt_ids, [completion_ids.reshape(-1)], prefix_cache)
+    return logp[0]
+
+
+# ---------------------------------------------------------------- metrics
+
+def _as_messages(prompt) -> list[dict]:
+    return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+
+
+@torch.no_grad()
+def distillation_gap(model, tokenizer, pairs: Iterable, *, student_adapter: str | None,
+                     teacher_adapter: str | None, samples: int = 1, max_new_tokens: int = 48,
+                     temperature: float = 1.0, seed: int = 0, k: int = 20) -> float:
+    """Mean per-token top-k reverse KL of the student (x only) to the teacher (c then x).
+
+    Measured on the student's own samples, `samples` per pair, seeded per pair so two
+    adapters are compared on equally drawn randomness. `pairs` need `.prompt` and `.context`.
+    """
+    total, count = 0.0, 0
+    for i, pair in enumerate(pairs):
+        x_ids = encode(tokenizer, pair.prompt)
+        t_ids = encode(tokenizer, pair.prompt, pair.context)
+        with adapter_context(model, student_adapter):
+            completions = sample(model, tokenizer, x_ids, samples, max_new_tokens, temperature, seed=seed + i)
+            s_logp, mask = batch_completion_logprobs(model, x_ids, completions)
+        with adapter_context(model, teacher_adapter):
+            t_logp, _ = batch_completion_logprobs(model, t_ids, completions, build_prefix_cache(model, t_ids))
+        kl = topk_reverse_kl(s_logp, t_logp, k)
+        total += float(kl[mask].sum())
+        count += int(mask.sum())
+    return total / max(count, 1)
+
+
+@torch.no_grad()
+def drift(model, tokenizer, prompts: Sequence, *, adapter: str | None, max_new_tokens: int = 32,
+          seed: int = 0) -> float:
+    """Mean per-token KL(adapter || base) on the adapter's own samples for general prompts.
+
+    `prompts` are message lists (or plain strings, taken as one user message).
+    """
+    if adapter is None:
+        return 0.0
+    total, count = 0.0, 0
+    for i, prompt in enumerate(prompts):
+        ids = encode(tokenizer, _as_messages(prompt))
+        with adapter_context(model, adapter):
+            completions = sample(model, tokenizer, ids, 1, max_new_tokens, 1.0, seed=seed + i)
+            a_logp, mask = batch_completion_logprobs(model, ids, completions)
+        with adapter_context(model, None):
+            b_logp, _ = batch_completion_logprobs(model, ids, completions)
+        kl = full_reverse_kl(a_logp, b_logp)
+        total += float(kl[mask].sum())
+        count += int(mask.sum())
+    return total / max(count, 1)

@@ -1,0 +1,114 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from learnagent.learning.losses import (clip_per_token, distill_loss, full_reverse_kl, masked_mean,
+                                        topk_reverse_kl)
+
+
+def _logp(*rows):
+    return torch.log(torch.tensor(rows, dtype=torch.float64))
+
+
+def test_kl_of_a_distribution_to_itself_is_zero():
+    p = torch.randn(5, 30).log_softmax(-1)
+    assert torch.allclose(full_reverse_kl(p, p), torch.zeros(5), atol=1e-6)
+    assert torch.allclose(topk_reverse_kl(p, p, k=4), torch.zeros(5), atol=1e-6)
+
+
+def test_full_support_matches_torch_kl_div():
+    torch.manual_seed(0)
+    s = torch.randn(7, 50).log_softmax(-1)
+    t = (torch.randn(7, 50) * 3).log_softmax(-1)
+    # F.kl_div(input, target, log_target) computes KL(target || input): reverse KL puts the student as target.
+    ref = F.kl_div(t, s, log_target=True, reduction="none").sum(-1)
+    assert torch.allclose(full_reverse_kl(s, t), ref, atol=1e-5)
+    assert torch.allclose(topk_reverse_kl(s, t, k=50), ref, atol=1e-5)
+    assert torch.allclose(topk_reverse_kl(s, t, k=500), ref, atol=1e-5)  # k > V is clamped to V
+
+
+def test_topk_with_tail_by_hand():
+    s = _logp([0.5, 0.3, 0.15, 0.05])
+    t = _logp([0.2, 0.4, 0.1, 0.3])
+    # k=2: student's top-2 ids are 0 and 1; tails are 0.2 (student) and 0.4 (teacher).
+    expected = 0.5 * math.log(0.5 / 0.2) + 0.3 * math.log(0.3 / 0.4) + 0.2 * math.log(0.2 / 0.4)
+    got = topk_reverse_kl(s, t, k=2)
+    assert got.shape == (1,)
+    assert got.item() == pytest.approx(expected, abs=1e-6)
+    # and it is a lower bound of the full KL (merging outcomes never increases a KL)
+    assert got.item() <= full_reverse_kl(s, t).item() + 1e-9
+
+
+def test_clip_bounds_value_but_keeps_gradient():
+    kl = torch.tensor([0.1, 2.0, 5.0], requires_grad=True)
+    clipped = clip_per_token(kl, 1.0)
+    assert torch.allclose(clipped, torch.tensor([0.1, 1.0, 1.0]))
+    clipped.sum().backward()
+    assert torch.allclose(kl.grad, torch.tensor([1.0, 0.5, 0.2]))  # rescaled by max/kl, never zero
+    assert clip_per_token(kl, None) is kl and clip_per_token(kl, 0) is kl
+
+
+def test_masked_mean():
+    v = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    m = torch.tensor([[True, True, False], [False, True, False]])
+    assert masked_mean(v, m).item() == pytest.approx((1 + 2 + 5) / 3)
+    assert masked_mean(v).item() == pytest.approx(3.5)
+    assert masked_mean(v, torch.zeros_like(m)).item() == 0.0
+
+
+def test_skip_first_and_padding_mask():
+    torch.manual_seed(1)
+    s = torch.randn(2, 4, 10).log_softmax(-1)
+    t = torch.randn(2, 4, 10).log_softmax(-1)
+    mask = torch.tensor([[True, True, True, True], [True, True, True, False]])
+    loss, per_token = distill_loss(s, t, k=None, skip_first=2, mask=mask)
+    full = full_reverse_kl(s, t)
+    assert torch.allclose(per_token, full)
+    expected = (full[0, 2] + full[0, 3] + full[1, 2]) / 3
+    assert loss.item() == pytest.approx(expected.item(), abs=1e-6)
+    # every position skipped: zero loss, no NaN
+    loss0, _ = distill_loss(s, t, k=None, skip_first=10, mask=mask)
+    assert loss0.item() == 0.0
+
+
+def test_clip_in_distill_loss():
+    s = _logp([0.97, 0.01, 0.01, 0.01]).float()
+    t = _logp([0.01, 0.97, 0.01, 0.01]).float()
+    loss, per_token = distill_loss(s, t, k=None, clip=0.5)
+    assert per_token.item() > 4.0 and loss.item() == pytest.approx(0.5)
+
+
+def test_gradient_flows_only_to_the_student():
+    s_logits = torch.randn(3, 12, requires_grad=True)
+    t_logits = torch.randn(3, 12, requires_grad=True)
+    loss, _ = distill_loss(s_logits.log_softmax(-1), t_logits.log_softmax(-1), k=5, skip_first=1, clip=10.0)
+    loss.backward()
+    assert s_logits.grad is not None and s_logits.grad.abs().sum() > 0
+    assert t_logits.grad is None
+    assert s_logits.grad[0].abs().sum() == 0  # skipped position gets no gradient
+
+
+def test_descending_the_loss_moves_student_to_teacher():
+    torch.manual_seed(2)
+    target = torch.randn(1, 16).log_softmax(-1)
+    logits = torch.zeros(1, 16, requires_grad=True)
+    opt = torch.optim.SGD([logits], lr=1.0)
+    losses = []
+    for _ in range(200):
+        loss, _ = distill_loss(logits.log_softmax(-1), target, k=4)
+        losses.append(loss.item())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    # top-k + tail constrains the student's head and its total tail mass, not the tail's shape
+    # (and, mode-seeking, it need not find a teacher mode outside the student's top-k)
+    assert losses[-1] < 0.1 * losses[0]
+    start = full_reverse_kl(torch.zeros(1, 16).log_softmax(-1), target).item()
+    assert full_reverse_kl(logits.log_softmax(-1), target).item() < start
+
+
+def test_shape_mismatch_is_a_clear_error():
+    with pytest.raises(ValueError, match="shapes differ"):
+        distill_loss(torch.zeros(2, 5), torch.zeros(3, 5))
