@@ -101,7 +101,7 @@ def queries_version() -> str:
 
 @cache
 def _parser_and_query(lang: str):
-    from tree_sitter import Query, QueryCursor  # noqa: F401  (imported here: keeps CLI start fast)
+    from tree_sitter import Query  # imported here: keeps CLI start fast
     from tree_sitter_language_pack import get_language, get_parser
 
     return get_parser(lang), Query(get_language(lang), _query_source(lang))

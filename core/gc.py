@@ -14,7 +14,6 @@ user may still accept it), and an outcome 'kept' (the user said to keep it).
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
 import time
@@ -22,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from learnagent.core import home
+from learnagent.core.processes import pid_alive
 
 BRANCH_PREFIX = "learnagent/"
 DECIDED = ("accepted", "edited", "rejected", "reverted")
@@ -37,18 +37,6 @@ class GcItem:
     target: str  # a path, a branch name, or the new status
     reason: str
     done: bool = False
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # it exists, owned by someone else
-    except (OverflowError, ValueError):
-        return False
-    return True
 
 
 def run_is_live(ep: dict, host: str | None = None) -> bool:

@@ -13,6 +13,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from learnagent.core.gitdirs import main_worktree
+
 IGNORE_FILE = ".learnagentignore"
 
 # Credential and key files by their usual names. Templates committed on purpose
@@ -46,7 +48,7 @@ class IgnoreRules:
         lines: list[str] = []
         # In an episode's worktree, the user's (maybe uncommitted) ignore file in the main
         # working tree counts too: a rule added a minute ago must already protect the run.
-        for folder in dict.fromkeys([_main_worktree(root), root]):
+        for folder in dict.fromkeys([main_worktree(root), root]):
             if folder is not None and (folder / IGNORE_FILE).is_file():
                 lines += (folder / IGNORE_FILE).read_text(errors="replace").splitlines()
         return cls(root=root, user_patterns=lines)
@@ -83,19 +85,3 @@ class IgnoreRules:
     def filter(self, relpaths):
         """The paths that are not ignored, in order."""
         return [p for p in relpaths if not self.is_ignored(p)]
-
-
-def _main_worktree(root: Path) -> Path | None:
-    """The main working tree of a linked worktree (`.git` is a file: `gitdir: <main>/.git/worktrees/<id>`)."""
-    dotgit = root / ".git"
-    if not dotgit.is_file():
-        return None
-    text = dotgit.read_text(errors="replace").strip()
-    if not text.startswith("gitdir:"):
-        return None
-    gitdir = Path(text[len("gitdir:"):].strip())
-    if not gitdir.is_absolute():
-        gitdir = (root / gitdir).resolve()
-    if gitdir.parent.name != "worktrees":
-        return None
-    return gitdir.parent.parent.parent  # <main>/.git/worktrees/<id> -> <main>

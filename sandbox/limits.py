@@ -23,6 +23,8 @@ import signal
 import time
 from pathlib import Path
 
+from learnagent.core.processes import pid_alive
+
 _counter = itertools.count()
 _active: set[str] = set()  # names of this process's cgroups in use (threads may run commands concurrently)
 
@@ -123,7 +125,7 @@ def _sweep_stale(parent: Path) -> None:
         if owner == os.getpid():
             if entry.name in _active:
                 continue
-        elif _alive(owner):
+        elif pid_alive(owner):
             continue
         _rmdir_quietly(Path(entry.path))
 
@@ -132,16 +134,6 @@ def _sweep_stale(parent: Path) -> None:
 def _sweep_at_exit() -> None:
     for parent in _candidate_parents():
         _sweep_stale(parent)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _candidate_parents() -> list[Path]:

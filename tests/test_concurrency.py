@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import sqlite3
-import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 
