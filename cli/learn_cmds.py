@@ -1,0 +1,251 @@
+"""`learnagent sleep`, `eval`, `report` and `adapters list|use|rollback`.
+
+Heavy libraries (torch, transformers, peft, matplotlib) load inside the commands only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from learnagent.core.errors import LearnagentError, UsageError
+
+
+def _repo_root() -> Path:
+    from learnagent.agent.worktree import find_repo
+
+    return find_repo(need_branch=False).root
+
+
+def _num(v, pct: bool = False) -> str:
+    if v is None:
+        return "n/a"
+    return f"{v:.0%}" if pct else f"{v:.4f}"
+
+
+def _when(ts: float | None) -> str:
+    return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M") if ts else ""
+
+
+# ---------------------------------------------------------------- sleep
+
+def sleep(
+    method: str = typer.Option("opsd", "--method", help="opsd (on-policy self-distillation) or sft (baseline)."),
+    steps: int = typer.Option(None, "--steps", min=1, help="Training steps (default: the trainer's)."),
+    max_minutes: float = typer.Option(None, "--max-minutes", min=0.01, help="Stop training after this long; "
+                                      "the next sleep resumes."),
+    model: str = typer.Option(None, "--model", help="Model spec (default: the repository config's)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show what would be trained, train nothing."),
+    drift_budget: float = typer.Option(0.5, "--drift-budget", min=0.0, help="Max KL to the base model on general "
+                                       "prompts (nats/token) for promotion."),
+    install_schedule: bool = typer.Option(False, "--install-schedule", help="Run sleep nightly (cron or systemd)."),
+    at: str = typer.Option(None, "--at", help="HH:MM for --install-schedule (default 03:00)."),
+    uninstall_schedule: bool = typer.Option(False, "--uninstall-schedule", help="Remove the nightly run."),
+):
+    """Distil recorded episodes into a repository adapter; promote it only if it passes the gate."""
+    console = Console()
+    root = _repo_root()
+    if install_schedule and uninstall_schedule:
+        raise UsageError("--install-schedule and --uninstall-schedule exclude each other")
+    if at is not None and not install_schedule:
+        raise UsageError("--at only goes with --install-schedule")
+    if install_schedule or uninstall_schedule:
+        from learnagent.learning import schedule
+
+        res = schedule.install(root, at) if install_schedule else schedule.uninstall(root)
+        words = {"installed": "installed nightly sleep", "updated": "updated nightly sleep",
+                 "unchanged": "nightly sleep already installed", "removed": "removed nightly sleep",
+                 "absent": "no nightly sleep was installed"}
+        console.print(f"{words[res.action]} ({res.backend}): {res.entry}", highlight=False, soft_wrap=True)
+        if res.log:
+            console.print(f"log: {res.log}", highlight=False)
+        return
+    from learnagent.learning.sleep import SleepOptions, run_sleep
+
+    opts = SleepOptions(method=method, steps=steps, max_minutes=max_minutes, model=model, dry_run=dry_run,
+                        drift_budget=drift_budget)
+    result = run_sleep(root, opts, progress=lambda m: console.print(f"[dim]{m}[/]", highlight=False))
+    if result.status in ("nothing-new", "dry-run", "interrupted"):
+        console.print(result.message, highlight=False)
+        return
+    table = Table(title=f"sleep: {result.version}", header_style="bold", show_header=False)
+    table.add_column("what")
+    table.add_column("value")
+    g = result.gate
+    rows = [("method", method), ("parent", result.parent or "base model"),
+            ("episodes trained / held out", f"{result.train_episodes} / {result.heldout_episodes}"),
+            ("replay prompts", str(result.replay_prompts)),
+            ("held-out gap (new)", _num(g.gap)), ("held-out gap (previous)", _num(g.prev_gap)),
+            ("drift (budget)", f"{_num(g.drift)} ({g.drift_budget:g})"),
+            ("train steps", str(result.train.get("steps", "?"))), ("time", f"{result.seconds:.0f} s")]
+    for k, v in rows:
+        table.add_row(k, v)
+    console.print(table)
+    colour = "green" if result.status == "promoted" else "yellow"
+    console.print(f"[{colour}]{result.message}[/]", highlight=False)
+
+
+# ---------------------------------------------------------------- eval
+
+def eval_cmd(
+    probes: Path = typer.Option(None, "--probes", help="JSON lines: {id, prompt, context, expect}. Default: the "
+                                "held-out episodes (no regex: adherence n/a)."),
+    adapter: str = typer.Option(None, "--adapter", help="Adapter version (default: the promoted one)."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    samples: int = typer.Option(4, "--samples", min=1, help="Completions per probe and variant."),
+    max_new_tokens: int = typer.Option(48, "--max-new-tokens", min=1),
+    model: str = typer.Option(None, "--model", help="Model spec (default: the repository config's)."),
+):
+    """Measure adherence, distillation gap, internalization and drift for base, base+context, base+adapter."""
+    from learnagent.learning import evaluate
+    from learnagent.learning.registry import Registry, is_complete
+    from learnagent.learning.sleep import resolve_local_model
+    from learnagent.store.episodes import Store
+
+    root = _repo_root()
+    probe_list = evaluate.load_probes(probes) if probes is not None else None  # bad file: fail before loading
+    spec, model_path = resolve_local_model(model, root)
+    with Store() as store:
+        reg = Registry(store, root)
+        if adapter:
+            reg.get(adapter)  # one-line error for an unknown version
+            folder = reg.folder(adapter)
+            if not is_complete(folder):
+                raise LearnagentError(f"adapter {adapter} never finished training; nothing to evaluate")
+        else:
+            current = reg.current()
+            adapter, folder = current if current else (None, None)
+        if probe_list is None:
+            from learnagent.learning.pairs import build_pairs
+
+            _train, heldout = build_pairs(store, reg.repo_id, conventions_root=root)
+            probe_list = evaluate.probes_from_pairs(heldout)
+            if not probe_list:
+                raise UsageError("no held-out episodes to evaluate on yet; pass --probes FILE.jsonl")
+        model_obj, tokenizer = evaluate.load_with_adapters(model_path, {adapter: folder} if adapter else {})
+        report = evaluate.evaluate(model_obj, tokenizer, probe_list, adapter=adapter, samples=samples,
+                                   max_new_tokens=max_new_tokens)
+        report["model"] = spec
+        report["probe_source"] = str(probes) if probes is not None else "held-out episodes"
+        if adapter:
+            reg.update_metrics(adapter, eval={k: report[k] for k in ("variants", "internalization", "probes",
+                                                                       "samples", "probe_source")})
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return
+    _print_eval(report)
+
+
+def _print_eval(report: dict) -> None:
+    console = Console()
+    title = (f"eval: {report['probes']} probes × {report['samples']} samples, adapter "
+             f"{report['adapter'] or '(none promoted)'}")
+    table = Table(title=title, header_style="bold")
+    for col in ("variant", "adherence", "gap (nats/tok)", "drift (nats/tok)"):
+        table.add_column(col, justify="left" if col == "variant" else "right")
+    labels = {"base": "base", "context": "base + context (ceiling)", "adapter": "base + adapter"}
+    for name, m in report["variants"].items():
+        table.add_row(labels[name], _num(m["adherence"], True), _num(m["gap"]), _num(m["drift"]))
+    console.print(table)
+    ratios = report["internalization"]
+    console.print(f"internalization: adherence {_num(ratios['adherence'])}, gap {_num(ratios['gap'])} "
+                  "(1 = the adapter does without context what the context does; 0 = nothing learnt)",
+                  highlight=False)
+
+
+# ---------------------------------------------------------------- report
+
+def report_cmd(out: Path = typer.Option(None, "--out", help="Write the learning curve to FILE.png or FILE.html.")):
+    """Learning curve over adapter versions, and acceptance / test-pass rates by adapter."""
+    from learnagent.learning import report
+    from learnagent.learning.registry import Registry
+    from learnagent.store.episodes import Store
+
+    root = _repo_root()
+    if out is not None and out.suffix.lower() not in (".png", ".html", ".htm"):
+        raise UsageError(f"--out {out}: use a .png or .html file name")
+    with Store() as store:
+        reg = Registry(store, root)
+        curve = report.adapter_curve(reg.list())
+        rates = report.outcome_rates(store.conn, reg.repo_id)
+    console = Console()
+    table = Table(title=f"learning curve: {root.name}", header_style="bold")
+    for col in ("version", "status", "episodes", "gap", "prev gap", "drift", "adherence"):
+        table.add_column(col, justify="left" if col in ("version", "status") else "right")
+    for p in curve:
+        table.add_row(p["version"], p["status"], str(p["episodes"]), _num(p["gap"]), _num(p["prev_gap"]),
+                      _num(p["drift"]), _num(p["adherence"], True))
+    console.print(table if curve else "no adapters yet: run `learnagent sleep`")
+    rt = Table(title="episodes by the adapter the agent ran with", header_style="bold")
+    for col in ("adapter", "episodes", "accepted", "tests passed"):
+        rt.add_column(col, justify="left" if col == "adapter" else "right")
+    for g in rates:
+        rt.add_row(g["adapter"], str(g["episodes"]), _num(g["acceptance"], True), _num(g["test_pass"], True))
+    console.print(rt if rates else "no `learnagent do` episodes yet")
+    if out is not None:
+        path = report.write_report(out, curve, rates, f"learnagent learning curve: {root.name}")
+        console.print(f"wrote {path}", highlight=False)
+
+
+# ---------------------------------------------------------------- adapters
+
+adapters_app = typer.Typer(help="List, choose and roll back repository adapters.", no_args_is_help=True)
+
+
+@adapters_app.command("list")
+def adapters_list(as_json: bool = typer.Option(False, "--json")):
+    """Every adapter of this repository with its status and metrics."""
+    from learnagent.learning.registry import list_adapters
+
+    rows = list_adapters(_repo_root())
+    if as_json:
+        print(json.dumps(rows, indent=2, default=str))
+        return
+    if not rows:
+        Console().print("no adapters yet: run `learnagent sleep`")
+        return
+    table = Table(title="adapters", header_style="bold")
+    for col in ("version", "status", "parent", "method", "episodes", "gap", "drift", "created", "reason"):
+        table.add_column(col, justify="right" if col in ("episodes", "gap", "drift") else "left")
+    colour = {"promoted": "green", "rejected": "red", "retired": "dim", "candidate": "yellow"}
+    for r in rows:
+        m = r["metrics"]
+        status = r["status"] + (" (tainted)" if r["tainted"] else "")
+        table.add_row(r["version"], f"[{colour.get(r['status'], '')}]{status}[/]", r["parent"] or "-", r["method"],
+                      str(r["episodes"]), _num(m.get("gap")), _num(m.get("drift")), _when(r["created_at"]),
+                      r["reason"] or "")
+    Console().print(table)
+
+
+@adapters_app.command("use")
+def adapters_use(version: str = typer.Argument(..., help="The version to promote, e.g. v0003.")):
+    """Promote an existing adapter by hand."""
+    from learnagent.learning.registry import Registry
+    from learnagent.store.episodes import Store
+
+    with Store() as store:
+        Registry(store, _repo_root()).use(version)
+    Console().print(f"now using {version}", highlight=False)
+
+
+@adapters_app.command("rollback")
+def adapters_rollback():
+    """Go back to the previously promoted adapter (or the base model)."""
+    from learnagent.learning.registry import Registry
+    from learnagent.store.episodes import Store
+
+    with Store() as store:
+        target = Registry(store, _repo_root()).rollback()
+    Console().print(f"rolled back to {target or 'the base model (no adapter)'}", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(sleep)
+    app.command("eval")(eval_cmd)
+    app.command("report")(report_cmd)
+    app.add_typer(adapters_app, name="adapters")

@@ -1,0 +1,169 @@
+"""`learnagent eval`: how much of what the context teaches does the adapter do without it?
+
+Three variants on the same probes: `base` (no adapter, no context), `context` (base reading the
+probe's context: the ceiling) and `adapter` (base + adapter, no context). For each:
+- adherence: share of sampled completions matching the probe's `expect` regex;
+- gap: mean per-token KL to the base+context teacher on the variant's own samples (the
+  ceiling's gap is 0 by definition: it IS the teacher);
+- drift: KL to the base model on general prompts (0 for base and for base+context, which
+  share the base weights).
+Internalization ratio = (adapter − base) / (context − base), for adherence and for the gap:
+1 means the adapter does without the context what the context does, 0 means nothing learnt.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from learnagent.core.errors import UsageError
+
+VARIANTS = ("base", "context", "adapter")
+
+
+@dataclass
+class Probe:
+    id: str
+    prompt: list[dict]  # chat messages (a probe file's string becomes one user message)
+    context: str
+    expect: str | None = None  # regex; None: adherence is not measured for this probe
+    _regex: re.Pattern | None = field(default=None, repr=False, compare=False)
+
+    def matches(self, text: str) -> bool:
+        if self.expect is None:
+            return False
+        if self._regex is None:
+            self._regex = re.compile(self.expect, re.MULTILINE)
+        return self._regex.search(text) is not None
+
+
+def load_probes(path: Path) -> list[Probe]:
+    """Read a JSON-lines probe file; a bad line raises a one-line error naming it."""
+    path = Path(path)
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise UsageError(f"cannot read probe file {path}: {exc.strerror or exc}") from None
+    probes, seen = [], set()
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"{where}: not valid JSON ({exc.msg})") from None
+        if not isinstance(data, dict):
+            raise UsageError(f"{where}: expected a JSON object with id, prompt, context, expect")
+        for key in ("id", "prompt", "context"):
+            if not isinstance(data.get(key), str) or not data[key].strip():
+                raise UsageError(f"{where}: '{key}' must be a non-empty string")
+        expect = data.get("expect")
+        if expect is not None:
+            if not isinstance(expect, str):
+                raise UsageError(f"{where}: 'expect' must be a regular expression string")
+            try:
+                re.compile(expect)
+            except re.error as exc:
+                raise UsageError(f"{where}: 'expect' is not a valid regular expression ({exc})") from None
+        if data["id"] in seen:
+            raise UsageError(f"{where}: duplicate probe id '{data['id']}'")
+        seen.add(data["id"])
+        probes.append(Probe(data["id"], [{"role": "user", "content": data["prompt"]}], data["context"], expect))
+    if not probes:
+        raise UsageError(f"{path}: no probes (expected JSON lines with id, prompt, context, expect)")
+    return probes
+
+
+def probes_from_pairs(pairs) -> list[Probe]:
+    """Held-out episodes as probes: no regex, so only the gap and drift are measured."""
+    return [Probe(str(p.episode_id), list(p.prompt), p.context, None) for p in pairs if p.context]
+
+
+def internalization(base: float | None, ceiling: float | None, adapter: float | None) -> float | None:
+    """(adapter − base) / (ceiling − base); None when a value is missing or the context changes nothing."""
+    if base is None or ceiling is None or adapter is None:
+        return None
+    if any(isinstance(v, float) and math.isnan(v) for v in (base, ceiling, adapter)):
+        return None
+    span = ceiling - base
+    if abs(span) < 1e-9:
+        return None
+    return (adapter - base) / span
+
+
+def adherence(hits: list[list[bool]]) -> float | None:
+    """Share of matching completions over all probes that have a regex (None: no regex anywhere)."""
+    flat = [h for per_probe in hits for h in per_probe]
+    return sum(flat) / len(flat) if flat else None
+
+
+def summarize(variants: dict[str, dict]) -> dict:
+    """Internalization ratios from the variants' metrics."""
+    base, ceiling, adapter = (variants.get(v, {}) for v in VARIANTS)
+    return {metric: internalization(base.get(metric), ceiling.get(metric), adapter.get(metric))
+            for metric in ("adherence", "gap")}
+
+
+def load_with_adapters(model_path: str | Path, adapters: dict[str, Path]):
+    """The base model once, with each adapter folder loaded under its name (frozen); + tokenizer."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # a "Loading weights" bar would garble the command's own output
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
+    model.eval()
+    if adapters:
+        from peft import PeftModel
+
+        items = list(adapters.items())
+        name, folder = items[0]
+        model = PeftModel.from_pretrained(model, str(folder), adapter_name=name, is_trainable=False)
+        for name, folder in items[1:]:
+            model.load_adapter(str(folder), adapter_name=name, is_trainable=False)
+        model.eval()
+    return model, tokenizer
+
+
+def evaluate(model, tokenizer, probes: list[Probe], *, adapter: str | None, samples: int = 4,
+             max_new_tokens: int = 48, temperature: float = 1.0, seed: int = 0, drift_prompts=None) -> dict:
+    """Metrics of every variant on `probes` (adapter variant only when `adapter` names a loaded one)."""
+    from learnagent.learning import rollout
+
+    if samples < 1:
+        raise UsageError("--samples must be at least 1")
+    names = ["base", "context"] + (["adapter"] if adapter else [])
+    per_probe = [{"id": p.id, "adherence": {}} for p in probes]
+    variants: dict[str, dict] = {}
+    for variant in names:
+        hits = []
+        for i, probe in enumerate(probes):
+            if probe.expect is None:
+                hits.append([])
+                continue
+            ids = rollout.encode(tokenizer, probe.prompt, probe.context if variant == "context" else None)
+            with rollout.adapter_context(model, adapter if variant == "adapter" else None):
+                outs = rollout.sample(model, tokenizer, ids, samples, max_new_tokens, temperature, seed=seed + i)
+            texts = [tokenizer.decode(o, skip_special_tokens=True) for o in outs]
+            hits.append([probe.matches(t) for t in texts])
+            per_probe[i]["adherence"][variant] = sum(hits[-1]) / len(hits[-1])
+        if variant == "context":
+            gap = 0.0  # the teacher scored against itself
+        else:
+            gap = rollout.distillation_gap(model, tokenizer, probes, student_adapter=adapter if variant == "adapter"
+                                           else None, teacher_adapter=None, samples=samples,
+                                           max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
+        if variant == "adapter":
+            drift = rollout.drift(model, tokenizer, drift_prompts or rollout.GENERAL_PROMPTS, adapter=adapter,
+                                  seed=seed)
+        else:
+            drift = 0.0
+        variants[variant] = {"adherence": adherence(hits), "gap": float(gap), "drift": float(drift)}
+    return {"adapter": adapter, "probes": len(probes), "samples": samples, "max_new_tokens": max_new_tokens,
+            "variants": variants, "internalization": summarize(variants), "per_probe": per_probe}

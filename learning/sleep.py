@@ -1,0 +1,285 @@
+"""`learnagent sleep`: episodes -> pairs -> train a candidate adapter -> gate -> register -> promote or not.
+
+Orchestration only; the trainers are `opsd.train_opsd` / `sft.train_sft`, the gate is gate.py,
+versions and the promoted pointer are registry.py.
+
+Resume: the candidate's version is reserved in the store BEFORE training and its folder is the
+trainer's `out_dir`, so an interrupted run (Ctrl-C, --max-minutes, a crash) leaves a 'candidate'
+whose folder has no lineage.json yet. The next `sleep` finds it (`Registry.resumable`), reuses
+the same folder (the trainer resumes from its checkpoint there) and the same split, recorded in
+`plan.json` before training started. A candidate whose parent is no longer the promoted adapter
+is stale and is rejected instead of resumed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Callable
+
+from learnagent.core import home
+from learnagent.core.errors import LearnagentError, ModelNotFound, UsageError
+from learnagent.learning.gate import GateConfig, GateResult
+from learnagent.learning.registry import Registry, write_json_atomic
+
+METHODS = ("opsd", "sft")
+PLAN = "plan.json"
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class SleepOptions:
+    method: str = "opsd"
+    steps: int | None = None  # None: the trainer's default
+    max_minutes: float | None = None
+    model: str | None = None  # None: the repository config's model
+    dry_run: bool = False
+    drift_budget: float = GateConfig.drift_budget
+    heldout_fraction: float = 0.2
+    replay: int = 16  # replay prompts from already-learnt episodes (retention term)
+    seed: int = 0
+    train_overrides: dict = field(default_factory=dict)  # any TrainConfig field (tests, benchmarks)
+    gate: GateConfig | None = None  # None: GateConfig(drift_budget=drift_budget, seed=seed)
+
+
+@dataclass
+class SleepResult:
+    status: str  # nothing-new | dry-run | interrupted | promoted | rejected
+    message: str
+    version: str | None = None
+    parent: str | None = None
+    train_episodes: int = 0
+    heldout_episodes: int = 0
+    replay_prompts: int = 0
+    gate: GateResult | None = None
+    train: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def resolve_local_model(spec: str | None, repo_root: Path) -> tuple[str, str]:
+    """(spec, local folder or HF id) for training; sleep cannot train a remote or scripted model."""
+    from learnagent.core.config import load_config
+    from learnagent.core.modelhub import resolve_model
+
+    spec = spec or load_config(repo_root).model.name
+    backend, target = resolve_model(spec)
+    if backend != "local":
+        raise ModelNotFound(f"sleep trains a local model, but '{spec}' is a {backend} model "
+                            f"(use --model smollm2 or --model local:PATH)")
+    return spec, target
+
+
+@contextlib.contextmanager
+def sleep_lock(repo_root: Path):
+    """One sleep per repository at a time (a nightly run and a manual one must not share a folder)."""
+    folder = home.adapters_dir(repo_root)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".sleep.lock", "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LearnagentError("another `learnagent sleep` is running for this repository") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _trainer(method: str):
+    from learnagent.learning.train_common import TrainConfig
+
+    if method == "opsd":
+        from learnagent.learning.opsd import train_opsd as train
+    elif method == "sft":
+        from learnagent.learning.sft import train_sft as train
+    else:
+        raise UsageError(f"--method {method}: use one of {', '.join(METHODS)}")
+    return TrainConfig, train
+
+
+def _train_config(TrainConfig, options: SleepOptions):
+    names = {f.name for f in fields(TrainConfig)}
+    values = {"seed": options.seed} | dict(options.train_overrides)
+    if options.steps is not None:
+        values["steps"] = options.steps
+    unknown = set(values) - names
+    if unknown:
+        raise UsageError(f"unknown training setting(s): {', '.join(sorted(unknown))}")
+    return TrainConfig(**values)
+
+
+def _ids(pairs) -> list[str]:
+    return sorted({str(p.episode_id) for p in pairs})
+
+
+def run_sleep(repo_root: Path, options: SleepOptions | None = None, *, store=None,
+              progress: Progress | None = None, train_progress=None) -> SleepResult:
+    """One sleep. `progress(message)` gets stage messages; `train_progress` goes to the trainer
+    (None: its own rich bar, False: silent, or a rich Progress / callable(step, total, stats))."""
+    opts = options or SleepOptions()
+    if opts.method not in METHODS:
+        raise UsageError(f"--method {opts.method}: use one of {', '.join(METHODS)}")
+    if opts.steps is not None and opts.steps < 1:
+        raise UsageError("--steps must be at least 1")
+    if opts.max_minutes is not None and opts.max_minutes <= 0:
+        raise UsageError("--max-minutes must be positive")
+    say = progress or (lambda _m: None)
+    started = time.monotonic()
+    own_store = store is None
+    if own_store:
+        from learnagent.store.episodes import Store
+
+        store = Store()
+    try:
+        with sleep_lock(repo_root):
+            result = _sleep(Path(repo_root).resolve(), opts, store, say, started, train_progress)
+    finally:
+        if own_store:
+            store.close()
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _sleep(root: Path, opts: SleepOptions, store, say: Progress, started: float, train_progress) -> SleepResult:
+    from learnagent.learning import pairs as pairs_mod
+
+    spec, model_path = resolve_local_model(opts.model, root)
+    reg = Registry(store, root)
+    current = reg.current()
+    parent, parent_folder = current if current else (None, None)
+    if parent and _is_tainted(reg, parent):
+        # trained on forgotten episodes: never build on it; start again from the base model
+        say(f"{parent} was trained on forgotten episodes; training from the base model instead")
+        parent, parent_folder = None, None
+
+    resume = reg.resumable()
+    plan = None
+    if resume and (resume["parent"] != parent or resume["method"] != opts.method
+                   or not (reg.folder(resume["version"]) / PLAN).is_file()):
+        reg.reject(resume["version"], "abandoned: interrupted, and the promoted adapter or method changed since")
+        resume = None
+    if resume:
+        plan = json.loads((reg.folder(resume["version"]) / PLAN).read_text())
+
+    learnt = reg.trained_episode_ids(parent)
+    train, heldout = pairs_mod.build_pairs(store, reg.repo_id, conventions_root=root,
+                                           heldout_fraction=opts.heldout_fraction, seed=opts.seed,
+                                           exclude_ids=tuple(sorted(learnt)))
+    if plan:  # the same split as when this candidate started (episodes that came later wait)
+        everything = train + heldout
+        train = [p for p in everything if str(p.episode_id) in set(plan["train"])]
+        heldout = [p for p in everything if str(p.episode_id) in set(plan["heldout"])]
+    # Held-out episodes are never trained on (pairs.is_heldout hashes the id), so only new
+    # TRAINING episodes make a sleep worth running; the held-out set only grows.
+    new_ids = set(_ids(train))
+    tried = _already_tried(reg, parent, opts.method)
+    base = SleepResult(status="nothing-new", message="", parent=parent, train_episodes=len(new_ids),
+                       heldout_episodes=len(_ids(heldout)))
+    if not resume and (not new_ids or new_ids <= tried):
+        since = f"since {parent}" if parent else "yet"
+        base.message = (f"nothing new to learn {since}: no new good episodes"
+                        + (" (the last candidate already tried these and was rejected)" if new_ids else ""))
+        return base
+    if not heldout:
+        base.message = (f"{len(new_ids)} new good episode(s) but none held out yet to check an adapter on "
+                        f"(about {opts.heldout_fraction:.0%} of episodes are); record more episodes first")
+        return base
+    exclude = tuple(sorted(new_ids | set(_ids(heldout))))
+    replay = pairs_mod.replay_prompts(store, reg.repo_id, exclude, opts.replay) if opts.replay else []
+    base.replay_prompts = len(replay)
+    TrainConfig, train_fn = _trainer(opts.method)
+    config = _train_config(TrainConfig, opts)
+    if opts.dry_run:
+        version = resume["version"] if resume else "(next version)"
+        base.status, base.version = "dry-run", None
+        base.message = (f"would train {version} with {opts.method} on {len(train)} pairs "
+                        f"({base.train_episodes} episodes), hold out {base.heldout_episodes}, "
+                        f"replay {len(replay)}; parent {parent or 'base model'}; model {spec}")
+        return base
+
+    if resume:
+        version = resume["version"]
+        say(f"resuming interrupted candidate {version}")
+    else:
+        version = reg.reserve(parent=parent, method=opts.method, base_model=spec)
+    folder = reg.folder(version)
+    folder.mkdir(parents=True, exist_ok=True)
+    if not plan:
+        write_json_atomic(folder / PLAN, {"train": _ids(train), "heldout": _ids(heldout), "parent": parent,
+                                          "method": opts.method, "model": spec})
+    base.version = version
+    deadline = started + opts.max_minutes * 60 if opts.max_minutes else None
+    should_stop = (lambda: time.monotonic() > deadline) if deadline else None
+    say(f"training {version} ({opts.method}) on {len(train)} pairs from {base.train_episodes} episodes")
+    result = train_fn(model_path, train, replay, prev_adapter=parent_folder, out_dir=folder, config=config,
+                      progress=train_progress, should_stop=should_stop)
+    stats = _result_dict(result)
+    base.train = stats
+    if stats.get("interrupted") or stats.get("stopped") or not (folder / "adapter_config.json").is_file():
+        base.status = "interrupted"
+        base.message = f"stopped before {version} finished training; run `learnagent sleep` again to resume it"
+        return base
+
+    say(f"gating {version} on {len(heldout)} held-out pairs")
+    from learnagent.learning.evaluate import load_with_adapters
+    from learnagent.learning.gate import run_gate
+
+    adapters = {version: folder} | ({parent: parent_folder} if parent else {})
+    model, tokenizer = load_with_adapters(model_path, adapters)
+    gate = run_gate(model, tokenizer, heldout, candidate=version, previous=parent,
+                    config=opts.gate or GateConfig(drift_budget=opts.drift_budget, seed=opts.seed))
+    del model
+    base.gate = gate
+    metrics = gate.as_metrics() | {"train": stats, "heldout_ids": _ids(heldout),
+                                   "considered": sorted(new_ids), "model": spec, "method": opts.method}
+    reg.finish(version, metrics=metrics, episode_ids=_ids(train), config=_config_dict(config))
+    if gate.accepted:
+        reg.promote(version, gate.reason)
+        base.status, base.message = "promoted", f"promoted {version}: {gate.reason}"
+    else:
+        reg.reject(version, gate.reason)
+        kept = parent or "the base model"
+        base.status, base.message = "rejected", f"kept {kept}; {version} rejected: {gate.reason}"
+    return base
+
+
+def _is_tainted(reg: Registry, version: str) -> bool:
+    try:
+        return reg.get(version)["tainted"]
+    except LearnagentError:  # promoted by hand-copied folders with no row: nothing known against it
+        return False
+
+
+def _already_tried(reg: Registry, parent: str | None, method: str) -> set[str]:
+    """Episodes the newest rejected candidate with the same parent and method already considered."""
+    for row in reg.list():
+        if row["parent"] == parent and row["method"] == method and row["status"] == "rejected":
+            return set(row["metrics"].get("considered", []))
+    return set()
+
+
+def _result_dict(result) -> dict:
+    if result is None:
+        return {}
+    if isinstance(result, dict):
+        return dict(result)
+    if hasattr(result, "to_dict"):
+        return result.to_dict()
+    try:
+        data = asdict(result)
+    except TypeError:
+        data = dict(vars(result))
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in data.items()
+            if isinstance(v, (int, float, str, bool, type(None), Path, list, dict))}
+
+
+def _config_dict(config) -> dict:
+    try:
+        return asdict(config)
+    except TypeError:
+        return dict(vars(config))
