@@ -130,10 +130,16 @@ def forget(store, episodes: list[dict], *, remove_git: bool = True) -> ForgetRes
                          " VALUES (?,?,?,?)", (_hash(ep["repo_id"], ep["id"]), ep["repo_id"],
                                                _hash(ep["repo_id"], sha) if sha else None, now))
         if _has_table(conn, "adapter_episodes"):
-            result.tainted_adapters = [(r["repo_id"], r["version"]) for r in conn.execute(
-                f"SELECT DISTINCT repo_id, version FROM adapter_episodes WHERE episode_id IN ({marks})", ids)]
-            for repo_id, version in result.tainted_adapters:
-                conn.execute("UPDATE adapters SET tainted = 1 WHERE repo_id = ? AND version = ?", (repo_id, version))
+            # The registry owns adapter state: it taints descendants too and moves the promoted
+            # pointer off a tainted adapter, so `do` stops loading it now, not after the next sleep.
+            from learnagent.learning.registry import Registry
+
+            by_repo: dict[str, list[str]] = {}
+            for ep in episodes:
+                by_repo.setdefault(ep["repo_path"], []).append(ep["id"])
+            for repo_path, repo_ids in by_repo.items():
+                registry = Registry(store, Path(repo_path))
+                result.tainted_adapters += [(registry.repo_id, v) for v in registry.mark_tainted(repo_ids)]
             conn.execute(f"DELETE FROM adapter_episodes WHERE episode_id IN ({marks})", ids)
         for table, column in _tables_referencing_episodes(conn):
             conn.execute(f"DELETE FROM {table} WHERE {column} IN ({marks})", ids)

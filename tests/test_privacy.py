@@ -71,6 +71,30 @@ def test_forget_taints_adapters_trained_on_the_episode(git_repo):
     assert [tuple(r) for r in left] == [("v0001", other), ("v0002", other)]
 
 
+def test_forget_moves_the_promoted_pointer_off_a_tainted_adapter(git_repo):
+    """`do` must stop loading an adapter trained on a forgotten episode at once, not after the next sleep."""
+    from learnagent.learning.registry import LINEAGE, POINTER, Registry, promoted_adapter, write_json_atomic
+
+    store = Store()
+    rid, eid = _episode(store, git_repo)
+    _, other = _episode(store, git_repo, "other")
+    reg = Registry(store, git_repo)
+    for version, parent, episodes in (("v0001", None, [other]), ("v0002", "v0001", [eid])):
+        folder = reg.folder(version)
+        folder.mkdir(parents=True)
+        (folder / "adapter_config.json").write_text("{}")
+        (folder / LINEAGE).write_text("{}")
+        store.conn.execute("INSERT INTO adapters(repo_id, version, path, parent, method, base_model, created_at)"
+                           " VALUES (?,?,?,?,?,?,?)", (rid, version, str(folder), parent, "opsd", "tiny", time.time()))
+        for e in episodes:
+            store.conn.execute("INSERT INTO adapter_episodes VALUES (?,?,?)", (rid, version, e))
+    write_json_atomic(reg.root / POINTER, {"version": "v0002", "history": ["v0001"], "promoted_at": 0})
+    assert promoted_adapter(git_repo)[0] == "v0002"
+    result = privacy.forget(store, privacy.select_episodes(store, repo_id=None, ids=[eid]))
+    assert result.tainted_adapters == [(rid, "v0002")]
+    assert promoted_adapter(git_repo)[0] == "v0001"
+
+
 def test_forget_history_episode_blocks_reimport_of_its_commit(git_repo):
     store = Store()
     rid, eid = _episode(store, git_repo, "imported", source="history")
