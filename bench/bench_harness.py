@@ -65,6 +65,7 @@ def episode_overhead(sandbox: str, steps: int = 50) -> dict:
         cfg = Config()
         cfg.sandbox.mode = sandbox
         cfg.budgets.max_steps = steps + 1
+        cfg.budgets.max_tokens = 10**9  # the prompt grows every step; only the step count should end it
         model = ScriptedModel(script(steps))
         with Store() as store:
             start = time.perf_counter()
