@@ -43,6 +43,8 @@ def sleep(
     dry_run: bool = typer.Option(False, "--dry-run", help="Show what would be trained, train nothing."),
     drift_budget: float = typer.Option(0.5, "--drift-budget", min=0.0, help="Max KL to the base model on general "
                                        "prompts (nats/token) for promotion."),
+    min_improvement: float = typer.Option(0.10, "--min-improvement", min=0.0, max=0.99,
+                                          help="Share of the previous held-out gap the new adapter must close."),
     install_schedule: bool = typer.Option(False, "--install-schedule", help="Run sleep nightly (cron or systemd)."),
     at: str = typer.Option(None, "--at", help="HH:MM for --install-schedule (default 03:00)."),
     uninstall_schedule: bool = typer.Option(False, "--uninstall-schedule", help="Remove the nightly run."),
@@ -68,7 +70,7 @@ def sleep(
     from learnagent.learning.sleep import SleepOptions, run_sleep
 
     opts = SleepOptions(method=method, steps=steps, max_minutes=max_minutes, model=model, dry_run=dry_run,
-                        drift_budget=drift_budget)
+                        drift_budget=drift_budget, min_relative_improvement=min_improvement)
     result = run_sleep(root, opts, progress=lambda m: console.print(f"[dim]{m}[/]", highlight=False))
     if result.status in ("nothing-new", "dry-run", "interrupted"):
         console.print(result.message, highlight=False)

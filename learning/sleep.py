@@ -40,6 +40,7 @@ class SleepOptions:
     model: str | None = None  # None: the repository config's model
     dry_run: bool = False
     drift_budget: float = GateConfig.drift_budget
+    min_relative_improvement: float = GateConfig.min_relative_improvement
     heldout_fraction: float = 0.2
     replay: int = 16  # replay prompts from already-learnt episodes (retention term)
     seed: int = 0
@@ -232,7 +233,8 @@ def _sleep(root: Path, opts: SleepOptions, store, say: Progress, started: float,
     adapters = {version: folder} | ({parent: parent_folder} if parent else {})
     model, tokenizer = load_with_adapters(model_path, adapters)
     gate = run_gate(model, tokenizer, heldout, candidate=version, previous=parent,
-                    config=opts.gate or GateConfig(drift_budget=opts.drift_budget, seed=opts.seed))
+                    config=opts.gate or GateConfig(drift_budget=opts.drift_budget, seed=opts.seed,
+                                                   min_relative_improvement=opts.min_relative_improvement))
     del model
     base.gate = gate
     metrics = gate.as_metrics() | {"train": stats, "heldout_ids": _ids(heldout),
