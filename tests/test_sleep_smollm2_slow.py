@@ -1,13 +1,14 @@
-"""End to end on SmolLM2-135M: commits with a distinctive convention -> sleep -> eval shows it learnt.
+"""End to end on SmolLM2-135M: history with a distinctive convention -> sleep -> eval shows it learnt.
 
-The convention: every function name starts with `zq_` (nothing a pretrained model does by itself).
-Episodes are the repository's commits (source='history', task = message, final_diff = diff),
-inserted through the Store API. After a short sleep, the adapter WITHOUT context must write
-`def zq_` more often than the base model does.
+The convention: every function has type hints on its arguments and return value. Measured on the
+base model (4 prompts x 3 samples, 40 tokens, temperature 1): without the convention in its
+context it writes a hinted `def` 0% of the time, with it ~50% — so there is something for the
+adapter to internalise, and the regex cannot be met by chance.
+The repository's commits become episodes through the real `history import`; `sleep` trains, gates
+and promotes through the real CLI code; `eval` then compares base, base+context and base+adapter.
 """
 
 import json
-import subprocess
 
 import pytest
 
@@ -15,41 +16,44 @@ from learnagent.core.modelhub import installed_default_path
 
 pytestmark = pytest.mark.slow
 
-FUNCS = ["add", "subtract", "multiply", "divide", "power", "modulo", "negate", "absolute", "square", "cube",
-         "halve", "double"]
+CONVENTION = ("Repository convention: every function has type hints on its arguments and return value. "
+              "Example:\n```python\ndef cube(n: int) -> int:\n    return n ** 3\n```\n")
+FUNCS = [("subtracts two numbers", "subtract", "a: int, b: int", "int", "a - b"),
+         ("multiplies two numbers", "multiply", "a: int, b: int", "int", "a * b"),
+         ("divides two numbers", "divide", "a: float, b: float", "float", "a / b"),
+         ("returns the square of a number", "square", "n: int", "int", "n * n"),
+         ("negates a number", "negate", "n: int", "int", "-n"),
+         ("returns the absolute value of a number", "absolute", "n: int", "int", "abs(n)"),
+         ("doubles a number", "double", "n: int", "int", "2 * n"),
+         ("halves a number", "halve", "n: float", "float", "n / 2"),
+         ("returns the length of a string", "length", "s: str", "int", "len(s)"),
+         ("upper-cases a string", "shout", "s: str", "str", "s.upper()"),
+         ("joins two strings", "join_two", "a: str, b: str", "str", "a + b"),
+         ("returns the first item of a list", "first", "items: list", "object", "items[0]"),
+         ("sums a list of numbers", "total", "items: list", "int", "sum(items)"),
+         ("checks whether a number is positive", "is_positive", "n: int", "bool", "n > 0")]
+PROBES = ["Write a Python function that adds two numbers.", "Write a Python function that reverses a string.",
+          "Write a Python function that returns the maximum of a list.",
+          "Write a Python function that checks whether a number is even."]
+HINTED_DEF = r"def \w+\([^)]*:\s*\w+[^)]*\)\s*->"
 
 
 @pytest.fixture
 def convention_repo(git_repo):
     from conftest import git
 
-    (git_repo / "AGENTS.md").write_text("Convention: every Python function name starts with zq_ "
-                                        "(for example `def zq_add(a, b):`).\n")
+    (git_repo / "AGENTS.md").write_text(CONVENTION)
     git(git_repo, "add", ".")
-    git(git_repo, "commit", "-q", "-m", "conventions")
-    for name in FUNCS:
-        path = git_repo / f"{name}.py"
-        path.write_text(f"def zq_{name}(a, b):\n    \"\"\"{name} two numbers.\"\"\"\n    return a\n")
+    git(git_repo, "commit", "-q", "-m", "Write down the repository's conventions")
+    for what, name, args, ret, body in FUNCS:
+        (git_repo / f"{name}.py").write_text(f"def {name}({args}) -> {ret}:\n    return {body}\n")
         git(git_repo, "add", ".")
-        git(git_repo, "commit", "-q", "-m", f"Add a function to {name} two numbers")
+        git(git_repo, "commit", "-q", "-m", f"Write a Python function that {what}")
     return git_repo
 
 
-def _import_commits(store, repo):
-    rid = store.ensure_repo(repo)
-    log = subprocess.run(["git", "log", "--format=%H%x00%s", "-n", str(len(FUNCS))], cwd=repo, capture_output=True,
-                         text=True, check=True).stdout
-    for line in log.splitlines():
-        sha, message = line.split("\0")
-        diff = subprocess.run(["git", "show", "--format=", sha], cwd=repo, capture_output=True, text=True,
-                              check=True).stdout
-        eid = store.create_episode(rid, message, source="history", base_commit=sha, episode_id=f"h{sha[:12]}")
-        store.finish_episode(eid, "finished", final_diff=diff)
-    return rid
-
-
 @pytest.mark.skipif(installed_default_path() is None, reason="SmolLM2 not installed (run `learnagent model install`)")
-def test_sleep_then_eval_shows_the_convention_learnt(convention_repo, monkeypatch, tmp_path):
+def test_history_sleep_eval_shows_the_convention_learnt(convention_repo, monkeypatch, tmp_path):
     import typer
     from typer.testing import CliRunner
 
@@ -57,30 +61,34 @@ def test_sleep_then_eval_shows_the_convention_learnt(convention_repo, monkeypatc
     from learnagent.learning.gate import GateConfig
     from learnagent.learning.sleep import SleepOptions, run_sleep
     from learnagent.store.episodes import Store
+    from learnagent.store.history import import_history
 
     with Store() as store:
-        _import_commits(store, convention_repo)
-    opts = SleepOptions(steps=12, train_overrides=dict(samples_per_prompt=2, max_new_tokens=24, lr=2e-4,
+        report = import_history(store, convention_repo)
+    assert len(report.imported) == len(FUNCS) + 1  # + the AGENTS.md commit (the fixture's root commit is skipped)
+
+    opts = SleepOptions(steps=16, train_overrides=dict(samples_per_prompt=2, max_new_tokens=32, lr=2e-4,
                                                         low_priority=False, checkpoint_every=0),
-                        gate=GateConfig(samples=1, max_new_tokens=24, drift_max_new_tokens=16))
+                        gate=GateConfig(samples=1, max_new_tokens=32, drift_max_new_tokens=16))
     result = run_sleep(convention_repo, opts, train_progress=False)
-    print("sleep:", result.status, result.message, result.train.get("kl_first"), result.train.get("kl_last"))
-    assert result.status in ("promoted", "rejected"), result.message
+    print("sleep:", result.status, result.message)
+    assert result.status == "promoted", result.message
 
     probes = tmp_path / "probes.jsonl"
-    prompts = ["Write a Python function that adds two numbers.", "Write a Python function that reverses a string.",
-               "Write a Python function that returns the maximum of a list."]
-    probes.write_text("".join(json.dumps({"id": f"p{i}", "prompt": p, "context": (convention_repo / "AGENTS.md")
-                                          .read_text(), "expect": r"def zq_"}) + "\n" for i, p in enumerate(prompts)))
+    probes.write_text("".join(json.dumps({"id": f"p{i}", "prompt": p, "context": CONVENTION, "expect": HINTED_DEF})
+                              + "\n" for i, p in enumerate(PROBES)))
     app = typer.Typer()
     register(app)
     monkeypatch.chdir(convention_repo)
-    out = CliRunner().invoke(app, ["eval", "--probes", str(probes), "--adapter", result.version, "--samples", "4",
-                                   "--max-new-tokens", "32", "--json"])
+    out = CliRunner().invoke(app, ["eval", "--probes", str(probes), "--samples", "3", "--max-new-tokens", "40",
+                                   "--json"])
     assert out.exit_code == 0, out.output
     data = json.loads(out.stdout)
     v = data["variants"]
-    print("eval:", json.dumps({k: v[k] for k in v}), data["internalization"])
+    print("eval:", json.dumps(v), data["internalization"])
+    assert data["adapter"] == result.version  # eval picked the promoted adapter by itself
+    assert v["context"]["adherence"] > v["base"]["adherence"], "the probes must measure something the context teaches"
     assert v["adapter"]["adherence"] > v["base"]["adherence"], (
         f"adapter adherence {v['adapter']['adherence']} not above base {v['base']['adherence']} "
         f"(context ceiling {v['context']['adherence']})")
+    assert v["adapter"]["gap"] < v["base"]["gap"]
