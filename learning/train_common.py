@@ -169,6 +169,10 @@ def save_adapter(model, out_dir: Path) -> Path:
     adapter in a sub-folder), replacing what was there atomically per file."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    # A run killed mid-save leaves its temp folder (maybe a truncated .safetensors) here; the
+    # resumed run saves into the same folder, which is later sealed and promoted: sweep it first.
+    for stale in out_dir.glob(".save-*"):
+        shutil.rmtree(stale, ignore_errors=True)
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".save-") as tmp:
         model.save_pretrained(tmp, selected_adapters=[STUDENT])
         src = Path(tmp) / STUDENT

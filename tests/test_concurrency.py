@@ -148,3 +148,98 @@ def test_parallel_do_runs_in_one_repository(git_repo, tmp_path):
     branches = git(git_repo, "branch", "--list", "learnagent/*")
     assert all(f"learnagent/{r[0]}" in branches for r in rows)
     assert git(git_repo, "status", "--porcelain", "--untracked-files=all") == before
+
+
+def test_do_runs_while_sleep_trains_on_the_same_store(git_repo, tmp_path, tiny_model_dir):
+    """Real `learnagent do` processes in one repository while a real `learnagent sleep` (tiny model)
+    reads the episodes, reserves, trains, gates and registers an adapter in the same store.
+
+    One wave of `do` runs starts with the sleep (its episode reads and version reservation), a
+    second when it starts gating (its sealing and promotion writes).
+    """
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from learnagent.core.config import Config, save_config
+    from learnagent.learning.pairs import is_heldout
+    from learnagent.learning.registry import Registry
+    from learnagent.store.episodes import Store
+
+    cfg = Config()
+    cfg.model.name = f"local:{tiny_model_dir}"  # what sleep trains; the do runs pass a scripted model
+    cfg.test.command = "true"
+    save_config(git_repo, cfg)
+    with Store() as store:  # good history episodes to learn from: 3 trained on, 1 held out
+        rid = store.ensure_repo(git_repo)
+        picked = [f"h{i:03d}" for i in range(40)]
+        history = [e for e in picked if not is_heldout(e, 0.2)][:3] + [e for e in picked if is_heldout(e, 0.2)][:1]
+        for eid in history:
+            store.create_episode(rid, f"history {eid}", source="history", episode_id=eid)
+            store.finish_episode(eid, "finished", final_diff=f"--- a/calc.py\n+++ b/calc.py\n+def h_{eid}():\n"
+                                                             f"+    return 1\n")
+    n_do = 6
+    scripts = [write_script(tmp_path / f"s{i}.json", [f"<run>echo run-{i}; sleep 0.2</run>",
+                                                       f"<write path=\"f{i}.txt\">\nfile {i}\n</write>",
+                                                       f"<run>echo again-{i}</run>",
+                                                       f"<finish>done {i}</finish>"]) for i in range(n_do)]
+    env = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+    def one(i):
+        return run_cli("do", f"task number {i}", "--model", f"scripted:{scripts[i]}", "--no-apply",
+                       "--sandbox", "none", cwd=git_repo, env=env, timeout=240)
+
+    log = tmp_path / "sleep.log"
+    with open(log, "w") as fh:
+        sleep = subprocess.Popen([sys.executable, "-m", "learnagent.cli.app", "sleep", "--steps", "2"],
+                                 cwd=git_repo, stdout=fh, stderr=subprocess.STDOUT,
+                                 env=dict(os.environ, **env, COLUMNS="120", PYTHONUNBUFFERED="1",
+                                          PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"]))
+    with ThreadPoolExecutor(n_do) as pool:
+        first = [pool.submit(one, i) for i in range(n_do // 2)]
+        deadline = time.monotonic() + 240
+        while "gating" not in log.read_text() and sleep.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        second = [pool.submit(one, i) for i in range(n_do // 2, n_do)]
+        outs = [f.result() for f in first + second]
+    sleep_rc = sleep.wait(timeout=240)
+    sleep_out = log.read_text()
+
+    assert sleep_rc == 0, sleep_out
+    for out in outs:
+        assert out.returncode == 0, out.stderr + out.stdout
+    for text in [sleep_out] + [o.stdout + o.stderr for o in outs]:
+        assert "locked" not in text and "Traceback" not in text, text
+    with Store() as store:
+        row = Registry(store, git_repo).get("v0001")
+    assert row["status"] in ("promoted", "rejected"), row
+    assert (f"promoted v0001" if row["status"] == "promoted" else "v0001 rejected:") in sleep_out, sleep_out
+    assert row["metrics"]["heldout_ids"] == history[3:]  # the do runs arriving meanwhile changed nothing
+
+    db = sqlite3.connect(home.db_path())
+    db.row_factory = sqlite3.Row
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert db.execute("PRAGMA foreign_key_check").fetchall() == []
+    assert sorted(r[0] for r in db.execute("SELECT id FROM episodes WHERE source = 'history'")) == sorted(history)
+    rows = db.execute("SELECT * FROM episodes WHERE source = 'do' ORDER BY task").fetchall()
+    assert [r["task"] for r in rows] == [f"task number {i}" for i in range(n_do)]  # each exactly once
+    for i, ep in enumerate(rows):
+        assert ep["status"] == "finished" and ep["summary"] == f"done {i}", dict(ep)
+        others = [j for j in range(n_do) if j != i]
+        msgs = db.execute("SELECT seq, role, content FROM messages WHERE episode_id = ? ORDER BY seq",
+                          (ep["id"],)).fetchall()
+        assert [m["seq"] for m in msgs] == list(range(len(msgs)))
+        text = "\n".join(m["content"] for m in msgs)
+        assert f"task number {i}" in text and not any(f"task number {j}" in text for j in others)
+        said = [m["content"] for m in msgs if m["role"] == "assistant"]
+        assert said[0] == f"<run>echo run-{i}; sleep 0.2</run>" and said[-1] == f"<finish>done {i}</finish>"
+        assert not any(f"-{j}" in s for s in said for j in others)
+        results = [r[0] for r in db.execute("SELECT result FROM tool_calls WHERE episode_id = ? AND name = 'run'",
+                                             (ep["id"],))]
+        assert any(f"run-{i}" in r for r in results) and any(f"again-{i}" in r for r in results)
+        assert not any(f"-{j}" in r for r in results for j in others)
+    import json as _j
+    print("\nreserved", row["created_at"], "lineage", row["metrics"].get("train"))
+    for ep in rows: print(ep["task"], ep["started_at"], ep["ended_at"])

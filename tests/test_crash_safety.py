@@ -6,12 +6,18 @@ then checks: the store passes `PRAGMA integrity_check`; the episode is absent or
 where it stopped (contiguous messages, status 'running' until gc marks it 'interrupted'); the
 user's files and index are byte-identical; `gc` removes every worktree and branch it left.
 LEARNAGENT_CRASH_TRIALS sets the number of trials (default 6; 20 were run for the report).
+
+`sleep` is killed two ways: at each write boundary of the adapter save and promotion (a driver
+that dies at the registry's named checkpoints), and as the real CLI at random moments of its
+whole run (start-up, model load, training, gate, promotion), checking after each kill that the
+store is whole, the promoted adapter verifies and loads with peft, and no episode was lost.
 """
 
 from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import sqlite3
 import subprocess
@@ -177,3 +183,196 @@ def test_sigkill_during_adapter_save_and_promotion_keeps_a_loadable_adapter(git_
     again = _run_driver(git_repo, 0, source)  # nothing left half-done blocks the next run
     assert again.returncode == 0, again.stderr
     assert promoted_adapter(git_repo)[0] == again.stdout.split()[2]
+
+
+# ---- sleep: SIGKILL the real `learnagent sleep` (tiny model) at random moments ------------------
+
+SLEEP_TRIALS = int(os.environ.get("LEARNAGENT_CRASH_TRIALS", "5"))
+SLEEP_STEPS = "2"
+# Lines the CLI prints as it goes (stdout unbuffered, stderr merged), in order: which stage a kill hit.
+PHASES = (("start-up", None), ("load model", "training v"), ("load model", "resuming interrupted candidate"),
+          ("train", "Loading weights"), ("gate", "gating v"), ("exit", "promoted v"), ("exit", "rejected:"))
+
+
+def _sleep_env() -> dict:
+    # one thread per torch process: two shared cores, and the test process loads the model too
+    return dict(os.environ, COLUMNS="120", PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
+                TOKENIZERS_PARALLELISM="false",
+                PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"])
+
+
+def _start_sleep(repo: Path, log: Path) -> subprocess.Popen:
+    with open(log, "w") as fh:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen([sys.executable, "-m", "learnagent.cli.app", "sleep", "--steps", SLEEP_STEPS],
+                                cwd=repo, env=_sleep_env(), stdout=fh, stderr=subprocess.STDOUT)
+
+
+def _add_good_episode(store, repo_id: str, *, heldout: bool) -> str:
+    """A history episode (always 'good'); its id is chosen so the split puts it where asked."""
+    from learnagent.learning.pairs import is_heldout
+
+    n = store.conn.execute("SELECT COUNT(*) FROM episodes").fetchone()[0]
+    while True:
+        eid = f"ep{n:04d}"
+        n += 1
+        exists = store.conn.execute("SELECT 1 FROM episodes WHERE id = ?", (eid,)).fetchone()
+        if not exists and is_heldout(eid, 0.2) == heldout:
+            break
+    store.create_episode(repo_id, f"add helper {eid}", source="history", episode_id=eid)
+    store.finish_episode(eid, "finished", final_diff=f"--- a/calc.py\n+++ b/calc.py\n+def helper_{eid}():\n"
+                                                     f"+    return 1\n")
+    return eid
+
+
+def _phase(log_text: str, folder: Path | None) -> str:
+    """The last stage the killed run announced; 'seal/promote' once the candidate's lineage is written."""
+    phase, at = "start-up", -1
+    for name, marker in PHASES:
+        pos = log_text.find(marker) if marker else -1  # first: the gate loads weights again
+        if pos > at:
+            phase, at = name, pos
+    if phase == "gate" and folder is not None and (folder / "lineage.json").is_file():
+        phase = "seal/promote"  # finished gating: sealing the folder, writing the pointer
+    return phase
+
+
+def _check_adapters(repo: Path, tiny_model_dir: Path, what: str) -> str:
+    """The promoted adapter is whole and loads; nothing half-written is, or can become, promoted."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from learnagent.learning.registry import Registry, is_complete, promoted_adapter, read_pointer
+    from learnagent.store.privacy import verify_adapter
+
+    root = home.adapters_dir(repo)
+    pointer = read_pointer(root)
+    assert pointer is not None, f"{what}: the PROMOTED pointer is missing or unreadable"
+    found = promoted_adapter(repo)
+    assert found is not None, f"{what}: no adapter to load"
+    version, folder = found
+    # the pointer itself names a complete folder (no silent fall-back to an older one)
+    assert version == pointer["version"] and is_complete(folder), f"{what}: pointer names {pointer['version']}"
+    verify_adapter(folder)
+    leftovers = [p.name for p in folder.rglob("*") if p.name.endswith(".tmp") or p.name.startswith(".save-")
+                 or p.name.startswith(".state-") or p.name == "checkpoint"]
+    assert leftovers == [], f"{what}: half-written files in the promoted {version}: {leftovers}"
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), str(folder))
+    assert any("lora_" in name for name, _ in model.named_parameters()), f"{what}: {version} loaded no LoRA"
+    with Store() as store:  # the table agrees with the pointer once read (sync repairs a kill in between)
+        rows = Registry(store, repo).list()
+    promoted_rows = [r["version"] for r in rows if r["status"] == "promoted"]
+    assert promoted_rows == [version], f"{what}: table says {promoted_rows}, pointer {version}"
+    for row in rows:  # a folder sealed with lineage.json holds whole weights
+        if is_complete(root / row["version"]):
+            verify_adapter(root / row["version"])
+    return version
+
+
+def test_sigkill_sleep_at_random_points_keeps_store_and_adapter_whole(git_repo, tmp_path, tiny_model_dir):
+    """Real `learnagent sleep` processes killed at random moments of start-up, load, training, gate, promotion.
+
+    Trials chain: each killed sleep starts from what the previous kill left (so kills also land
+    in resumed runs), and one new good episode is recorded before each. A sleep that ends before
+    its kill must have succeeded. A final un-killed sleep must finish cleanly.
+    """
+    from learnagent.core.config import Config, save_config
+    from learnagent.learning.registry import Registry
+
+    cfg = Config()
+    cfg.model.name = f"local:{tiny_model_dir}"
+    save_config(git_repo, cfg)
+    with Store() as store:
+        rid = store.ensure_repo(git_repo)
+        for _ in range(3):
+            _add_good_episode(store, rid, heldout=False)
+        _add_good_episode(store, rid, heldout=True)
+
+    log = tmp_path / "sleep0.log"
+    started = time.monotonic()
+    first = _start_sleep(git_repo, log)
+    assert first.wait(timeout=300) == 0, log.read_text()
+    full_run = time.monotonic() - started
+    if "rejected:" in log.read_text():  # the gate's call on a random model: promote v0001 by hand
+        out = run_cli("adapters", "use", "v0001", cwd=git_repo)
+        assert out.returncode == 0, out.stderr
+    else:
+        assert "promoted v0001" in log.read_text(), log.read_text()
+    assert _check_adapters(git_repo, tiny_model_dir, "first sleep") == "v0001"
+
+    rng = random.Random(int(os.environ.get("LEARNAGENT_CRASH_SEED", "20240602")))
+    phases: dict[str, int] = {}
+    for trial in range(SLEEP_TRIALS):
+        with Store() as store:
+            _add_good_episode(store, store.ensure_repo(git_repo), heldout=False)
+            n_episodes = store.conn.execute("SELECT COUNT(*) FROM episodes").fetchone()[0]
+        log = tmp_path / f"sleep{trial + 1}.log"
+        proc = _start_sleep(git_repo, log)
+        try:
+            proc.wait(timeout=rng.uniform(0.05, full_run))
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGKILL)
+        rc = proc.wait(timeout=30)
+        text = log.read_text()
+        if rc == -signal.SIGKILL:
+            m = re.search(r"(?:training|resuming interrupted candidate) (v\d{4})", text)
+            phase = _phase(text, home.adapters_dir(git_repo) / m.group(1) if m else None)
+        else:  # it ended before the kill: it must have ended well
+            assert rc == 0 and "error" not in text.lower(), f"trial {trial}: exit {rc}\n{text}"
+            phase = "finished"
+        phases[phase] = phases.get(phase, 0) + 1
+        what = f"trial {trial} ({phase})"
+        _check_store_consistent()
+        with Store() as store:
+            assert store.conn.execute("SELECT COUNT(*) FROM episodes").fetchone()[0] == n_episodes, what
+        _check_adapters(git_repo, tiny_model_dir, what)
+    print(f"\n{SLEEP_TRIALS} SIGKILL sleep trials (full run {full_run:.1f} s): {phases}")
+
+    out = run_cli("sleep", "--steps", SLEEP_STEPS, cwd=git_repo, env=_sleep_env(), timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert re.search(r"promoted v\d{4}|rejected:|nothing new to learn", out.stdout), out.stdout
+    assert "error" not in (out.stdout + out.stderr).lower()
+    _check_store_consistent()
+    _check_adapters(git_repo, tiny_model_dir, "after the final sleep")
+    with Store() as store:
+        assert Registry(store, git_repo).resumable() is None  # nothing left half-trained
+
+
+_KILL_MID_SAVE = r"""
+import os, signal, sys
+from pathlib import Path
+from peft import PeftModel
+from learnagent.learning.sleep import SleepOptions, run_sleep
+
+save = PeftModel.save_pretrained
+def dying_save(self, save_directory, *args, **kwargs):
+    save(self, save_directory, *args, **kwargs)
+    for f in Path(save_directory).rglob("*.safetensors"):  # as if killed half-way through the write
+        os.truncate(f, f.stat().st_size // 2)
+    os.kill(os.getpid(), signal.SIGKILL)
+PeftModel.save_pretrained = dying_save
+run_sleep(Path(sys.argv[1]), SleepOptions(steps=int(sys.argv[2])), train_progress=False)
+"""
+
+
+def test_sleep_killed_mid_save_resumes_without_promoting_the_partial_save(git_repo, tiny_model_dir):
+    """A kill inside the adapter save leaves a `.save-*` temp folder with a truncated file in the
+    candidate; the resumed sleep must not seal and promote the folder with it inside."""
+    from learnagent.core.config import Config, save_config
+
+    cfg = Config()
+    cfg.model.name = f"local:{tiny_model_dir}"
+    save_config(git_repo, cfg)
+    with Store() as store:
+        rid = store.ensure_repo(git_repo)
+        for _ in range(2):
+            _add_good_episode(store, rid, heldout=False)
+        _add_good_episode(store, rid, heldout=True)
+    out = subprocess.run([sys.executable, "-c", _KILL_MID_SAVE, str(git_repo), SLEEP_STEPS], cwd=git_repo,
+                         env=_sleep_env(), capture_output=True, text=True, timeout=300)
+    assert out.returncode == -signal.SIGKILL, out.stdout + out.stderr
+    assert list((home.adapters_dir(git_repo) / "v0001").glob(".save-*")), "the kill left no temp save"
+    out = run_cli("sleep", "--steps", SLEEP_STEPS, cwd=git_repo, env=_sleep_env(), timeout=300)
+    assert out.returncode == 0 and "v0001" in out.stdout, out.stdout + out.stderr
+    if "rejected:" in out.stdout:
+        assert run_cli("adapters", "use", "v0001", cwd=git_repo).returncode == 0
+    assert _check_adapters(git_repo, tiny_model_dir, "resumed after a kill mid-save") == "v0001"
