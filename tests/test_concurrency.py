@@ -1,4 +1,8 @@
-"""Many processes writing one episode store at once (WAL): no lock errors, nothing lost or mixed up."""
+"""Many processes writing one episode store at once (WAL): no lock errors, nothing lost or mixed up.
+
+Raw Store writers and readers, processes migrating a new store, parallel `learnagent do` runs,
+and `do` runs going on for the whole of a `learnagent sleep` on the same store (tiny model).
+"""
 
 from __future__ import annotations
 
@@ -151,11 +155,9 @@ def test_parallel_do_runs_in_one_repository(git_repo, tmp_path):
 
 
 def test_do_runs_while_sleep_trains_on_the_same_store(git_repo, tmp_path, tiny_model_dir):
-    """Real `learnagent do` processes in one repository while a real `learnagent sleep` (tiny model)
-    reads the episodes, reserves, trains, gates and registers an adapter in the same store.
-
-    One wave of `do` runs starts with the sleep (its episode reads and version reservation), a
-    second when it starts gating (its sealing and promotion writes).
+    """Real `learnagent do` processes in one repository, DO_AT_ONCE at a time, for as long as a real
+    `learnagent sleep` (tiny model) runs on the same store: it reads the episodes, reserves a
+    version, trains, gates, and seals and registers the adapter while the `do` runs write theirs.
     """
     import os
     import subprocess
@@ -168,6 +170,7 @@ def test_do_runs_while_sleep_trains_on_the_same_store(git_repo, tmp_path, tiny_m
     from learnagent.learning.registry import Registry
     from learnagent.store.episodes import Store
 
+    do_at_once, min_do, max_do = 2, 4, 16
     cfg = Config()
     cfg.model.name = f"local:{tiny_model_dir}"  # what sleep trains; the do runs pass a scripted model
     cfg.test.command = "true"
@@ -180,15 +183,15 @@ def test_do_runs_while_sleep_trains_on_the_same_store(git_repo, tmp_path, tiny_m
             store.create_episode(rid, f"history {eid}", source="history", episode_id=eid)
             store.finish_episode(eid, "finished", final_diff=f"--- a/calc.py\n+++ b/calc.py\n+def h_{eid}():\n"
                                                              f"+    return 1\n")
-    n_do = 6
-    scripts = [write_script(tmp_path / f"s{i}.json", [f"<run>echo run-{i}; sleep 0.2</run>",
-                                                       f"<write path=\"f{i}.txt\">\nfile {i}\n</write>",
-                                                       f"<run>echo again-{i}</run>",
-                                                       f"<finish>done {i}</finish>"]) for i in range(n_do)]
     env = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
 
+    def script(i):  # every text carries the run's tag, so a message in the wrong episode shows
+        return [f"<run>echo run-{i:02d}; sleep 1</run>", f"<write path=\"f{i:02d}.txt\">\nfile {i:02d}\n</write>",
+                f"<run>echo again-{i:02d}; sleep 1</run>", f"<finish>done {i:02d}</finish>"]
+
     def one(i):
-        return run_cli("do", f"task number {i}", "--model", f"scripted:{scripts[i]}", "--no-apply",
+        path = write_script(tmp_path / f"s{i:02d}.json", script(i))
+        return run_cli("do", f"task number {i:02d}", "--model", f"scripted:{path}", "--no-apply",
                        "--sandbox", "none", cwd=git_repo, env=env, timeout=240)
 
     log = tmp_path / "sleep.log"
@@ -197,15 +200,17 @@ def test_do_runs_while_sleep_trains_on_the_same_store(git_repo, tmp_path, tiny_m
                                  cwd=git_repo, stdout=fh, stderr=subprocess.STDOUT,
                                  env=dict(os.environ, **env, COLUMNS="120", PYTHONUNBUFFERED="1",
                                           PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"]))
-    with ThreadPoolExecutor(n_do) as pool:
-        first = [pool.submit(one, i) for i in range(n_do // 2)]
-        deadline = time.monotonic() + 240
-        while "gating" not in log.read_text() and sleep.poll() is None and time.monotonic() < deadline:
+    futures, deadline = [], time.monotonic() + 240
+    with ThreadPoolExecutor(do_at_once) as pool:  # keep DO_AT_ONCE running until the sleep has ended
+        while (sleep.poll() is None or len(futures) < min_do) and len(futures) < max_do \
+                and time.monotonic() < deadline:
+            if sum(not f.done() for f in futures) < do_at_once:
+                futures.append(pool.submit(one, len(futures)))
             time.sleep(0.05)
-        second = [pool.submit(one, i) for i in range(n_do // 2, n_do)]
-        outs = [f.result() for f in first + second]
+        outs = [f.result() for f in futures]
     sleep_rc = sleep.wait(timeout=240)
     sleep_out = log.read_text()
+    n_do = len(outs)
 
     assert sleep_rc == 0, sleep_out
     for out in outs:
@@ -215,7 +220,7 @@ def test_do_runs_while_sleep_trains_on_the_same_store(git_repo, tmp_path, tiny_m
     with Store() as store:
         row = Registry(store, git_repo).get("v0001")
     assert row["status"] in ("promoted", "rejected"), row
-    assert (f"promoted v0001" if row["status"] == "promoted" else "v0001 rejected:") in sleep_out, sleep_out
+    assert ("promoted v0001" if row["status"] == "promoted" else "v0001 rejected:") in sleep_out, sleep_out
     assert row["metrics"]["heldout_ids"] == history[3:]  # the do runs arriving meanwhile changed nothing
 
     db = sqlite3.connect(home.db_path())
@@ -224,22 +229,22 @@ def test_do_runs_while_sleep_trains_on_the_same_store(git_repo, tmp_path, tiny_m
     assert db.execute("PRAGMA foreign_key_check").fetchall() == []
     assert sorted(r[0] for r in db.execute("SELECT id FROM episodes WHERE source = 'history'")) == sorted(history)
     rows = db.execute("SELECT * FROM episodes WHERE source = 'do' ORDER BY task").fetchall()
-    assert [r["task"] for r in rows] == [f"task number {i}" for i in range(n_do)]  # each exactly once
+    assert [r["task"] for r in rows] == [f"task number {i:02d}" for i in range(n_do)]  # each exactly once
+    # the do runs really overlapped the sleep's life: one was writing while the version was reserved
+    sealed = json.loads((home.adapters_dir(git_repo) / "v0001" / "lineage.json").read_text())["finished_at"]
+    assert any(r["started_at"] < sealed and r["ended_at"] > row["created_at"] for r in rows)
     for i, ep in enumerate(rows):
-        assert ep["status"] == "finished" and ep["summary"] == f"done {i}", dict(ep)
-        others = [j for j in range(n_do) if j != i]
+        assert ep["status"] == "finished" and ep["summary"] == f"done {i:02d}", dict(ep)
+        others = [f"{j:02d}" for j in range(n_do) if j != i]
         msgs = db.execute("SELECT seq, role, content FROM messages WHERE episode_id = ? ORDER BY seq",
                           (ep["id"],)).fetchall()
         assert [m["seq"] for m in msgs] == list(range(len(msgs)))
         text = "\n".join(m["content"] for m in msgs)
-        assert f"task number {i}" in text and not any(f"task number {j}" in text for j in others)
+        assert f"task number {i:02d}" in text and not any(f"task number {j}" in text for j in others)
         said = [m["content"] for m in msgs if m["role"] == "assistant"]
-        assert said[0] == f"<run>echo run-{i}; sleep 0.2</run>" and said[-1] == f"<finish>done {i}</finish>"
-        assert not any(f"-{j}" in s for s in said for j in others)
+        assert said == script(i), said
         results = [r[0] for r in db.execute("SELECT result FROM tool_calls WHERE episode_id = ? AND name = 'run'",
                                              (ep["id"],))]
-        assert any(f"run-{i}" in r for r in results) and any(f"again-{i}" in r for r in results)
+        assert any(f"run-{i:02d}" in r for r in results) and any(f"again-{i:02d}" in r for r in results)
         assert not any(f"-{j}" in r for r in results for j in others)
-    import json as _j
-    print("\nreserved", row["created_at"], "lineage", row["metrics"].get("train"))
-    for ep in rows: print(ep["task"], ep["started_at"], ep["ended_at"])
+    print(f"\n{n_do} do runs alongside one sleep ({row['status']} v0001)")
