@@ -24,7 +24,7 @@ from typing import Callable
 from learnagent.core import home
 from learnagent.core.errors import LearnagentError, ModelNotFound, UsageError
 from learnagent.learning.gate import GateConfig, GateResult
-from learnagent.learning.registry import Registry, write_json_atomic
+from learnagent.learning.registry import Registry, is_complete, write_json_atomic
 
 METHODS = ("opsd", "sft")
 PLAN = "plan.json"
@@ -151,6 +151,7 @@ def _sleep(root: Path, opts: SleepOptions, store, say: Progress, started: float,
 
     spec, model_path = resolve_local_model(opts.model, root)
     reg = Registry(store, root)
+    _settle_sealed_candidates(reg, say)
     current = reg.current()
     parent, parent_folder = current if current else (None, None)
     if parent and _is_tainted(reg, parent):
@@ -248,6 +249,25 @@ def _sleep(root: Path, opts: SleepOptions, store, say: Progress, started: float,
         kept = parent or "the base model"
         base.status, base.message = "rejected", f"kept {kept}; {version} rejected: {gate.reason}"
     return base
+
+
+def _settle_sealed_candidates(reg: Registry, say) -> None:
+    """A sleep killed after sealing a candidate (`finish`) but before promoting or rejecting it
+    leaves a complete 'candidate' that nothing would ever decide: decide it now, from the gate
+    result it was sealed with, if the adapter it was gated against is still the current one."""
+    current = reg.current()
+    for row in reg.conn.execute("SELECT version, parent FROM adapters WHERE repo_id = ? AND status = 'candidate'"
+                                " ORDER BY version", (reg.repo_id,)).fetchall():
+        version = row["version"]
+        if not is_complete(reg.folder(version)):
+            continue  # still training: `resumable` picks it up
+        gate = reg.get(version)["metrics"]
+        if gate.get("accepted") and row["parent"] == (current[0] if current else None):
+            reg.promote(version, gate.get("reason", "passed the gate before an interruption"))
+            current = reg.current()
+            say(f"promoted {version}, which passed the gate before the last sleep was interrupted")
+        else:
+            reg.reject(version, gate.get("reason") or "interrupted after training; its gate result is stale")
 
 
 def _is_tainted(reg: Registry, version: str) -> bool:
