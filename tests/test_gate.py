@@ -117,7 +117,7 @@ def _first_token_probs(model, tok, family, context):
 def two_rule_model(tmp_path_factory):
     """A tiny model that follows RULE_A on family A and RULE_B on family B when that rule is in its context."""
     from learnagent.learning.rollout import encode
-    from tiny_model import make_tiny_model
+    from tiny_model import make_tiny_model, teach
 
     model, tok = make_tiny_model()
     eos = [tok.eos_token_id]
@@ -130,22 +130,7 @@ def two_rule_model(tmp_path_factory):
             for context, answers in by_context.items():
                 prompt = encode(tok, task(f, i), context)[0].tolist()
                 rows += [(prompt, tok(a, add_special_tokens=False)["input_ids"] + eos) for a in answers]
-    width = max(len(p) + len(a) for p, a in rows)
-    ids = torch.full((len(rows), width), tok.pad_token_id)
-    labels = torch.full((len(rows), width), -100)
-    attn = torch.zeros((len(rows), width), dtype=torch.long)
-    for r, (p, a) in enumerate(rows):
-        ids[r, : len(p) + len(a)] = torch.tensor(p + a)
-        labels[r, len(p): len(p) + len(a)] = torch.tensor(a)
-        attn[r, : len(p) + len(a)] = 1
-    order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(0))
-    opt = torch.optim.Adam(model.parameters(), lr=5e-3)
-    for step in range(200):
-        sel = order[torch.arange(step * 16, step * 16 + 16) % len(rows)]
-        loss = model(input_ids=ids[sel], attention_mask=attn[sel], labels=labels[sel]).loss
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    teach(model, tok, rows, steps=200, batch=16, lr=5e-3, shuffle_seed=0)
     model.eval()
     for f in "ab":  # it reads its context, and only its own family's rule
         own, none, other = (_first_token_probs(model, tok, f, c) for c in (RULES[f], None, RULES[OTHER[f]]))

@@ -18,7 +18,7 @@ from learnagent.learning.rollout import (GENERAL_PROMPTS, adapter_context, batch
                                          sample)
 from learnagent.learning.sft import train_sft
 from learnagent.learning.train_common import CHECKPOINT
-from tiny_model import make_tiny_model
+from tiny_model import make_tiny_model, teach
 
 RULE = "Always print hello world."
 SYSTEM = {"role": "system", "content": "You are a coding agent."}
@@ -57,22 +57,8 @@ def convention_model(tmp_path_factory):
             prompt = encode(tok, task(i), RULE if ctx else None)[0].tolist()
             answer = tok("print('hello world')" if ctx else "def add(a, b):", add_special_tokens=False)["input_ids"]
             rows.append((prompt, answer + [tok.eos_token_id]))
-    width = max(len(p) + len(a) for p, a in rows)
-    ids = torch.full((len(rows), width), tok.pad_token_id)
-    labels = torch.full((len(rows), width), -100)
-    attn = torch.zeros((len(rows), width), dtype=torch.long)
-    for r, (p, a) in enumerate(rows):
-        ids[r, : len(p) + len(a)] = torch.tensor(p + a)
-        labels[r, len(p): len(p) + len(a)] = torch.tensor(a)
-        attn[r, : len(p) + len(a)] = 1
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    for step in range(60):
-        sel = torch.arange(step * 8, step * 8 + 8) % len(rows)
-        loss = model(input_ids=ids[sel], attention_mask=attn[sel], labels=labels[sel]).loss
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    assert loss.item() < 0.5, f"the convention model did not learn its rule (loss {loss.item():.2f})"
+    loss = teach(model, tok, rows, steps=60, batch=8, lr=3e-3)
+    assert loss < 0.5, f"the convention model did not learn its rule (loss {loss:.2f})"
     path = tmp_path_factory.mktemp("conv") / "model"
     model.save_pretrained(path)
     tok.save_pretrained(path)

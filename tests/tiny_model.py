@@ -64,3 +64,32 @@ def make_tiny_model_dir(path: Path, seed: int = 0) -> Path:
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+def teach(model, tokenizer, rows, *, steps: int, batch: int, lr: float, shuffle_seed: int | None = None) -> float:
+    """Plain full fine-tuning on (prompt ids, answer ids) rows, loss on the answers only.
+
+    Tests use it to give the random tiny model a behaviour to distil (e.g. follow a rule only
+    when the rule is in its context). Batches walk the rows in order, or in one seeded random
+    permutation. Returns the last batch's loss.
+    """
+    import torch
+
+    width = max(len(p) + len(a) for p, a in rows)
+    ids = torch.full((len(rows), width), tokenizer.pad_token_id)
+    labels = torch.full((len(rows), width), -100)
+    attn = torch.zeros((len(rows), width), dtype=torch.long)
+    for r, (p, a) in enumerate(rows):
+        ids[r, : len(p) + len(a)] = torch.tensor(p + a)
+        labels[r, len(p): len(p) + len(a)] = torch.tensor(a)
+        attn[r, : len(p) + len(a)] = 1
+    order = (torch.arange(len(rows)) if shuffle_seed is None
+             else torch.randperm(len(rows), generator=torch.Generator().manual_seed(shuffle_seed)))
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    for step in range(steps):
+        sel = order[torch.arange(step * batch, step * batch + batch) % len(rows)]
+        loss = model(input_ids=ids[sel], attention_mask=attn[sel], labels=labels[sel]).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return loss.item()
