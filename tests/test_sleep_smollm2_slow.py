@@ -31,7 +31,13 @@ FUNCS = [("subtracts two numbers", "subtract", "a: int, b: int", "int", "a - b")
          ("joins two strings", "join_two", "a: str, b: str", "str", "a + b"),
          ("returns the first item of a list", "first", "items: list", "object", "items[0]"),
          ("sums a list of numbers", "total", "items: list", "int", "sum(items)"),
-         ("checks whether a number is positive", "is_positive", "n: int", "bool", "n > 0")]
+         ("checks whether a number is positive", "is_positive", "n: int", "bool", "n > 0"),
+         ("returns the last item of a list", "last", "items: list", "object", "items[-1]"),
+         ("counts the words in a string", "word_count", "s: str", "int", "len(s.split())"),
+         ("returns the smaller of two numbers", "smaller", "a: int, b: int", "int", "min(a, b)"),
+         ("lower-cases a string", "whisper", "s: str", "str", "s.lower()"),
+         ("checks whether a string is empty", "is_empty", "s: str", "bool", "not s"),
+         ("triples a number", "triple", "n: int", "int", "3 * n")]
 PROBES = ["Write a Python function that adds two numbers.", "Write a Python function that reverses a string.",
           "Write a Python function that returns the maximum of a list.",
           "Write a Python function that checks whether a number is even."]
@@ -39,16 +45,26 @@ HINTED_DEF = r"def \w+\([^)]*:\s*\w+[^)]*\)\s*->"
 
 
 @pytest.fixture
-def convention_repo(git_repo):
+def convention_repo(tmp_path):
     from conftest import git
 
-    (git_repo / "AGENTS.md").write_text(CONVENTION)
-    git(git_repo, "add", ".")
-    git(git_repo, "commit", "-q", "-m", "Write down the repository's conventions")
-    for what, name, args, ret, body in FUNCS:
-        (git_repo / f"{name}.py").write_text(f"def {name}({args}) -> {ret}:\n    return {body}\n")
+    git_repo = tmp_path / "conventions"
+    git_repo.mkdir()
+    git(git_repo, "init", "-q", "-b", "main")
+
+    def commit(message, n):
+        # fixed dates: the same commit ids, so the same (id-hashed) held-out split, on every run
+        date = {"GIT_AUTHOR_DATE": f"2026-01-01T10:{n:02d}:00Z", "GIT_COMMITTER_DATE": f"2026-01-01T10:{n:02d}:00Z"}
         git(git_repo, "add", ".")
-        git(git_repo, "commit", "-q", "-m", f"Write a Python function that {what}")
+        git(git_repo, "commit", "-q", "-m", message, env=date)
+
+    (git_repo / "README.md").write_text("Small helpers.\n")
+    commit("Start the repository", 0)
+    (git_repo / "AGENTS.md").write_text(CONVENTION)
+    commit("Write down the repository's conventions", 1)
+    for n, (what, name, args, ret, body) in enumerate(FUNCS, 2):
+        (git_repo / f"{name}.py").write_text(f"def {name}({args}) -> {ret}:\n    return {body}\n")
+        commit(f"Write a Python function that {what}", n)
     return git_repo
 
 
@@ -65,11 +81,11 @@ def test_history_sleep_eval_shows_the_convention_learnt(convention_repo, monkeyp
 
     with Store() as store:
         report = import_history(store, convention_repo)
-    assert len(report.imported) == len(FUNCS) + 1  # + the AGENTS.md commit (the fixture's root commit is skipped)
+    assert len(report.imported) == len(FUNCS) + 1  # + the AGENTS.md commit (the root commit is skipped)
 
     opts = SleepOptions(steps=16, train_overrides=dict(samples_per_prompt=2, max_new_tokens=32, lr=2e-4,
                                                         low_priority=False, checkpoint_every=0),
-                        gate=GateConfig(samples=1, max_new_tokens=32, drift_max_new_tokens=16))
+                        gate=GateConfig(samples=2, max_new_tokens=32, drift_max_new_tokens=16))
     result = run_sleep(convention_repo, opts, train_progress=False)
     print("sleep:", result.status, result.message)
     assert result.status == "promoted", result.message
