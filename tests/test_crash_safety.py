@@ -207,6 +207,20 @@ def _start_sleep(repo: Path, log: Path) -> subprocess.Popen:
                                 cwd=repo, env=_sleep_env(), stdout=fh, stderr=subprocess.STDOUT)
 
 
+def _tiny_sleep_repo(repo: Path, tiny_model_dir: Path, *, trained: int) -> None:
+    """`repo` configured to sleep on the tiny model, with `trained` good episodes and one held out."""
+    from learnagent.core.config import Config, save_config
+
+    cfg = Config()
+    cfg.model.name = f"local:{tiny_model_dir}"
+    save_config(repo, cfg)
+    with Store() as store:
+        rid = store.ensure_repo(repo)
+        for _ in range(trained):
+            _add_good_episode(store, rid, heldout=False)
+        _add_good_episode(store, rid, heldout=True)
+
+
 def _add_good_episode(store, repo_id: str, *, heldout: bool) -> str:
     """A history episode (always 'good'); its id is chosen so the split puts it where asked."""
     from learnagent.learning.pairs import is_heldout
@@ -275,17 +289,9 @@ def test_sigkill_sleep_at_random_points_keeps_store_and_adapter_whole(git_repo, 
     in resumed runs), and one new good episode is recorded before each. A sleep that ends before
     its kill must have succeeded. A final un-killed sleep must finish cleanly.
     """
-    from learnagent.core.config import Config, save_config
     from learnagent.learning.registry import Registry
 
-    cfg = Config()
-    cfg.model.name = f"local:{tiny_model_dir}"
-    save_config(git_repo, cfg)
-    with Store() as store:
-        rid = store.ensure_repo(git_repo)
-        for _ in range(3):
-            _add_good_episode(store, rid, heldout=False)
-        _add_good_episode(store, rid, heldout=True)
+    _tiny_sleep_repo(git_repo, tiny_model_dir, trained=3)
 
     log = tmp_path / "sleep0.log"
     started = time.monotonic()
@@ -357,16 +363,8 @@ run_sleep(Path(sys.argv[1]), SleepOptions(steps=int(sys.argv[2])), train_progres
 def test_sleep_killed_mid_save_resumes_without_promoting_the_partial_save(git_repo, tiny_model_dir):
     """A kill inside the adapter save leaves a `.save-*` temp folder with a truncated file in the
     candidate; the resumed sleep must not seal and promote the folder with it inside."""
-    from learnagent.core.config import Config, save_config
 
-    cfg = Config()
-    cfg.model.name = f"local:{tiny_model_dir}"
-    save_config(git_repo, cfg)
-    with Store() as store:
-        rid = store.ensure_repo(git_repo)
-        for _ in range(2):
-            _add_good_episode(store, rid, heldout=False)
-        _add_good_episode(store, rid, heldout=True)
+    _tiny_sleep_repo(git_repo, tiny_model_dir, trained=2)
     out = subprocess.run([sys.executable, "-c", _KILL_MID_SAVE, str(git_repo), SLEEP_STEPS], cwd=git_repo,
                          env=_sleep_env(), capture_output=True, text=True, timeout=300)
     assert out.returncode == -signal.SIGKILL, out.stdout + out.stderr

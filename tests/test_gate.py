@@ -117,7 +117,7 @@ def _first_token_probs(model, tok, family, context):
 def two_rule_model(tmp_path_factory):
     """A tiny model that follows RULE_A on family A and RULE_B on family B when that rule is in its context."""
     from learnagent.learning.rollout import encode
-    from tiny_model import make_tiny_model, teach
+    from tiny_model import make_tiny_model, save_model_dir, teach
 
     model, tok = make_tiny_model()
     eos = [tok.eos_token_id]
@@ -136,10 +136,7 @@ def two_rule_model(tmp_path_factory):
         own, none, other = (_first_token_probs(model, tok, f, c) for c in (RULES[f], None, RULES[OTHER[f]]))
         assert own["rule"] > 0.8, f"family {f} does not follow its rule in context: {own}"
         assert 0.05 < none["rule"] < 0.5 and 0.05 < other["rule"] < 0.5, (f, none, other)
-    path = tmp_path_factory.mktemp("tworule") / "model"
-    model.save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
+    return save_model_dir(model, tok, tmp_path_factory.mktemp("tworule") / "model")
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from learnagent.learning.rollout import (GENERAL_PROMPTS, adapter_context, batch
                                          sample)
 from learnagent.learning.sft import train_sft
 from learnagent.learning.train_common import CHECKPOINT
-from tiny_model import make_tiny_model, teach
+from tiny_model import make_tiny_model, save_model_dir, teach
 
 RULE = "Always print hello world."
 SYSTEM = {"role": "system", "content": "You are a coding agent."}
@@ -59,10 +59,7 @@ def convention_model(tmp_path_factory):
             rows.append((prompt, answer + [tok.eos_token_id]))
     loss = teach(model, tok, rows, steps=60, batch=8, lr=3e-3)
     assert loss < 0.5, f"the convention model did not learn its rule (loss {loss:.2f})"
-    path = tmp_path_factory.mktemp("conv") / "model"
-    model.save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
+    return save_model_dir(model, tok, tmp_path_factory.mktemp("conv") / "model")
 
 
 @pytest.fixture(scope="module")

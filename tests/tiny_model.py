@@ -58,12 +58,16 @@ def make_tiny_model(tokenizer=None, seed: int = 0, hidden: int = 64, layers: int
     return model, tokenizer
 
 
-def make_tiny_model_dir(path: Path, seed: int = 0) -> Path:
+def save_model_dir(model, tokenizer, path: Path) -> Path:
+    """A folder `from_pretrained` (and learnagent's `local:PATH`) loads: weights + tokenizer."""
     path = Path(path)
-    model, tokenizer = make_tiny_model(seed=seed)
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+def make_tiny_model_dir(path: Path, seed: int = 0) -> Path:
+    return save_model_dir(*make_tiny_model(seed=seed), path)
 
 
 def teach(model, tokenizer, rows, *, steps: int, batch: int, lr: float, shuffle_seed: int | None = None) -> float:
