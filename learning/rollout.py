@@ -238,16 +238,27 @@ def distillation_gap(model, tokenizer, pairs: Iterable, *, student_adapter: str 
     total, count = 0.0, 0
     for i, pair in enumerate(pairs):
         x_ids = encode(tokenizer, pair.prompt)
-        t_ids = encode(tokenizer, pair.prompt, pair.context)
         with adapter_context(model, student_adapter):
             completions = sample(model, tokenizer, x_ids, samples, max_new_tokens, temperature, seed=seed + i)
-            s_logp, mask = batch_completion_logprobs(model, x_ids, completions)
-        with adapter_context(model, teacher_adapter):
-            t_logp, _ = batch_completion_logprobs(model, t_ids, completions, build_prefix_cache(model, t_ids))
-        kl = topk_reverse_kl(s_logp, t_logp, k)
-        total += float(kl[mask].sum())
-        count += int(mask.sum())
+        kl_sum, tokens = gap_terms(model, x_ids, encode(tokenizer, pair.prompt, pair.context), completions,
+                                   student_adapter=student_adapter, teacher_adapter=teacher_adapter, k=k)
+        total += kl_sum
+        count += tokens
     return total / max(count, 1)
+
+
+@torch.no_grad()
+def gap_terms(model, x_ids, t_ids, completions, *, student_adapter: str | None, teacher_adapter: str | None,
+              k: int = 20) -> tuple[float, int]:
+    """Summed per-token top-k reverse KL of the student (on x) to the teacher (on c then x) over
+    the given completions, and the number of tokens summed: callers that already sampled (eval
+    measures adherence on the same samples) score them without sampling again."""
+    with adapter_context(model, student_adapter):
+        s_logp, mask = batch_completion_logprobs(model, x_ids, completions)
+    with adapter_context(model, teacher_adapter):
+        t_logp, _ = batch_completion_logprobs(model, t_ids, completions, build_prefix_cache(model, t_ids))
+    kl = topk_reverse_kl(s_logp, t_logp, k)
+    return float(kl[mask].sum()), int(mask.sum())
 
 
 @torch.no_grad()
