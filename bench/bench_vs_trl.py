@@ -2,6 +2,12 @@
 on SmolLM2-135M, CPU. Writes docs/benchmarks/sleep_vs_trl.md.
 
     python bench/bench_vs_trl.py [--steps 8] [--G 4] [--max-new-tokens 32] [--threads 2] [--lr 1e-3]
+                                 [--shape short|episode]
+
+`--shape short` (default): one-line prompts (x ~40 tokens, c + x ~70), the data of the
+efficacy comparison. `--shape episode`: the same tasks as learnagent's pair builder shapes
+imported history (x ~490 tokens, c + x ~710), the lengths sleep trains on; written to
+docs/benchmarks/sleep_vs_trl_episode.md.
 
 1. Throughput and peak memory: `train_opsd` and TRL's SDFTTrainer, each in its own
    subprocess (bench/vs_trl_workers.py), same model, same 16 (x, c) pairs, same G, max new
@@ -123,9 +129,15 @@ def main() -> None:
     ap.add_argument("--eval-max-new-tokens", type=int, default=32)
     ap.add_argument("--drift-prompts", type=int, default=6)
     ap.add_argument("--only", default="opsd,trl,sft,eval", help="comma list of jobs to run")
-    ap.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks" / "sleep_vs_trl.md")
+    ap.add_argument("--shape", choices=("short", "episode"), default="short",
+                    help="pair lengths: one-line prompts, or pairs shaped like imported history")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="default docs/benchmarks/sleep_vs_trl.md (short) or sleep_vs_trl_episode.md (episode)")
     ap.add_argument("--json", type=Path, default=None, help="also write the raw results here")
     args = ap.parse_args()
+    if args.out is None:
+        args.out = ROOT / "docs" / "benchmarks" / ("sleep_vs_trl.md" if args.shape == "short" else
+                                                   "sleep_vs_trl_episode.md")
 
     import vs_trl_data
 
@@ -136,7 +148,9 @@ def main() -> None:
         sys.exit("SmolLM2-135M is not installed: run `learnagent model install` first")
     probes = vs_trl_data.write_probes(BENCH / "probes" / "convention.jsonl")
     jobs = args.only.split(",")
-    common = {"model": str(model), "train": vs_trl_data.train_records(), "steps": args.steps, "G": args.G,
+    train = vs_trl_data.train_records() if args.shape == "short" else vs_trl_data.episode_records()
+    lengths = pair_lengths(model, train)
+    common = {"model": str(model), "train": train, "steps": args.steps, "G": args.G,
               "max_new_tokens": args.max_new_tokens, "rank": args.rank, "lr": args.lr, "k": args.k,
               "skip_first": args.skip_first, "kl_clip": args.kl_clip, "lambda_ret": args.lambda_ret,
               "threads": args.threads, "seed": args.seed, "warmup_steps": max(1, args.steps // 20),
@@ -163,6 +177,7 @@ def main() -> None:
                                    "drift_prompts": args.drift_prompts}, tmp)
     total = time.perf_counter() - started
     raw = {"args": vars(args) | {"out": str(args.out), "json": str(args.json)}, "trained": trained, "eval": ev,
+           "lengths": lengths,
            "versions": versions(), "total_seconds": total}
     if args.json:
         args.json.write_text(json.dumps(raw, indent=1, default=str))
@@ -180,7 +195,8 @@ def write_report(args, raw) -> None:
         "Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()) + ".",
         f"Command: `python bench/bench_vs_trl.py {' '.join(sys.argv[1:])}` (total {raw['total_seconds'] / 60:.1f} min).",
         "",
-        f"Config (both trainers): SmolLM2-135M-Instruct fp32 on CPU; 16 (x, c) pairs (bench/vs_trl_data.py); "
+        f"Config (both trainers): SmolLM2-135M-Instruct fp32 on CPU; 16 (x, c) pairs (bench/vs_trl_data.py, "
+        f"shape {args.shape}: x {raw['lengths']['x']:.0f} tokens, c + x {raw['lengths']['cx']:.0f} tokens on average); "
         f"{args.steps} optimizer steps x 1 prompt x G={args.G} samples x <= {args.max_new_tokens} new tokens, "
         f"temperature 1, no top-k/top-p; LoRA r={args.rank}, alpha={2 * args.rank}, all-linear, dropout 0; "
         f"AdamW lr {args.lr}, weight decay 0, warm-up then cosine to 10%, grad clip 1.0; reverse KL on the "
@@ -220,6 +236,18 @@ def write_report(args, raw) -> None:
     if args.out.is_file() and MARKER in args.out.read_text():
         kept = args.out.read_text()[args.out.read_text().index(MARKER):]
     args.out.write_text("\n".join(lines) + "\n\n" + (kept or MARKER + "\n"))
+
+
+def pair_lengths(model, train: list[dict]) -> dict:
+    """Mean chat-templated token lengths of x (student prompt) and c + x (teacher prompt)."""
+    from transformers import AutoTokenizer
+
+    from learnagent.learning.rollout import encode
+
+    tok = AutoTokenizer.from_pretrained(str(model))
+    xs = [encode(tok, r["prompt"]).shape[1] for r in train]
+    cxs = [encode(tok, r["prompt"], r["context"]).shape[1] for r in train]
+    return {"x": sum(xs) / len(xs), "cx": sum(cxs) / len(cxs)}
 
 
 def vs_trl_data_probe_ids():

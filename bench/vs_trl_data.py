@@ -77,6 +77,82 @@ def train_records(n: int | None = None) -> list[dict]:
     return rows[:n] if n else rows
 
 
+# An existing module of the repository, shown to the agent as "the code before the change":
+# with it x has the length of a real imported-history pair (~400 tokens, where the short
+# prompts above have ~40; `do` episodes, with the agent's instructions and the repo map,
+# run to 1-2k).
+BEFORE_MODULE = '''"""Small helpers shared by the command-line tools."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+
+def read_lines(path: Path) -> list[str]:
+    """The lines of a text file, without their line endings."""
+    return path.read_text(encoding="utf-8").splitlines()
+
+
+def write_lines(path: Path, lines: list[str]) -> None:
+    path.write_text("\\n".join(lines) + "\\n", encoding="utf-8")
+
+
+def slugify(title: str, max_length: int = 40) -> str:
+    """Lower-case words joined by dashes, safe in file names and URLs."""
+    words = re.findall(r"[a-z0-9]+", title.lower())
+    return "-".join(words)[:max_length].rstrip("-")
+
+
+def env_flag(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def chunked(items: list[str], size: int) -> list[list[str]]:
+    if size <= 0:
+        raise ValueError("size must be positive")
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def percent(part: float, whole: float) -> str:
+    return "n/a" if whole == 0 else f"{100 * part / whole:.1f}%"
+
+
+def common_prefix(paths: list[Path]) -> Path | None:
+    if not paths:
+        return None
+    return Path(os.path.commonpath([str(p) for p in paths]))
+'''
+
+
+def episode_records() -> list[dict]:
+    """The same 16 tasks shaped like real sleep pairs: built by learnagent's own pair builder
+    (learning/pairs.py) from imported-history episodes. x = the history system prompt, the
+    task and the module before the change; c = lessons, the accepted diff and the conventions
+    file. Used for the throughput comparison at realistic lengths (`--shape episode`)."""
+    from learnagent.learning.pairs import episode_prompt, experience_context
+
+    conventions = f"CONVENTIONS.md:\n{CONVENTION}"
+    rows = []
+    for i, (task, signature, body) in enumerate(TRAIN_TASKS):
+        added = ["", "", f"def {signature}:", f"    {body}"]
+        diff = ("diff --git a/src/tools/helpers.py b/src/tools/helpers.py\n--- a/src/tools/helpers.py\n"
+                "+++ b/src/tools/helpers.py\n@@ -55,4 +55,{n} @@\n".format(n=4 + len(added)) +
+                " def common_prefix(paths: list[Path]) -> Path | None:\n     if not paths:\n         return None\n"
+                "     return Path(os.path.commonpath([str(p) for p in paths]))\n" +
+                "".join(f"+{line}\n" for line in "\n".join(added).splitlines()))
+        ep = {"id": f"train-{i:02d}", "source": "history", "task": f"Add a function that {task}.",
+              "repo_name": "tools", "final_diff": diff, "test_runs": [],
+              "meta": {"before": {"src/tools/helpers.py": BEFORE_MODULE}}}
+        rows.append({"id": ep["id"], "prompt": episode_prompt(ep), "context": experience_context(ep, conventions),
+                     "target": sft_target(signature, body)})
+    return rows
+
+
 def probe_records() -> list[dict]:
     return [{"id": f"probe-{i:02d}", "prompt": prompt_text(task), "context": CONVENTION, "expect": EXPECT}
             for i, task in enumerate(PROBE_TASKS)]

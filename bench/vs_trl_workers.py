@@ -235,8 +235,7 @@ def run_eval(spec):
         adapter = variant if variant in adapters else None
         hits, kl_sum, kl_count, started = [], 0.0, 0, time.perf_counter()
         for i, probe in enumerate(probes):
-            # the same seeds as evaluate.evaluate / rollout.distillation_gap, so one set of samples
-            # serves adherence and gap (evaluate() draws them twice)
+            # the seeds of evaluate.evaluate; one set of samples serves adherence and gap, as there
             x_ids = rollout.encode(tokenizer, probe.prompt, probe.context if variant == "context" else None)
             with rollout.adapter_context(model, adapter), torch.no_grad():
                 outs = rollout.sample(model, tokenizer, x_ids, n, max_new, 1.0, seed=seed + i)

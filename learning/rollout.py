@@ -128,24 +128,42 @@ def sample(model, tokenizer, prompt_ids: torch.LongTensor, n: int, max_new_token
 
     Sampling is from the plain softmax(logits / temperature) (no top-k/top-p), so the
     samples are on-policy for the model being scored. temperature <= 0 means greedy.
+
+    The prompt runs ONCE and its KV cache is repeated to the n rows (HF `generate` with
+    `num_return_sequences=n` prefills n copies), and decoding is a plain loop over the
+    model's forward: no logits processors, no padding or attention mask (all rows share
+    the prompt), and only the last position's logits are computed. It stops as soon as
+    every row has ended its turn.
     """
     device = _device(model)
     prompt_ids = prompt_ids.to(device)
-    eos = _eos_ids(model, tokenizer)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else next(iter(eos))
+    eos = torch.tensor(sorted(_eos_ids(model, tokenizer)), device=device)
     greedy = temperature is None or temperature <= 0
-    kwargs = dict(max_new_tokens=max_new_tokens, num_return_sequences=n, pad_token_id=pad,
-                  eos_token_id=sorted(eos), attention_mask=torch.ones_like(prompt_ids))
-    if greedy:
-        kwargs.update(do_sample=False)
-    else:
-        kwargs.update(do_sample=True, temperature=float(temperature), top_k=0, top_p=1.0)
+    rows = torch.empty((n, max_new_tokens), dtype=torch.long, device=device)
+    ended = torch.zeros(n, dtype=torch.bool, device=device)
     with _seeded(seed, device):
-        out = model.generate(input_ids=prompt_ids, **kwargs)
+        out = model(input_ids=prompt_ids, use_cache=True, logits_to_keep=1)
+        cache = out.cache
+        cache.batch_repeat_interleave(n)
+        logits = out.logits[:, -1, :].expand(n, -1)
+        steps = 0
+        for t in range(max_new_tokens):
+            if greedy:
+                token = logits.argmax(dim=-1)
+            else:
+                probs = torch.softmax(logits.float() / float(temperature), dim=-1)
+                token = torch.multinomial(probs, 1).squeeze(1)
+            rows[:, t] = token
+            steps = t + 1
+            ended |= torch.isin(token, eos)
+            if steps == max_new_tokens or bool(ended.all()):
+                break
+            # an ended row keeps decoding (its tokens are cut below): the batch keeps its shape
+            logits = model(input_ids=token[:, None], cache=cache, use_cache=True, logits_to_keep=1).logits[:, -1, :]
     completions = []
-    for row in out[:, prompt_ids.shape[1]:]:
-        ends = [i for i, tok in enumerate(row.tolist()) if tok in eos]
-        completions.append(row[: ends[0] + 1] if ends else row)
+    for row in rows[:, :steps]:
+        ends = torch.isin(row, eos).nonzero()
+        completions.append(row[: int(ends[0]) + 1].clone() if len(ends) else row.clone())
     return completions
 
 

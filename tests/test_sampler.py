@@ -1,0 +1,104 @@
+"""The shared-prefix sampler (learning/rollout.sample) on the tiny in-process model:
+it draws from the model's own distribution, runs the prompt once for all rows, matches
+HF `generate` when greedy, and stops once every row has ended its turn."""
+
+import pytest
+import torch
+
+from learnagent.learning.rollout import encode, sample
+from tiny_model import make_tiny_model
+
+PROMPT = [{"role": "user", "content": "Task: write def add(a, b)"}]
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.set_num_threads(1)
+    model, tok = make_tiny_model(seed=3)
+    return model.eval(), tok
+
+
+def _forward_shapes(model):
+    """Record the input_ids shape of every forward call of `model`."""
+    shapes = []
+    handle = model.register_forward_pre_hook(lambda _m, _a, kw: shapes.append(tuple(kw["input_ids"].shape)),
+                                             with_kwargs=True)
+    return shapes, handle
+
+
+def test_prompt_runs_once_then_one_token_per_row(tiny):
+    model, tok = tiny
+    x = encode(tok, PROMPT)
+    shapes, handle = _forward_shapes(model)
+    try:
+        comps = sample(model, tok, x, 5, 6, seed=0)
+    finally:
+        handle.remove()
+    assert shapes[0] == (1, x.shape[1])  # one prefill, not 5
+    assert all(s == (5, 1) for s in shapes[1:])
+    steps = max(len(c) for c in comps)
+    assert len(shapes) == steps  # the last token drawn needs no forward
+    assert len(comps) == 5 and all(1 <= len(c) <= 6 for c in comps)
+
+
+def test_greedy_equals_hf_generate(tiny):
+    model, tok = tiny
+    x = encode(tok, PROMPT)
+    ours = sample(model, tok, x, 2, 12, temperature=0)
+    with torch.no_grad():
+        ref = model.generate(input_ids=x, attention_mask=torch.ones_like(x), max_new_tokens=12, do_sample=False,
+                             pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)[0, x.shape[1]:]
+    ends = (ref == tok.eos_token_id).nonzero()
+    ref = ref[: int(ends[0]) + 1] if len(ends) else ref
+    assert torch.equal(ours[0], ref) and torch.equal(ours[1], ref)
+
+
+def test_first_token_follows_the_model_distribution(tiny):
+    model, tok = tiny
+    x = encode(tok, PROMPT)
+    with torch.no_grad():
+        probs = torch.softmax(model(input_ids=x).logits[0, -1].float() / 0.7, -1)
+    n = 4000
+    drawn = torch.stack([c[0] for c in sample(model, tok, x, n, 1, temperature=0.7, seed=11)])
+    freq = torch.bincount(drawn, minlength=probs.numel()).float() / n
+    top = probs.topk(5).indices
+    # binomial standard error at n=4000 is <= 0.008: 4 sigma
+    assert torch.all((freq[top] - probs[top]).abs() < 0.032), (freq[top], probs[top])
+    assert freq.sum() == pytest.approx(1.0)
+
+
+def test_rows_are_cut_after_end_of_turn_and_decoding_stops_when_all_ended(tiny):
+    model, tok = tiny
+    x = encode(tok, PROMPT)
+    eos = tok.eos_token_id
+    # make end-of-turn the only likely token after the first one: every row ends at token 2
+    bias = torch.zeros(model.config.vocab_size)
+    bias[eos] = 50.0
+    calls = []
+
+    def push_eos(_module, _args, output):
+        calls.append(1)
+        if len(calls) >= 2:  # from the first decode step on
+            output.logits = output.logits + bias
+        return output
+
+    handle = model.register_forward_hook(push_eos)
+    try:
+        comps = sample(model, tok, x, 3, 40, seed=2)
+    finally:
+        handle.remove()
+    assert all(len(c) == 2 and c[-1].item() == eos for c in comps)
+    assert len(calls) == 2  # prefill + one decode step, not 40
+
+
+def test_same_seed_same_samples_and_caller_rng_untouched(tiny):
+    model, tok = tiny
+    x = encode(tok, PROMPT)
+    torch.manual_seed(123)
+    before = torch.rand(1)
+    torch.manual_seed(123)
+    a = sample(model, tok, x, 3, 8, seed=4)
+    after = torch.rand(1)
+    b = sample(model, tok, x, 3, 8, seed=4)
+    assert all(torch.equal(u, v) for u, v in zip(a, b))
+    assert torch.equal(before, after)
