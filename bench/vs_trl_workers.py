@@ -105,6 +105,7 @@ def run_opsd(spec):
         marks.append((time.perf_counter(), sampled["tokens"]))
         _progress(step, total, stats)
     opsd.build_prefix_cache = timers.wrap(opsd.build_prefix_cache, lambda: "teacher")
+    opsd.encode_prefix = timers.wrap(opsd.encode_prefix, lambda: "student_fwd")  # the student's pass over x
     opsd.batch_completion_logprobs = timers.wrap(
         opsd.batch_completion_logprobs, lambda: "student_fwd" if torch.is_grad_enabled() else "teacher")
     started = time.perf_counter()

@@ -33,9 +33,19 @@ def db_path() -> Path:
     return data_home() / "learnagent.db"
 
 
+def repository_root(work_tree: Path) -> Path:
+    """The repository's main working tree: `work_tree` itself, or for a linked worktree
+    (`git worktree add`, learnagent's own or the user's) the main tree it belongs to."""
+    from learnagent.core.gitdirs import main_worktree
+
+    work_tree = Path(work_tree).resolve()
+    return (main_worktree(work_tree) or work_tree).resolve()
+
+
 def repo_key(repo_root: Path) -> str:
-    """A stable short id for a repository, from its real path."""
-    real = str(Path(repo_root).resolve())
+    """A stable short id for a repository, from the real path of its main working tree, so
+    every worktree of one repository shares its episodes, outcomes and adapters."""
+    real = str(repository_root(repo_root))
     return hashlib.sha1(real.encode()).hexdigest()[:12]
 
 

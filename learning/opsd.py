@@ -2,10 +2,11 @@
 
 One training micro-step, for one episode pair (x, c):
 
-1. the student (base + "student" LoRA) samples G completions y of x, no grad;
+1. the student (base + "student" LoRA) reads x once, with grad, and samples G completions
+   y of x from (a detached copy of) that KV cache;
 2. the teacher (base + frozen "teacher" = the previous adapter, or the bare base on the
    first night) reads c then x ONCE into a KV cache, and scores every y from it, no grad;
-3. the student scores the same y from x alone, with grad;
+3. the student scores the same y from its pass over x (step 1), with grad;
 4. loss = per-token top-k reverse KL(student || teacher), skipping the first tokens and
    clipping each token's KL, + lambda_ret * KL(student || previous) on a replay prompt
    x' without context (the retention term keeps what earlier nights learned).
@@ -23,7 +24,7 @@ from typing import Callable, Sequence
 from learnagent.core.errors import LearnagentError
 from learnagent.learning.losses import distill_loss
 from learnagent.learning.rollout import (adapter_context, batch_completion_logprobs, build_prefix_cache, encode,
-                                         sample)
+                                         encode_prefix, sample)
 from learnagent.learning.train_common import (STUDENT, TEACHER, TrainConfig, TrainResult, load_student,
                                               run_training)
 
@@ -54,19 +55,23 @@ def opsd_micro_step(model, tokenizer, pair, replay_prompt, *, teacher: str | Non
     x_ids = encode(tokenizer, pair.prompt)
     t_ids = encode(tokenizer, pair.prompt, pair.context)
 
-    # 1. on-policy samples from the student
+    # 1. on-policy samples from the student. Its pass over x is made once, with grad: a
+    #    detached copy of that KV cache seeds the sampler, and step 3 scores the samples from
+    #    the pass itself (the weights do not change within a step, so the gradient is the
+    #    same as from a second pass)
     with adapter_context(model, STUDENT):
+        s_prefix = encode_prefix(model, x_ids)
         completions = sample(model, tokenizer, x_ids, config.samples_per_prompt, config.max_new_tokens,
-                             config.temperature, seed=seed)
+                             config.temperature, seed=seed, prefix=s_prefix)
 
     # 2. the teacher: its c+x prefix is encoded once, shared by all G samples
     with adapter_context(model, teacher), torch.no_grad():
         prefix = build_prefix_cache(model, t_ids)
-        t_logp, _ = batch_completion_logprobs(model, t_ids, completions, prefix)
+        t_logp, _ = batch_completion_logprobs(model, t_ids, completions, prefix, consume=True)  # used once
 
     # 3. the student on x alone, with grad
     with adapter_context(model, STUDENT):
-        s_logp, mask = batch_completion_logprobs(model, x_ids, completions)
+        s_logp, mask = batch_completion_logprobs(model, x_ids, completions, s_prefix, consume=True)
     loss, per_token = distill_loss(s_logp, t_logp, k=config.k, skip_first=config.skip_first,
                                    clip=config.kl_clip, mask=mask)
     kept = mask.clone()
@@ -79,12 +84,14 @@ def opsd_micro_step(model, tokenizer, pair, replay_prompt, *, teacher: str | Non
     ret = 0.0
     if replay_prompt is not None and config.lambda_ret > 0:
         r_ids = encode(tokenizer, replay_prompt)
-        with adapter_context(model, STUDENT):
-            r_comp = sample(model, tokenizer, r_ids, 1, config.max_new_tokens, config.temperature, seed=seed + 1)
+        with adapter_context(model, STUDENT):  # one graded pass over x', as in step 1
+            r_prefix = encode_prefix(model, r_ids)
+            r_comp = sample(model, tokenizer, r_ids, 1, config.max_new_tokens, config.temperature, seed=seed + 1,
+                            prefix=r_prefix)
         with adapter_context(model, teacher), torch.no_grad():
             p_logp, _ = batch_completion_logprobs(model, r_ids, r_comp)
         with adapter_context(model, STUDENT):
-            r_logp, r_mask = batch_completion_logprobs(model, r_ids, r_comp)
+            r_logp, r_mask = batch_completion_logprobs(model, r_ids, r_comp, r_prefix, consume=True)
         ret_loss, _ = distill_loss(r_logp, p_logp, k=config.k, mask=r_mask)
         loss = loss + config.lambda_ret * ret_loss
         ret = float(ret_loss.detach())

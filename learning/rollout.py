@@ -123,7 +123,8 @@ def _seeded(seed: int | None, device: torch.device):
 
 @torch.no_grad()
 def sample(model, tokenizer, prompt_ids: torch.LongTensor, n: int, max_new_tokens: int,
-           temperature: float = 1.0, seed: int | None = None) -> list[torch.LongTensor]:
+           temperature: float = 1.0, seed: int | None = None,
+           prefix: PrefixCache | None = None) -> list[torch.LongTensor]:
     """Draw `n` completions of `prompt_ids` [1, T]; each is cut after its first end-of-turn token.
 
     Sampling is from the plain softmax(logits / temperature) (no top-k/top-p), so the
@@ -133,7 +134,9 @@ def sample(model, tokenizer, prompt_ids: torch.LongTensor, n: int, max_new_token
     `num_return_sequences=n` prefills n copies), and decoding is a plain loop over the
     model's forward: no logits processors, no padding or attention mask (all rows share
     the prompt), and only the last position's logits are computed. It stops as soon as
-    every row has ended its turn.
+    every row has ended its turn. With `prefix` (this model's `PrefixCache` of `prompt_ids`,
+    e.g. the student's own pass over x that will also score the samples) the prompt is not
+    run at all: a detached copy of its cache seeds the rows and `prefix` stays intact.
     """
     device = _device(model)
     prompt_ids = prompt_ids.to(device)
@@ -142,10 +145,13 @@ def sample(model, tokenizer, prompt_ids: torch.LongTensor, n: int, max_new_token
     rows = torch.empty((n, max_new_tokens), dtype=torch.long, device=device)
     ended = torch.zeros(n, dtype=torch.bool, device=device)
     with _seeded(seed, device):
-        out = model(input_ids=prompt_ids, use_cache=True, logits_to_keep=1)
-        cache = out.cache
+        if prefix is None:
+            prefix = encode_prefix(model, prompt_ids)
+            cache = prefix.cache
+        else:
+            cache = detached_cache(prefix.cache)
         cache.batch_repeat_interleave(n)
-        logits = out.logits[:, -1, :].expand(n, -1)
+        logits = prefix.last_logits.detach().expand(n, -1)
         steps = 0
         for t in range(max_new_tokens):
             if greedy:
@@ -178,16 +184,29 @@ class PrefixCache:
     length: int
 
 
-def _encode_prefix(model, prompt_ids: torch.LongTensor) -> PrefixCache:
+def encode_prefix(model, prompt_ids: torch.LongTensor) -> PrefixCache:
+    """Run `prompt_ids` [1, T] once (with grad when grad is enabled) into a `PrefixCache`."""
     prompt_ids = prompt_ids.to(_device(model))
     out = model(input_ids=prompt_ids, use_cache=True, logits_to_keep=1)
     return PrefixCache(cache=out.cache, last_logits=out.logits[:, -1, :], length=prompt_ids.shape[1])
 
 
+def detached_cache(cache):
+    """A copy of a KV cache whose tensors are detached from autograd (deepcopy refuses tensors
+    that carry a graph): sampling from it neither extends nor frees the original."""
+    memo = {}
+    for layer in getattr(cache, "layers", []):
+        for name in ("keys", "values"):
+            t = getattr(layer, name, None)
+            if isinstance(t, torch.Tensor):
+                memo[id(t)] = t.detach().clone()
+    return copy.deepcopy(cache, memo)
+
+
 @torch.no_grad()
 def build_prefix_cache(model, prompt_ids: torch.LongTensor) -> PrefixCache:
     """Run `prompt_ids` [1, T] once, no grad; the result can score any number of completions of it."""
-    return _encode_prefix(model, prompt_ids)
+    return encode_prefix(model, prompt_ids)
 
 
 def pad_completions(completions: Sequence[torch.Tensor], pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -203,21 +222,24 @@ def pad_completions(completions: Sequence[torch.Tensor], pad_id: int = 0) -> tup
 
 
 def batch_completion_logprobs(model, prompt_ids: torch.LongTensor, completions: Sequence[torch.Tensor],
-                              prefix_cache: PrefixCache | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                              prefix_cache: PrefixCache | None = None,
+                              consume: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-probs [G, Lmax, V] (float32) of G completions of one prompt, and their mask [G, Lmax].
 
     The prompt runs ONCE for all G completions: its KV cache is expanded to the batch and
     only completion tokens run after it, so only completion-position logits exist. Without
     `prefix_cache` the prompt is encoded here, with grad when grad is enabled (the student:
     the expand is differentiable, so the gradient equals that of G full forwards). With
-    one (the teacher's, built once per episode), a copy of it is used and it stays intact.
+    one (the teacher's, built once per episode), a copy of it is used and it stays intact,
+    unless `consume`: then it is extended in place and its graph, if any, carries the
+    gradient (the student's pass over x, made with grad before sampling from it).
     """
     device = _device(model)
     ids, mask = pad_completions([c.to(device) for c in completions])
     g, lmax = ids.shape
-    fresh = prefix_cache is None
-    if fresh:  # run the prompt once for all G (with grad when enabled: expand is differentiable)
-        prefix_cache = _encode_prefix(model, prompt_ids)
+    fresh = prefix_cache is None or consume
+    if prefix_cache is None:  # run the prompt once for all G (with grad when enabled: expand is differentiable)
+        prefix_cache = encode_prefix(model, prompt_ids)
     first = prefix_cache.last_logits.to(device).unsqueeze(1).expand(g, 1, -1)
     if lmax == 1:
         logits = first

@@ -41,7 +41,7 @@ class Store:
 
     # ---- repositories -------------------------------------------------------------
     def ensure_repo(self, root: Path) -> str:
-        root = Path(root).resolve()
+        root = home.repository_root(root)  # a linked worktree files under its main tree
         key = home.repo_key(root)
         self.conn.execute(
             "INSERT OR IGNORE INTO repos(id, path, name, created_at) VALUES (?,?,?,?)",

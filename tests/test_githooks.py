@@ -164,3 +164,20 @@ def test_the_agents_own_commits_on_its_branch_are_not_verdicts(git_repo, learnag
         git(git_repo, "commit", "-qam", "agent commit")
         assert episode(store, eid)["outcome"] == "pending"
         assert events(store, eid) == []
+
+
+def test_episode_proposed_in_a_linked_worktree_is_settled_by_a_commit_there(git_repo, tmp_path):
+    """A user's own `git worktree add` checkout is the same repository: `do` there files the
+    episode under the main tree's key, and the commit made there settles it."""
+    from learnagent.core import home
+
+    linked = tmp_path / "linked"
+    git(git_repo, "worktree", "add", "-q", "-b", "side", str(linked))
+    assert home.repo_key(linked) == home.repo_key(git_repo)
+    install_hooks(git_repo)
+    with Store() as store:
+        eid, _ = propose(store, linked, SUB)
+        row = store.conn.execute("SELECT path FROM repos").fetchall()
+        assert [r[0] for r in row] == [str(git_repo.resolve())]
+        git(linked, "commit", "-qam", "add sub")
+        assert episode(store, eid)["outcome"] == "accepted"

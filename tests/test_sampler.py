@@ -102,3 +102,36 @@ def test_same_seed_same_samples_and_caller_rng_untouched(tiny):
     b = sample(model, tok, x, 3, 8, seed=4)
     assert all(torch.equal(u, v) for u, v in zip(a, b))
     assert torch.equal(before, after)
+
+
+def test_sampling_from_the_students_graded_pass_changes_neither_samples_nor_gradient():
+    """OPSD's step 1: the student's pass over x is made with grad, the sampler starts from a
+    detached copy of it, and the same pass then scores the samples (consume=True). Samples
+    equal those of a plain `sample`, the pass stays intact for scoring, and the gradient
+    equals that of separate full forwards of x + y."""
+    from peft import LoraConfig, get_peft_model
+
+    from learnagent.learning.rollout import batch_completion_logprobs, encode_prefix
+
+    torch.set_num_threads(1)
+    model, tok = make_tiny_model(seed=5)
+    pm = get_peft_model(model, LoraConfig(r=2, lora_alpha=4, target_modules="all-linear", init_lora_weights=False))
+    pm.eval()
+    x = encode(tok, PROMPT)
+    plain = sample(pm, tok, x, 3, 6, seed=9)
+    prefix = encode_prefix(pm, x)
+    assert prefix.last_logits.requires_grad
+    reused = sample(pm, tok, x, 3, 6, seed=9, prefix=prefix)
+    assert all(torch.equal(a, b) for a, b in zip(plain, reused))
+    keys = prefix.cache.layers[0].keys  # untouched: one row, the prompt only, still in the graph
+    assert keys.shape[0] == 1 and keys.shape[-2] == x.shape[1] and keys.requires_grad
+
+    params = [p for p in pm.parameters() if p.requires_grad]
+    weights = torch.randn(len(tok), generator=torch.Generator().manual_seed(0))
+    logp, mask = batch_completion_logprobs(pm, x, reused, prefix, consume=True)
+    grads = torch.autograd.grad((logp[mask] * weights).sum(), params)
+    ref = torch.cat([pm(input_ids=torch.cat([x[0], c])[None]).logits[0, x.shape[1] - 1: -1].float().log_softmax(-1)
+                     for c in reused])
+    ref_grads = torch.autograd.grad((ref * weights).sum(), params)
+    assert any(g.abs().sum() > 0 for g in ref_grads)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(grads, ref_grads))
