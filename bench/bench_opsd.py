@@ -20,6 +20,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "bench"))
+from report_file import write_keeping_analysis  # noqa: E402
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
@@ -95,8 +97,7 @@ def main() -> None:
                      f"{r.seconds / max(r.steps, 1):.2f} | {r.peak_rss_mb:.0f} | "
                      f"{r.losses[0]:.3f} -> {r.losses[-1]:.3f} |")
     text = "\n".join(lines) + "\n"
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
+    write_keeping_analysis(args.out, text)
     print(text)
 
 

@@ -36,7 +36,7 @@ BENCH = ROOT / "bench"
 sys.path.insert(0, str(BENCH))
 
 
-MARKER = "<!-- analysis: written by hand, kept across reruns -->"
+from report_file import write_keeping_analysis  # noqa: E402 (bench/ is put on sys.path above)
 
 
 def run_job(spec: dict, tmp: Path) -> dict:
@@ -231,11 +231,7 @@ def write_report(args, raw) -> None:
                   *efficacy_rows(ev, trained)]
     elif ev:
         lines += ["", "## 2. Learning efficacy", "", f"Evaluation failed: {ev.get('error')}"]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    kept = ""  # hand-written analysis below the marker survives a rerun (re-check it against the new numbers)
-    if args.out.is_file() and MARKER in args.out.read_text():
-        kept = args.out.read_text()[args.out.read_text().index(MARKER):]
-    args.out.write_text("\n".join(lines) + "\n\n" + (kept or MARKER + "\n"))
+    write_keeping_analysis(args.out, "\n".join(lines))
 
 
 def pair_lengths(model, train: list[dict]) -> dict:

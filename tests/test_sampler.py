@@ -135,3 +135,19 @@ def test_sampling_from_the_students_graded_pass_changes_neither_samples_nor_grad
     ref_grads = torch.autograd.grad((ref * weights).sum(), params)
     assert any(g.abs().sum() > 0 for g in ref_grads)
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(grads, ref_grads))
+
+
+def test_seeded_samples_equal_hf_generate_with_the_same_seed(tiny):
+    """Same distribution and the same draws: after the shared prefill, each step is one
+    multinomial over the n rows, as in `generate(do_sample=True, num_return_sequences=n)`."""
+    model, tok = tiny
+    x = encode(tok, PROMPT)
+    ours = sample(model, tok, x, 3, 10, seed=7)
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.manual_seed(7)
+        ref = model.generate(input_ids=x, attention_mask=torch.ones_like(x), max_new_tokens=10, do_sample=True,
+                             top_k=0, top_p=1.0, temperature=1.0, num_return_sequences=3,
+                             pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)[:, x.shape[1]:]
+    for row, mine in zip(ref, ours):
+        ends = (row == tok.eos_token_id).nonzero()
+        assert torch.equal(row[: int(ends[0]) + 1] if len(ends) else row, mine)
