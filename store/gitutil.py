@@ -43,16 +43,11 @@ def toplevel(start: Path | None = None) -> Path:
 
 
 def main_root(start: Path | None = None) -> Path:
-    """The main working tree of the repository, also when `start` is inside a linked worktree.
+    """The main working tree of the repository, also when `start` is inside a linked worktree:
+    the tree whose path keys the repository's episodes (home.repo_key)."""
+    from learnagent.core.home import repository_root
 
-    Episodes are keyed by the repository (home.repo_key of its root); a commit made in a linked
-    worktree belongs to the same repository, so the hook must look episodes up under the main root.
-    """
-    top = toplevel(start)
-    common = git(top, "rev-parse", "--path-format=absolute", "--git-common-dir", check=False).strip()
-    if common and Path(common).name == ".git":
-        return Path(common).parent
-    return top
+    return repository_root(toplevel(start))
 
 
 def current_branch(cwd: Path) -> str:
