@@ -8,6 +8,7 @@ several `do` runs and a `sleep` can read and write at once. Migrations are the n
 from __future__ import annotations
 
 import sqlite3
+import time
 from importlib import resources
 from pathlib import Path
 
@@ -32,29 +33,49 @@ def damaged(path: Path, why: str) -> StoreError:
                       f"(mv {path} {path}.broken) and learnagent starts a new, empty one")
 
 
-def check_header(path: Path) -> None:
-    """Catch a truncated or foreign file before SQLite does (it may only fail on a later query).
+def header_problem(path: Path) -> tuple[str, bool] | None:
+    """What is wrong with the file's SQLite header, and whether it may be a passing state;
+    None when nothing is.
 
     The header's page size x page count is the file's size as of the last checkpoint; in WAL
-    mode the file only grows between checkpoints, so a shorter file has lost its tail.
+    mode the file only grows between checkpoints, so a shorter file has lost its tail. But a
+    checkpoint in another process writes page 1 (with the new count) before the pages after
+    it, so for a moment a healthy file looks short: that verdict is marked passing.
     """
     try:
         size = path.stat().st_size
     except FileNotFoundError:
-        return
+        return None
     if size == 0:
-        return  # a new database SQLite has not written yet
+        return None  # a new database SQLite has not written yet
     with open(path, "rb") as fh:
         header = fh.read(100)
-    if len(header) < 100 or not header.startswith(b"SQLite format 3\0"):
-        raise damaged(path, "not an SQLite database" if len(header) >= 16 else f"truncated to {size} bytes")
+    if len(header) >= 16 and not header.startswith(b"SQLite format 3\0"):
+        return "not an SQLite database", False
+    if len(header) < 100:
+        return f"truncated to {size} bytes", True
     page_size = int.from_bytes(header[16:18], "big")
     page_size = 65536 if page_size == 1 else page_size
     pages = int.from_bytes(header[28:32], "big")
     valid_for = int.from_bytes(header[92:96], "big")
     change_counter = int.from_bytes(header[24:28], "big")
     if valid_for == change_counter and pages and size < pages * page_size:
-        raise damaged(path, f"truncated: {size} bytes of {pages * page_size}")
+        return f"truncated: {size} bytes of {pages * page_size}", True
+    return None
+
+
+def check_header(path: Path, settle_s: float = 2.0) -> None:
+    """Catch a truncated or foreign file before SQLite does (it may only fail on a later query).
+    A file that only looks short is looked at again until `settle_s` has passed."""
+    deadline = time.monotonic() + settle_s
+    while True:
+        problem = header_problem(path)
+        if problem is None:
+            return
+        why, passing = problem
+        if not passing or time.monotonic() >= deadline:
+            raise damaged(path, why)
+        time.sleep(0.05)
 
 
 def connect(path: Path) -> sqlite3.Connection:

@@ -35,6 +35,25 @@ def test_truncated_store_gives_a_one_line_error_with_the_way_out(keep):
     assert "\n" not in msg and "damaged" in msg and f"mv {db} {db}.broken" in msg
 
 
+def test_a_store_that_only_looks_short_while_another_process_checkpoints_opens():
+    """A checkpoint writes page 1 (the new page count) before the pages after it: for a moment
+    a healthy store is shorter than its header says. That is not damage; it settles."""
+    import threading
+    import time
+
+    _filled_store()
+    db = home.db_path()
+    data = db.read_bytes()
+    db.write_bytes(data[:4096])  # page 1 written, the rest still to come
+    finish = threading.Timer(0.4, lambda: db.write_bytes(data))
+    finish.start()
+    started = time.monotonic()
+    with Store() as store:
+        assert store.conn.execute("SELECT COUNT(*) FROM episodes").fetchone()[0] == 40
+    finish.join()
+    assert time.monotonic() - started >= 0.4
+
+
 def test_foreign_file_in_place_of_the_store():
     home.db_path().parent.mkdir(parents=True, exist_ok=True)
     home.db_path().write_bytes(b"this is not a database at all\n" * 100)
