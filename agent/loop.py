@@ -55,8 +55,9 @@ class LoopResult:
 
 class AgentLoop:
     def __init__(self, model: Model, tools: Tools, budgets: Budgets, recorder: Recorder,
-                 observer: Observer | None = None, max_response_tokens: int = 512):
+                 observer: Observer | None = None, max_response_tokens: int = 512, example: bool = False):
         self.model, self.tools, self.budgets = model, tools, budgets
+        self.example = example  # a worked example before the task (prompts.worked_example)
         self.recorder, self.observer = recorder, observer or NullObserver()
         self.max_response_tokens = max_response_tokens
         self.messages: list[dict] = []
@@ -65,6 +66,8 @@ class AgentLoop:
     def run(self, task: str, repo_map: str) -> LoopResult:
         self.started = time.monotonic()
         self._add(0, "system", prompts.system_prompt(self.tools.test_command))
+        for message in prompts.worked_example(self.tools.test_command) if self.example else []:
+            self._add(0, message["role"], message["content"])
         self._add(0, "user", prompts.task_message(task, repo_map))
         step = 0
         try:

@@ -39,3 +39,36 @@ def task_message(task: str, repo_map: str) -> str:
 def observation(action_name: str, ok: bool, output: str, note: str = "") -> str:
     head = f"[{action_name} {'ok' if ok else 'error'}]"
     return "\n".join(p for p in (head, output.rstrip(), note) if p)
+
+
+EXAMPLE_MODES = ("auto", "on", "off")
+
+
+def worked_example(test_command: str) -> list[dict]:
+    """One finished task as earlier turns of the conversation, each result in the form the tools
+    give. Small local models copy the action format from an example more often than they follow
+    the instructions alone (measured: bench/bench_first_action.py, docs/benchmarks/first_action.md)."""
+    test = test_command or "python -m pytest -q"
+    return [
+        {"role": "user", "content": task_message("Add a function mul(a, b) to ops.py that returns a * b",
+                                                 "ops.py:\n│def add(a, b):")},
+        {"role": "assistant", "content": 'I will read the file first.\n<read path="ops.py"/>'},
+        {"role": "user", "content": observation("read", True, "ops.py (2 lines)\n    1 def add(a, b):\n"
+                                                                 "    2     return a + b")},
+        {"role": "assistant", "content": "I add mul after add.\n<edit path=\"ops.py\">\n<<<<<<< SEARCH\n"
+                                         "    return a + b\n=======\n    return a + b\n\n\ndef mul(a, b):\n"
+                                         "    return a * b\n>>>>>>> REPLACE\n</edit>"},
+        {"role": "user", "content": observation("edit", True, "edited ops.py: 1 block(s) applied")},
+        {"role": "assistant", "content": "Now I run the tests.\n<test/>"},
+        {"role": "user", "content": observation("test", True, f"$ {test}\n3 passed in 0.02s\n[exit code 0, 0.4s]")},
+        {"role": "assistant", "content": "<finish>Added mul(a, b) to ops.py; the tests pass.</finish>"},
+    ]
+
+
+def use_example(mode: str, model_name: str) -> bool:
+    """`auto`: on for local models (small ones need it), off for API models (tokens they do not need)."""
+    if mode not in EXAMPLE_MODES:
+        from learnagent.core.errors import UsageError
+
+        raise UsageError(f"[model] examples = '{mode}' is not one of: {', '.join(EXAMPLE_MODES)}")
+    return mode == "on" or (mode == "auto" and model_name.startswith("local:"))

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from learnagent.agent import prompts
 from learnagent.agent import worktree as wt
 from learnagent.agent.loop import AgentLoop, Observer
 from learnagent.agent.models.base import Completion, Model
@@ -88,6 +89,7 @@ def run_episode(repo: wt.RepoInfo, task: str, cfg: Config, model: Model, store: 
     if not task:
         raise UsageError("the task is empty: say what the agent should do, e.g. learnagent do \"fix the failing test\"")
     test_command = cfg.test.command if run_tests else ""
+    example = prompts.use_example(cfg.model.examples, model.name)  # a bad setting fails before any work
     repo_id = store.ensure_repo(repo.root)
     recording = recording_enabled(store, repo_id)
     if not recording and on_warning:
@@ -109,7 +111,8 @@ def run_episode(repo: wt.RepoInfo, task: str, cfg: Config, model: Model, store: 
         repo_map = build_repo_map(repo.root, path, task, cfg.repomap.tokens, model.count_tokens)
         if recording:
             store.update_meta(episode_id, repo_map_tokens=model.count_tokens(repo_map), sandbox=sandbox.kind)
-        loop = AgentLoop(model, tools, cfg.budgets, recorder, observer, cfg.model.max_response_tokens)
+        loop = AgentLoop(model, tools, cfg.budgets, recorder, observer, cfg.model.max_response_tokens,
+                         example=example)
         outcome = loop.run(task, repo_map)
         tip = wt.commit_all(path, f"learnagent: {task.splitlines()[0][:60]}")
         diff = wt.git(repo.root, "diff", "--binary", "--no-color", repo.head, tip) if tip else ""

@@ -27,6 +27,7 @@ class ModelConfig:
     temperature: float = 0.0
     max_response_tokens: int = 512
     use_adapter: bool = True
+    examples: str = "auto"  # worked example before the task: auto (local models) | on | off
 
 
 @dataclass

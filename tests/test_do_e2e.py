@@ -257,3 +257,40 @@ def test_do_runs_agent_commands_in_the_sandbox(git_repo, tmp_path):
     result = ep["tool_calls"][0]["result"]
     assert "CONNECTED" not in result and "Error" in result  # the host's loopback server is out of reach
     assert [t["exit_code"] for t in ep["test_runs"]] == [0]  # the tests themselves run fine inside
+
+
+def test_worked_example_goes_before_the_task_when_on(git_repo, script):
+    """`[model] examples = "on"`: the model sees one finished example task (tools' real result
+    formats) between the system prompt and the task; it is recorded like any prompt message."""
+    from learnagent.agent.prompts import worked_example
+
+    (git_repo / ".learnagent").mkdir()
+    (git_repo / ".learnagent" / "config.toml").write_text('[model]\nexamples = "on"\n[test]\ncommand = "true"\n')
+    out = run_cli("do", "add a mul function", "--model", f"scripted:{script}", "--no-apply", "--json",
+                  "--sandbox", "none", cwd=git_repo)
+    assert out.returncode == 0, out.stderr + out.stdout
+    ep = json.loads(run_cli("show", json.loads(out.stdout.strip().splitlines()[-1])["episode"], "--json",
+                            cwd=git_repo).stdout)
+    example = worked_example("true")
+    messages = [(m["role"], m["content"]) for m in ep["messages"]]
+    assert messages[1: 1 + len(example)] == [(m["role"], m["content"]) for m in example]
+    assert messages[1 + len(example)][0] == "user" and "add a mul function" in messages[1 + len(example)][1]
+    assert ep["model_calls"][0]["n_prompt_messages"] == len(example) + 2
+    assert "<test/>" in example[5]["content"] and "$ true" in example[6]["content"]
+
+
+def test_bad_examples_setting_is_a_one_line_error_before_any_work(git_repo, script):
+    (git_repo / ".learnagent").mkdir()
+    (git_repo / ".learnagent" / "config.toml").write_text('[model]\nexamples = "sometimes"\n')
+    out = run_cli("do", "add a mul function", "--model", f"scripted:{script}", "--no-apply", cwd=git_repo)
+    assert out.returncode != 0 and "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines() == [out.stderr.strip()] and "examples = 'sometimes'" in out.stderr
+    assert "learnagent/" not in git(git_repo, "branch", "--list")
+
+
+def test_example_mode_auto_is_on_for_local_models_only():
+    from learnagent.agent.prompts import use_example
+
+    assert use_example("auto", "local:smollm2-135m-instruct")
+    assert not use_example("auto", "litellm:openai/gpt-4o") and not use_example("auto", "scripted:demo")
+    assert use_example("on", "litellm:openai/gpt-4o") and not use_example("off", "local:x")
