@@ -95,13 +95,7 @@ HELDOUT = range(100, 103)  # never seen by the fine-tune nor by OPSD
 GATE = GateConfig(samples=2, max_new_tokens=10, drift_max_new_tokens=10, seed=0)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # 2 shared cores: more threads than free cores makes torch ~20x slower here
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _first_token_probs(model, tok, family, context):

@@ -32,13 +32,7 @@ def pair(i, target=None):
     return Pair(f"ep{i}", task(i), RULE, target)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # 2 shared cores: more threads than free cores makes torch ~20x slower here
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def fast_config(**kw):

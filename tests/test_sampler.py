@@ -9,11 +9,11 @@ from learnagent.learning.rollout import encode, sample
 from tiny_model import make_tiny_model
 
 PROMPT = [{"role": "user", "content": "Task: write def add(a, b)"}]
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
 def tiny():
-    torch.set_num_threads(1)
     model, tok = make_tiny_model(seed=3)
     return model.eval(), tok
 
@@ -113,7 +113,6 @@ def test_sampling_from_the_students_graded_pass_changes_neither_samples_nor_grad
 
     from learnagent.learning.rollout import batch_completion_logprobs, encode_prefix
 
-    torch.set_num_threads(1)
     model, tok = make_tiny_model(seed=5)
     pm = get_peft_model(model, LoraConfig(r=2, lora_alpha=4, target_modules="all-linear", init_lora_weights=False))
     pm.eval()
