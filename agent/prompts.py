@@ -48,8 +48,7 @@ def worked_example(test_command: str) -> list[dict]:
     """One finished task as earlier turns of the conversation, each result in the form the tools
     give. Small local models copy the action format from an example more often than they follow
     the instructions alone (measured: bench/bench_first_action.py, docs/benchmarks/first_action.md)."""
-    test = test_command or "python -m pytest -q"
-    return [
+    turns = [
         {"role": "user", "content": task_message("Add a function mul(a, b) to ops.py that returns a * b",
                                                  "ops.py:\n│def add(a, b):")},
         {"role": "assistant", "content": 'I will read the file first.\n<read path="ops.py"/>'},
@@ -59,10 +58,13 @@ def worked_example(test_command: str) -> list[dict]:
                                          "    return a + b\n=======\n    return a + b\n\n\ndef mul(a, b):\n"
                                          "    return a * b\n>>>>>>> REPLACE\n</edit>"},
         {"role": "user", "content": observation("edit", True, "edited ops.py: 1 block(s) applied")},
-        {"role": "assistant", "content": "Now I run the tests.\n<test/>"},
-        {"role": "user", "content": observation("test", True, f"$ {test}\n3 passed in 0.02s\n[exit code 0, 0.4s]")},
-        {"role": "assistant", "content": "<finish>Added mul(a, b) to ops.py; the tests pass.</finish>"},
     ]
+    if test_command:  # without one, <test/> only errors: the example does not show it
+        turns += [{"role": "assistant", "content": "Now I run the tests.\n<test/>"},
+                  {"role": "user", "content": observation("test", True, f"$ {test_command}\n3 passed in 0.02s\n"
+                                                                        "[exit code 0, 0.4s]")}]
+    done = "; the tests pass" if test_command else ""
+    return turns + [{"role": "assistant", "content": f"<finish>Added mul(a, b) to ops.py{done}.</finish>"}]
 
 
 def use_example(mode: str, model_name: str) -> bool:

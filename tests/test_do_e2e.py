@@ -277,6 +277,7 @@ def test_worked_example_goes_before_the_task_when_on(git_repo, script):
     assert messages[1 + len(example)][0] == "user" and "add a mul function" in messages[1 + len(example)][1]
     assert ep["model_calls"][0]["n_prompt_messages"] == len(example) + 2
     assert "<test/>" in example[5]["content"] and "$ true" in example[6]["content"]
+    assert not any("<test/>" in m["content"] for m in worked_example(""))  # no test command: not shown
 
 
 def test_bad_examples_setting_is_a_one_line_error_before_any_work(git_repo, script):
