@@ -65,10 +65,8 @@ class AgentLoop:
 
     def run(self, task: str, repo_map: str) -> LoopResult:
         self.started = time.monotonic()
-        self._add(0, "system", prompts.system_prompt(self.tools.test_command))
-        for message in prompts.worked_example(self.tools.test_command) if self.example else []:
+        for message in prompts.opening_messages(task, repo_map, self.tools.test_command, self.example):
             self._add(0, message["role"], message["content"])
-        self._add(0, "user", prompts.task_message(task, repo_map))
         step = 0
         try:
             while True:

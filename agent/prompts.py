@@ -74,3 +74,10 @@ def use_example(mode: str, model_name: str) -> bool:
 
         raise UsageError(f"[model] examples = '{mode}' is not one of: {', '.join(EXAMPLE_MODES)}")
     return mode == "on" or (mode == "auto" and model_name.startswith("local:"))
+
+
+def opening_messages(task: str, repo_map: str, test_command: str, example: bool) -> list[dict]:
+    """What the model sees at step 1: the system prompt, the worked example when asked, the task."""
+    head = [{"role": "system", "content": system_prompt(test_command)}]
+    shown = worked_example(test_command) if example else []
+    return head + shown + [{"role": "user", "content": task_message(task, repo_map)}]

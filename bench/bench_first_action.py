@@ -3,9 +3,10 @@ example (agent/prompts.worked_example). Writes docs/benchmarks/first_action.md.
 
     python bench/bench_first_action.py [--threads 2] [--max-new-tokens 80]
 
-The first reply of `learnagent do` is rendered exactly as the agent loop renders it (system
-prompt, optional example, task + a repository map line), greedy (the default temperature 0),
-for 12 small tasks; an action counts when `agent.actions.parse_action` accepts it.
+The first reply of `learnagent do`: the agent loop's opening messages (`prompts.opening_messages`:
+system prompt, optional example, task + a repository map line) answered by the local backend
+(`LocalModel.complete`, greedy: the default temperature 0), for 12 small tasks; an action counts
+when `agent.actions.parse_action` accepts it.
 """
 
 from __future__ import annotations
@@ -55,27 +56,24 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks" / "first_action.md")
     args = ap.parse_args()
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from learnagent.agent.actions import FormatError, parse_action
-    from learnagent.agent.prompts import system_prompt, task_message, worked_example
+    from learnagent.agent.models.local import LocalModel
+    from learnagent.agent.prompts import opening_messages
     from learnagent.core.modelhub import installed_default_path
 
     torch.set_num_threads(args.threads)
     path = installed_default_path()
     if path is None:
         sys.exit("SmolLM2-135M is not installed: run `learnagent model install` first")
-    tok = AutoTokenizer.from_pretrained(str(path))
-    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32).eval()
+    model = LocalModel(path, device="cpu")
     test = "python -m pytest -q"
     rows, totals, started = [], {}, time.perf_counter()
     for example in (False, True):
         valid = 0
         for task, repo_map in TASKS:
-            messages = [{"role": "system", "content": system_prompt(test)}]
-            messages += worked_example(test) if example else []
-            messages.append({"role": "user", "content": task_message(task, repo_map)})
-            text, prompt_tokens = first_reply(model, tok, messages, args.max_new_tokens)
+            reply = model.complete(opening_messages(task, repo_map, test, example), max_tokens=args.max_new_tokens)
+            text, prompt_tokens = reply.text, reply.prompt_tokens
             try:
                 action = parse_action(text)
                 verdict, valid = f"`{action.name}` {action.args or ''}", valid + 1
@@ -87,7 +85,7 @@ def main() -> None:
         totals[example] = valid
     lines = ["# First reply of the embedded model: a valid action, with and without the worked example", "",
              f"Machine: {platform.machine()}, {os.cpu_count()} cores, torch threads {args.threads}; "
-             f"{time.strftime('%Y-%m-%d')}; SmolLM2-135M-Instruct fp32, greedy, <= {args.max_new_tokens} new tokens; "
+             f"{time.strftime('%Y-%m-%d')}; SmolLM2-135M-Instruct ({model.dtype}) through LocalModel, greedy, <= {args.max_new_tokens} new tokens; "
              f"{time.perf_counter() - started:.0f} s. Written by `python bench/bench_first_action.py`.", "",
              f"**Valid first actions: without the example {totals[False]}/{len(TASKS)}, "
              f"with it {totals[True]}/{len(TASKS)}.**", "",

@@ -39,7 +39,7 @@ def repository_root(work_tree: Path) -> Path:
     from learnagent.core.gitdirs import main_worktree
 
     work_tree = Path(work_tree).resolve()
-    return (main_worktree(work_tree) or work_tree).resolve()
+    return main_worktree(work_tree) or work_tree  # main_worktree gives a resolved path
 
 
 def repo_key(repo_root: Path) -> str:
