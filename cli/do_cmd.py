@@ -19,8 +19,8 @@ EXIT_CONFLICT = 4
 
 
 def init(
-    model: Optional[str] = typer.Option(None, "--model", help="Model spec (smollm2, litellm:PROVIDER/MODEL, local:PATH, scripted:FILE)."),
-    test_command: Optional[str] = typer.Option(None, "--test-command", help="The repository's test command (detected if omitted)."),
+    model: Optional[str] = typer.Option(None, "--model", metavar="SPEC", help="Model spec (smollm2, litellm:PROVIDER/MODEL, local:PATH, scripted:FILE)."),
+    test_command: Optional[str] = typer.Option(None, "--test-command", metavar="CMD", help="The repository's test command (detected if omitted)."),
     hooks: bool = typer.Option(True, "--hooks/--no-hooks", help="Install the git hooks that record outcomes."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing configuration."),
 ):
@@ -60,15 +60,15 @@ def init(
 
 
 def do(
-    task: str = typer.Argument(..., help="What the agent should do."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model spec; overrides the repo config."),
+    task: str = typer.Argument(..., metavar="TASK", help="What the agent should do."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", metavar="SPEC", help="Model spec; overrides the repo config."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Accept without asking: apply the result to your working tree."),
     no_apply: bool = typer.Option(False, "--no-apply", help="Do not apply; keep the branch for later."),
-    max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1),
-    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1),
-    max_seconds: Optional[int] = typer.Option(None, "--max-seconds", min=1),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, metavar="N", help="Stop after N agent steps (default: budgets.max_steps in the config)."),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1, metavar="N", help="Stop after N prompt + completion tokens."),
+    max_seconds: Optional[int] = typer.Option(None, "--max-seconds", min=1, metavar="SECONDS", help="Stop after this much wall time."),
     no_tests: bool = typer.Option(False, "--no-tests", help="Run without a test command."),
-    sandbox: Optional[str] = typer.Option(None, "--sandbox", help="auto | require | none"),
+    sandbox: Optional[str] = typer.Option(None, "--sandbox", metavar="auto|require|none", help="Run the agent's commands under bubblewrap if it works here (auto), always (require), or never (none)."),
     allow_network: bool = typer.Option(False, "--allow-network", help="Let the agent's commands use the network."),
     no_adapter: bool = typer.Option(False, "--no-adapter", help="Do not load the repo's promoted adapter."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not stream the model's text."),
@@ -171,7 +171,7 @@ def _verdict(console: Console, result, yes: bool, no_apply: bool) -> str:
     return {"a": "accept", "r": "reject", "k": "keep"}[answer]
 
 
-def apply(episode: str = typer.Argument(..., help="Episode id (or a unique prefix) whose kept branch to apply.")):
+def apply(episode: str = typer.Argument(..., metavar="ID", help="Episode id (or a unique prefix) whose kept branch to apply.")):
     """Apply a kept episode's branch to your working tree (3-way merge; refuses on conflict)."""
     from learnagent.agent import run as runner
     from learnagent.agent import worktree as wt

@@ -18,7 +18,7 @@ def _when(ts: float | None) -> str:
 
 
 def log(
-    limit: int = typer.Option(20, "--limit", "-n", min=1),
+    limit: int = typer.Option(20, "--limit", "-n", min=1, metavar="N", help="Show the N most recent episodes."),
     all_repos: bool = typer.Option(False, "--all", help="Episodes of every repository, not just this one."),
     as_json: bool = typer.Option(False, "--json"),
 ):
@@ -45,7 +45,7 @@ def log(
     Console().print(table if episodes else "No episodes recorded yet: run learnagent do \"TASK\".")
 
 
-def show(episode: str = typer.Argument(..., help="Episode id or unique prefix."),
+def show(episode: str = typer.Argument(..., metavar="ID", help="Episode id or unique prefix."),
          as_json: bool = typer.Option(False, "--json")):
     """Show one episode whole: task, conversation, tool calls, tests, diff, outcome."""
     from learnagent.store.episodes import Store

@@ -30,8 +30,8 @@ def _console():
 
 # ---------------------------------------------------------------- hooks
 
-def hook(name: str = typer.Argument(..., help="post-commit | post-merge | post-rewrite"),
-         args: Optional[list[str]] = typer.Argument(None)):
+def hook(name: str = typer.Argument(..., metavar="HOOK", help="post-commit | post-merge | post-rewrite"),
+         args: Optional[list[str]] = typer.Argument(None, metavar="ARGS")):
     """Called by the git hooks; never fails (errors go to hooks.log in the data home)."""
     from learnagent.core.githooks import main
 
@@ -79,13 +79,13 @@ def _verdict(episode: str, outcome: str, reason: str | None) -> None:
     typer.echo(f"episode {eid}: {outcome}")
 
 
-def accept(episode: str = typer.Argument(..., help="Episode id (a unique prefix is enough).")):
+def accept(episode: str = typer.Argument(..., metavar="ID", help="Episode id (a unique prefix is enough).")):
     """Mark an episode accepted (its edit was good), whatever the commits say."""
     _verdict(episode, "accepted", None)
 
 
-def reject(episode: str = typer.Argument(..., help="Episode id (a unique prefix is enough)."),
-           reason: Optional[str] = typer.Option(None, "--reason", "-r", help="Why, for the record.")):
+def reject(episode: str = typer.Argument(..., metavar="ID", help="Episode id (a unique prefix is enough)."),
+           reason: Optional[str] = typer.Option(None, "--reason", "-r", metavar="TEXT", help="Why, for the record.")):
     """Mark an episode rejected."""
     _verdict(episode, "rejected", reason)
 
@@ -152,10 +152,10 @@ def _print_status(s: dict) -> None:
 # ---------------------------------------------------------------- history, review
 
 @history_app.command("import")
-def history_import(since: Optional[str] = typer.Option(None, "--since", help="Only commits after this date "
+def history_import(since: Optional[str] = typer.Option(None, "--since", metavar="DATE", help="Only commits after this date "
                                                        "(anything `git log --since` accepts, e.g. 2024-01-01)."),
-                   max_commits: int = typer.Option(200, "--max", min=1, help="Import at most this many commits."),
-                   max_diff_lines: int = typer.Option(1500, "--max-diff-lines", min=1,
+                   max_commits: int = typer.Option(200, "--max", min=1, metavar="N", help="Import at most this many commits."),
+                   max_diff_lines: int = typer.Option(1500, "--max-diff-lines", min=1, metavar="N",
                                                       help="Skip commits changing more lines than this.")):
     """Turn past commits into (accepted) episodes; re-running skips those already imported."""
     from learnagent.store.episodes import Store
@@ -167,9 +167,9 @@ def history_import(since: Optional[str] = typer.Option(None, "--since", help="On
     typer.echo(f"imported {len(report.imported)} commits as episodes" + (f" (skipped: {skipped})" if skipped else ""))
 
 
-def review(files: Optional[list[str]] = typer.Argument(None, help="Only these staged files."),
+def review(files: Optional[list[str]] = typer.Argument(None, metavar="FILES", help="Only these staged files."),
            strict: bool = typer.Option(False, "--strict", help="Exit 1 (block the commit) when a line is flagged."),
-           margin: float = typer.Option(1.0, "--margin", help="Nats/token by which the adapter's surprise must "
+           margin: float = typer.Option(1.0, "--margin", metavar="NATS", help="Nats/token by which the adapter's surprise must "
                                                               "exceed the base model's to flag a line.")):
     """Check the staged changes against the repository's learned conventions (needs a repo adapter)."""
     from learnagent.learning.convention_review import review as run_review

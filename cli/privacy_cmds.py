@@ -22,8 +22,8 @@ def _when(ts: float | None) -> str:
 
 
 def forget(
-    episodes: Optional[List[str]] = typer.Argument(None, help="Episode ids (or unique prefixes) to forget."),
-    since: Optional[str] = typer.Option(None, "--since", help="Forget this repository's episodes started on or "
+    episodes: Optional[List[str]] = typer.Argument(None, metavar="IDS", help="Episode ids (or unique prefixes) to forget."),
+    since: Optional[str] = typer.Option(None, "--since", metavar="DATE", help="Forget this repository's episodes started on or "
                                         "after DATE (YYYY-MM-DD or YYYY-MM-DDTHH:MM, local time)."),
     everything: bool = typer.Option(False, "--all", help="Forget every episode of this repository."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
