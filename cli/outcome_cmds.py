@@ -107,7 +107,10 @@ def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
         expire_stale(store, root, settings, repo_id=repo_id)
         update_survival(store, root, repo_id, settings.survival_commits)
         summary = summarize(collect(store, repo_id))
-    summary = {"repo": str(root), "repo_id": home.repo_key(root), "survival_commits": settings.survival_commits} | summary
+        imported = store.conn.execute("SELECT COUNT(*) FROM episodes WHERE repo_id = ? AND source = 'history'",
+                                      (repo_id,)).fetchone()[0]
+    summary = {"repo": str(root), "repo_id": home.repo_key(root), "survival_commits": settings.survival_commits,
+               "history_imported": imported} | summary
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
         return
@@ -125,8 +128,17 @@ def _print_status(s: dict) -> None:
 
     con = _console()
     t = s["totals"]
-    outcomes = ", ".join(f"{k} {v}" for k, v in t["outcomes"].items()) or "no episodes yet"
+    imported = s.get("history_imported", 0)
+    # rates measure the agent's own work: imported commits are training material, not counted here
+    left_out = f"{imported:,} imported from git history are not counted: they are your commits, not the agent's"
+    if not t["episodes"]:
+        con.print(f"[bold]{Path(s['repo']).name}[/]: no `learnagent do` episodes yet"
+                  + (f" ({left_out})" if imported else ""), highlight=False)
+        return
+    outcomes = ", ".join(f"{k} {v}" for k, v in t["outcomes"].items())
     con.print(f"[bold]{Path(s['repo']).name}[/]: {t['episodes']} episodes ({outcomes})", highlight=False)
+    if imported:
+        con.print(f"[dim]{left_out}[/]", highlight=False)
     weeks = s["weeks"][-12:]
     table = Table(title="by week", title_justify="left")
     for col in ("week", "episodes", "decided", "accepted", "tests pass", f"survival@{s['survival_commits']}"):
@@ -152,19 +164,30 @@ def _print_status(s: dict) -> None:
 # ---------------------------------------------------------------- history, review
 
 @history_app.command("import")
-def history_import(since: Optional[str] = typer.Option(None, "--since", metavar="DATE", help="Only commits after this date "
-                                                       "(anything `git log --since` accepts, e.g. 2024-01-01)."),
+def history_import(since: Optional[str] = typer.Option(None, "--since", metavar="DATE", help="Only commits after "
+                                                       "DATE: 2024-05-01, 2024-05-01T14:30, or what `git log "
+                                                       "--since` reads (\"2 weeks ago\"); as `forget --since`."),
                    max_commits: int = typer.Option(200, "--max", min=1, metavar="N", help="Import at most this many commits."),
                    max_diff_lines: int = typer.Option(1500, "--max-diff-lines", min=1, metavar="N",
                                                       help="Skip commits changing more lines than this.")):
     """Turn past commits into (accepted) episodes; re-running skips those already imported."""
+    from learnagent.cli.display import StepProgress
+    from learnagent.core.dates import git_since
     from learnagent.store.episodes import Store
     from learnagent.store.history import import_history
 
-    with Store() as store:
-        report = import_history(store, _root(), since=since, max_commits=max_commits, max_diff_lines=max_diff_lines)
-    skipped = ", ".join(f"{n} {why}" for why, n in sorted(report.skipped.items()))
-    typer.echo(f"imported {len(report.imported)} commits as episodes" + (f" (skipped: {skipped})" if skipped else ""))
+    after = git_since(since) if since is not None else None  # one date parser with `forget --since`
+    console = _console()
+    with Store() as store, StepProgress(console, "history import", "imported") as bar:
+        report = import_history(store, _root(), since=after, max_commits=max_commits, max_diff_lines=max_diff_lines,
+                                progress=lambda seen, commits, n: bar.update(
+                                    n, min(max_commits, commits), f"{seen:,}/{commits:,} commits looked at"))
+    skipped = ", ".join(f"{n:,} {why}" for why, n in sorted(report.skipped.items()))
+    line = (f"imported {len(report.imported):,} of {report.commits:,} commits as episodes"
+            + (f" (skipped: {skipped})" if skipped else ""))
+    if report.capped:
+        line += f"; stopped at --max {max_commits:,}: raise --max to import more"
+    console.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
 def review(files: Optional[list[str]] = typer.Argument(None, metavar="FILES", help="Only these staged files."),
