@@ -30,27 +30,32 @@ def init(
 
     repo = wt.find_repo(need_branch=False)
     path = cfgmod.config_path(repo.root)
-    if path.exists() and not force:
-        cfg = cfgmod.load_config(repo.root)
-        created = False
+    if path.exists() and not force:  # keep what the file sets; leave the rest to the user's config
+        cfg, keep, created = cfgmod.load_config(repo.root, user=False), cfgmod.repo_settings(repo.root), False
     else:
-        cfg, created = cfgmod.Config(), True
+        cfg, keep, created = cfgmod.Config(), set(), True
     if model:
         from learnagent.core.modelhub import resolve_model
 
         resolve_model(model)  # unknown specs fail here, not at the first `do`
         cfg.model.name = model
+        keep.add(("model", "name"))
     if test_command is not None:
         cfg.test.command = test_command
     elif created or not cfg.test.command:
         cfg.test.command = cfgmod.detect_test_command(repo.root)
-    cfgmod.save_config(repo.root, cfg)
+    keep.add(("test", "command"))
+    cfgmod.save_config(repo.root, cfg, keep=keep)
     wt.exclude_learnagent_files(repo.root)
+    effective = cfgmod.load_config(repo.root)  # what `do` will use: the user's config included
+    source = cfgmod.setting_source(repo.root, "model", "name")
     table = Table(show_header=False, box=None)
     table.add_row("config", str(path) + ("" if created else " (updated)"))
-    table.add_row("model", cfg.model.name)
+    where = {str(path): "", "default": f" [dim](the default; yours goes in {cfgmod.user_config_path()})[/]"}
+    table.add_row("model", effective.model.name + where.get(source, f" [dim](from {source})[/]"))
     table.add_row("tests", cfg.test.command or "[yellow]none found — set one with --test-command[/]")
-    table.add_row("budgets", f"{cfg.budgets.max_steps} steps, {cfg.budgets.max_tokens} tokens, {cfg.budgets.max_seconds}s")
+    table.add_row("budgets", f"{effective.budgets.max_steps} steps, {effective.budgets.max_tokens} tokens, "
+                  f"{effective.budgets.max_seconds}s")
     if hooks:
         from learnagent.core.githooks import install_hooks
 
