@@ -30,6 +30,7 @@ def init(
 
     repo = wt.find_repo(need_branch=False)
     path = cfgmod.config_path(repo.root)
+    warnings: list[str] = []
     if path.exists() and not force:  # keep what the file sets; leave the rest to the user's config
         cfg, keep, created = cfgmod.load_config(repo.root, user=False), cfgmod.repo_settings(repo.root), False
     else:
@@ -40,6 +41,10 @@ def init(
         resolve_model(model)  # unknown specs fail here, not at the first `do`
         cfg.model.name = model
         keep.add(("model", "name"))
+        try:
+            _check_credentials(model)
+        except UsageError as exc:  # not fatal here: the key may be set later, before `do`
+            warnings.append(str(exc).replace("; nothing was run", " before `learnagent do`"))
     if test_command is not None:
         cfg.test.command = test_command
     elif created or not cfg.test.command:
@@ -61,6 +66,8 @@ def init(
 
         done = install_hooks(repo.root)
         table.add_row("hooks", ", ".join(done) if done else "already installed")
+    for warning in warnings:
+        table.add_row("[yellow]warning[/]", warning)
     Console().print(table)
 
 
@@ -111,9 +118,17 @@ def do(
         if not cfg.test.command:
             raise UsageError("no test command found (pytest, npm test, go test, cargo test, make test): "
                              "set one with `learnagent init --test-command CMD` or pass --no-tests")
+    _check_credentials(cfg.model.name)
     lm = load_model(cfg.model, repo.root, on_info=lambda msg: console.print(f"[dim]{msg}[/]"))
     console.print(f"[bold]learnagent[/] · {lm.name}" + (f" + adapter {lm.adapter_version}" if lm.adapter_version else "")
                   + f" · {repo.root.name}@{repo.branch}")
+    console.print(f"[dim]sandbox:[/] {_sandbox_state(cfg.sandbox)}", highlight=False)
+    unseen = _uncommitted(repo.root)
+    if unseen:
+        shown = ", ".join(unseen[:3]) + (f" and {len(unseen) - 3} more" if len(unseen) > 3 else "")
+        console.print(f"[yellow]note:[/] your uncommitted changes ({shown}) are invisible to the agent: it works on "
+                      f"a checkout of HEAD ({repo.head[:10]}); accepting merges its work into your working tree",
+                      highlight=False)
     with Store() as store:
         observer = LiveObserver(console, stream_model=not quiet)
         result = runner.run_episode(repo, task, cfg, lm, store, observer=observer, run_tests=not no_tests,
@@ -156,6 +171,51 @@ def do(
     if code == 0 and result.test is not None and not result.test.passed:
         code = EXIT_TESTS_FAILED
     raise typer.Exit(code)
+
+
+def _check_credentials(spec: str) -> None:
+    """A litellm model whose provider key is not set: one line now, not a provider error at step 1."""
+    from learnagent.core.modelhub import resolve_model
+
+    backend, target = resolve_model(spec)
+    if backend != "litellm":
+        return
+    from learnagent.agent.models.litellm_model import missing_credentials
+
+    missing = missing_credentials(target)
+    if missing:
+        names = " and ".join(missing)
+        raise UsageError(f"{spec} needs {names} in the environment (export {missing[0]}=...); nothing was run")
+
+
+def _sandbox_state(sandbox_cfg) -> str:
+    """What `Sandbox` will do with this config, said before the run (it decides the same way)."""
+    from learnagent.sandbox import runner
+
+    if sandbox_cfg.mode == "none":
+        return "[yellow]off[/] (mode none): the agent's commands run as you, with network"
+    if runner.bwrap_available():
+        return "on (bubblewrap; " + ("[yellow]network allowed[/])" if sandbox_cfg.network else "no network)")
+    if sandbox_cfg.mode == "require":
+        return "required, but bubblewrap cannot run here"  # Sandbox refuses with the way out
+    return "[yellow]off[/]: bubblewrap is not usable here (install it; see the warning below)"
+
+
+def _uncommitted(root: Path) -> list[str]:
+    """Paths with changes git has not committed (staged, unstaged, untracked; not ignored)."""
+    from learnagent.agent import worktree as wt
+
+    out = wt.git(root, "status", "--porcelain=v1", "-z", "--untracked-files=normal")
+    paths, records = [], out.split("\0")
+    i = 0
+    while i < len(records):
+        record = records[i]
+        if len(record) > 3:
+            paths.append(record[3:])
+            if record[0] in "RC":  # a rename or copy: the next record is its source
+                i += 1
+        i += 1
+    return paths
 
 
 def _verdict(console: Console, result, yes: bool, no_apply: bool) -> str:
