@@ -93,6 +93,7 @@ class StepProgress:
         self._clock = time.monotonic
         self.started = self._clock()
         self._last_line, self._last_done = self.started, 0
+        self._before = None  # work done before this run (a resumed job): not in the rate
         self._bar = self._task = None
         if console.is_terminal:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -109,6 +110,8 @@ class StepProgress:
             self._bar.update(self._task, completed=done, total=total, note=note)
             return
         now = self._clock()
+        if self._before is None:
+            self._before = self._last_done = max(0, done - 1)
         step = max(1, total // 20)
         gap = now - self._last_line
         moved = done // step != self._last_done // step
@@ -117,7 +120,8 @@ class StepProgress:
         self._last_line, self._last_done = now, done
         elapsed = now - self.started
         pct = f" ({done / total:.0%})" if total else ""
-        left = f", about {_clock(elapsed / done * (total - done))} left" if 0 < done < total else ""
+        rate = elapsed / max(1, done - self._before)
+        left = f", about {_clock(rate * (total - done))} left" if 0 < done < total else ""
         self.console.print(f"{self.label}: {done:,}/{total:,} {self.unit}{pct}" + (f", {note}" if note else "")
                            + f", {_clock(elapsed)} elapsed{left}", highlight=False, markup=False, soft_wrap=True)
 

@@ -71,7 +71,15 @@ def sleep(
 
     opts = SleepOptions(method=method, steps=steps, max_minutes=max_minutes, model=model, dry_run=dry_run,
                         drift_budget=drift_budget, min_relative_improvement=min_improvement)
-    result = run_sleep(root, opts, progress=lambda m: console.print(f"[dim]{m}[/]", highlight=False))
+    train_progress = None  # on a terminal: the trainer's own bar
+    if not console.is_terminal:  # cron, a pipe, a log file: a line every few steps instead of nothing
+        from learnagent.cli.display import StepProgress
+
+        lines = StepProgress(console, "training", "steps")
+        train_progress = lambda step, total, stats: lines.update(  # noqa: E731
+            step, total, f"loss {stats['loss']:.4f}, kl {stats['kl']:.4f}")
+    result = run_sleep(root, opts, progress=lambda m: console.print(f"[dim]{m}[/]", highlight=False),
+                       train_progress=train_progress)
     if result.status in ("nothing-new", "dry-run", "interrupted"):
         console.print(result.message, highlight=False)
         return

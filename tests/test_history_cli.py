@@ -81,3 +81,17 @@ def test_a_date_nobody_can_read_is_bad_input(history_repo, args):
     out = run_cli(*args, cwd=history_repo)
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert out.stderr.strip().splitlines() == [out.stderr.strip()] and "is not a date" in out.stderr
+
+
+def test_sleep_without_a_terminal_prints_training_progress(git_repo, tiny_model_dir):
+    """Under cron there is no terminal: the trainer's bar would print nothing until the end."""
+    from test_crash_safety import _sleep_env, _tiny_sleep_repo
+
+    _tiny_sleep_repo(git_repo, tiny_model_dir, trained=3)
+    env = _sleep_env() | {"LEARNAGENT_PROGRESS_SECONDS": "0"}
+    out = run_cli("sleep", "--steps", "3", cwd=git_repo, env=env, timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr
+    lines = [line for line in out.stdout.splitlines() if line.startswith("training: ")]
+    assert [line.split()[1] for line in lines] == ["1/3", "2/3", "3/3"], out.stdout
+    assert re.search(r"training: 1/3 steps \(33%\), loss \d+\.\d{4}, kl -?\d+\.\d{4}, 0:\d\d:\d\d elapsed, "
+                     r"about 0:\d\d:\d\d left", lines[0]), lines[0]
