@@ -99,7 +99,7 @@ class StepProgress:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
             self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn(unit), TextColumn("{task.fields[note]}"), TimeElapsedColumn(),
+                                 TextColumn(unit), TextColumn("· {task.fields[note]}"), TimeElapsedColumn(),
                                  console=console, transient=True)
             self._bar.start()
 
