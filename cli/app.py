@@ -86,9 +86,9 @@ def _tidy_help(command) -> None:
         _tidy_help(sub)
 
 
-def build_command():
+def build_command(typer_app: typer.Typer | None = None):
     """The click command behind `app`, with tidy help (what `main` runs; tests inspect it)."""
-    command = typer.main.get_command(app)
+    command = typer.main.get_command(typer_app or app)
     _tidy_help(command)
     return command
 
@@ -141,9 +141,14 @@ def _terminate(signum, frame):
 
 
 def main(argv: list[str] | None = None) -> None:
+    run(app, argv)
+
+
+def run(typer_app: typer.Typer, argv: list[str] | None = None, prog_name: str = PROG) -> None:
+    """Run a typer app as `learnagent` does: failures as one line and their exit code, never a traceback."""
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        rv = build_command().main(args=argv, prog_name=PROG, standalone_mode=False)  # returns typer.Exit codes
+        rv = build_command(typer_app).main(args=argv, prog_name=prog_name, standalone_mode=False)  # typer.Exit codes
     except LearnagentError as exc:
         _fail(str(exc), exc.exit_code)
     except sqlite3.DatabaseError as exc:  # damaged after it was opened (a check at open catches the rest)

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
-
-from learnagent.core.errors import LearnagentError
 
 hooks_app = typer.Typer(help="Install or remove the git hooks that record what became of the agent's edits.",
                         no_args_is_help=True)
@@ -213,14 +210,11 @@ def register(app: typer.Typer) -> None:
 
 def main() -> None:
     """`python -m learnagent.cli.outcome_cmds`: these commands alone (used where the full app is not needed)."""
+    from learnagent.cli.app import run
+
     app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
     register(app)
-    try:
-        rv = app(standalone_mode=False)
-    except LearnagentError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(exc.exit_code)
-    sys.exit(rv if isinstance(rv, int) else 0)
+    run(app, prog_name="python -m learnagent.cli.outcome_cmds")
 
 
 if __name__ == "__main__":
