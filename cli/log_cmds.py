@@ -84,9 +84,9 @@ def _compact(n: int) -> str:
 def log_table(episodes: list[dict], short_ids: dict[str, str], width: int, all_repos: bool = False):
     """The `log` table fitted to `width`: ids whole (no wrap, never cut), one line per episode (the
     task's first line, ellipsized), and the task column at least a third of the line (TASK_MIN at
-    the least): as the terminal
-    narrows, adapter, model, tokens and steps columns go, the start time loses its clock, then
-    status, repository and start time go (`--json` always has everything)."""
+    the least): as the terminal narrows, adapter, model, tokens and steps columns go, the start
+    time loses its clock, then status, repository, start time, tests and outcome go (`--json`
+    always has everything)."""
     colour = {"pass": "green", "fail": "red", "timeout": "red"}
     outcome_colour = {"accepted": "green", "edited": "green", "rejected": "red", "reverted": "red",
                       "kept": "yellow"}
@@ -115,7 +115,7 @@ def log_table(episodes: list[dict], short_ids: dict[str, str], width: int, all_r
         columns["started"] = [Text(_when(e["started_at"], "%Y-%m-%d")) for e in episodes]
 
     steps = [("drop", "adapter"), ("drop", "model"), ("drop", "tokens"), ("drop", "steps"), ("short", "started"),
-             ("drop", "status"), ("drop", "repo"), ("drop", "started")]
+             ("drop", "status"), ("drop", "repo"), ("drop", "started"), ("drop", "tests"), ("drop", "outcome")]
     task_min = max(TASK_MIN, width // 3)
     while True:
         others = [n for n in columns if n != "task"]
@@ -129,7 +129,7 @@ def log_table(episodes: list[dict], short_ids: dict[str, str], width: int, all_r
             columns.pop(name)
     table = Table(box=None, show_edge=False, pad_edge=False, padding=(0, 1), header_style="bold", expand=False)
     for name in columns:
-        w = max(TASK_MIN, min(room, natural("task"))) if name == "task" else natural(name)
+        w = max(1, min(room, natural("task"))) if name == "task" else natural(name)
         table.add_column(name, width=w, min_width=w if name == "id" else None, no_wrap=True, overflow="ellipsis",
                          justify="right" if name in right else "left")
     for i in range(len(episodes)):
