@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from learnagent.core import home
-from learnagent.core.errors import LearnagentError, NotAGitRepo
+from learnagent.core.errors import LearnagentError, NotAGitRepo, RepoNotReady
 
 BRANCH_PREFIX = "learnagent/"
 
@@ -53,9 +53,9 @@ def find_repo(start: Path | None = None, *, need_branch: bool = True) -> RepoInf
         raise NotAGitRepo(f"{start} is a bare repository; learnagent needs a working tree")
     root = Path(repo.working_tree_dir)
     if not repo.head.is_valid():
-        raise LearnagentError("the repository has no commits yet; make a first commit so the agent has a base")
+        raise RepoNotReady("the repository has no commits yet; make a first commit so the agent has a base")
     if repo.head.is_detached and need_branch:
-        raise LearnagentError("HEAD is detached; check out a branch first (learnagent applies its work onto a branch)")
+        raise RepoNotReady("HEAD is detached; check out a branch first (learnagent applies its work onto a branch)")
     branch = "" if repo.head.is_detached else repo.active_branch.name
     return RepoInfo(root=root, head=repo.head.commit.hexsha, branch=branch)
 

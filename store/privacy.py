@@ -16,10 +16,9 @@ import json
 import struct
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
-from learnagent.core.errors import LearnagentError, UsageError
+from learnagent.core.errors import LearnagentError
 
 
 class AdapterCorrupt(LearnagentError):
@@ -50,17 +49,6 @@ def set_recording(store, repo_id: str, enabled: bool) -> None:
 
 
 # ---- choosing what to forget ---------------------------------------------------------------------
-
-def parse_since(text: str) -> float:
-    """`2024-05-01`, `2024-05-01T14:30` (local time unless it names a zone) -> epoch seconds."""
-    try:
-        when = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise UsageError(f"--since '{text}' is not a date; use YYYY-MM-DD or YYYY-MM-DDTHH:MM") from None
-    if when.tzinfo is None:
-        when = when.astimezone()  # naive: the user's local time
-    return when.timestamp()
-
 
 def select_episodes(store, *, repo_id: str | None, ids: list[str] = (), since: float | None = None,
                     everything: bool = False) -> list[dict]:

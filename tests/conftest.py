@@ -17,6 +17,7 @@ def learnagent_home(tmp_path_factory, monkeypatch):
     """Every test gets its own data home; the model cache stays shared (slow tests need the real model)."""
     home = tmp_path_factory.mktemp("lahome")
     monkeypatch.setenv("LEARNAGENT_HOME", str(home))
+    monkeypatch.setenv("LEARNAGENT_CONFIG", str(home / "no-user-config.toml"))  # not the developer's own
     return home
 
 

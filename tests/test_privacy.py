@@ -14,6 +14,7 @@ from cli_helpers import run_cli, write_script
 from conftest import git
 from learnagent.core import gc as gcmod
 from learnagent.core import home
+from learnagent.core.dates import parse_since
 from learnagent.core.errors import LearnagentError, UsageError
 from learnagent.store import privacy
 from learnagent.store.episodes import Store
@@ -113,11 +114,12 @@ def test_select_since_and_all_are_per_repository(git_repo, tmp_path):
     rid, old = _episode(store, git_repo, "old", started_at=time.time() - 10 * 86400)
     _, new = _episode(store, git_repo, "new")
     _, elsewhere = _episode(store, other_repo, "elsewhere")
-    since = privacy.parse_since(time.strftime("%Y-%m-%d", time.localtime(time.time() - 86400)))
+    since = parse_since(time.strftime("%Y-%m-%d", time.localtime(time.time() - 86400)))
     assert [e["id"] for e in privacy.select_episodes(store, repo_id=rid, since=since)] == [new]
     assert {e["id"] for e in privacy.select_episodes(store, repo_id=rid, everything=True)} == {old, new}
+    assert parse_since("2 days ago") < since < parse_since("now")  # git's dates, as `history import --since`
     with pytest.raises(UsageError, match="not a date"):
-        privacy.parse_since("last tuesday")
+        parse_since("the other day")
     with pytest.raises(LearnagentError, match="no episode"):
         privacy.select_episodes(store, repo_id=rid, ids=["zzzz"])
 
