@@ -261,12 +261,12 @@ class Tools:
 
 
 def cap_bytes(text: str, cap: int) -> str:
-    """`text` if its UTF-8 form fits in `cap` bytes; else its first and last cap/2 bytes with a marker
-    between (the format of a command's capped output)."""
+    """`text` if its UTF-8 form fits in `cap` bytes; else its first and last bytes with a marker between
+    (the format of a command's capped output), `cap` bytes in all."""
     data = text.encode("utf-8")
     if len(data) <= cap:
         return text
-    buf = CappedBuffer(cap)
+    buf = CappedBuffer(max(cap - 100, 0))  # room for the marker
     buf.add(data)
     return buf.text()
 
