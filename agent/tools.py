@@ -106,6 +106,8 @@ class Tools:
         for dirpath, dirnames, filenames in os.walk(top):
             dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS)
             for name in sorted(filenames):
+                if name.lower() == ".git":
+                    continue  # a worktree's or submodule's pointer file: git metadata, like the folders
                 path = Path(dirpath) / name
                 if not self.ignore.is_ignored(self._rel(path)):
                     yield path

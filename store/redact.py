@@ -98,8 +98,6 @@ _SPAN_PATTERNS: list[tuple[str, re.Pattern, int, tuple[str, ...]]] = [
     # `--password=VALUE`, `--db-password VALUE`, `--api-key VALUE`, `--token=VALUE`
     ("password", re.compile(r"--(?:[a-z0-9]+-)*(?:password|passwd|pass|passphrase|pwd|token|secret|api-?key)"
                             r"(?:=|[ \t]+)\\?([\"']?)(?![-$<{%*])([^\s\"'\\]{1,256})\\?\1"), 2, ("--",)),
-    # .netrc: `machine HOST login USER password PASSWORD`, on one line or several
-    ("password", re.compile(r"\blogin[ \t]+\S+(?:\s|\\n|[+\-])+password[ \t]+([^\s\\]{1,256})"), 1, ("login",)),
     # docker's config.json (base64 of user:password) and similar `"auth": "..."` values
     ("auth", re.compile(r"auth\\?[\"'][ \t]*:[ \t]*\\?[\"']([A-Za-z0-9+/=_.:-]{8,512})\\?[\"']"), 1,
      ('auth"', "auth'", 'auth\\"')),
@@ -198,6 +196,23 @@ def _cookie_spans(text: str) -> Iterable[tuple[int, int]]:
             pos = pair.end()
             while pos < end and text[pos] in "; \t":
                 pos += 1
+
+
+# ---- 1d. .netrc-style `password VALUE` --------------------------------------------------------------
+
+# `machine HOST login USER password PASSWORD` on one line, or `password PASSWORD` on a line of its own
+# (a multi-line .netrc, also as `grep -n` or <search> shows one line of it: `.netrc:3:  password ...`).
+_NETRC = re.compile(r"password[ \t]+([^\s\\\"']{1,256})[ \t]*(?=\r?\n|\\[rn]|$|\\?[\"']|(?:machine|login|account)\b)")
+_NETRC_LEAD = re.compile(r"[+\-]?(?:[^\s:]{1,4096}:\d{1,9}:)?[ \t]*")
+_NETRC_LOGIN = re.compile(r"\blogin[ \t]+\S+[ \t]+$")
+
+
+def _netrc_spans(text: str) -> Iterable[tuple[int, int]]:
+    for m in _NETRC.finditer(text):
+        lead = _line_start(text, m.start())
+        if (_NETRC_LEAD.fullmatch(text, lead, m.start()) or _NETRC_LOGIN.search(text, lead, m.start())) \
+                and not _is_placeholder(m.group(1)) and not m.group(1).startswith("[REDACTED:"):
+            yield m.start(1), m.end(1)
 
 
 # ---- 2. secret-named assignments ------------------------------------------------------------------
@@ -451,6 +466,8 @@ def find_secrets(text: str) -> list[tuple[int, int, str]]:
                                          or kind == "auth" and _words_only(value))):
                 spans.append((m.start(group), m.end(group), kind))
     spans += [(a, b, "private_key") for a, b in _key_body_spans(text)]
+    if "password " in text or "password\t" in text:
+        spans += [(a, b, "password") for a, b in _netrc_spans(text)]
     if "ookie" in text or "OOKIE" in text or "-b" in text:
         spans += [(a, b, "cookie") for a, b in _cookie_spans(text)]
     lower = text.lower()

@@ -77,11 +77,14 @@ def run_within(seconds: float, fn, *args):
 
 # ---- ignored files ------------------------------------------------------------------------------------
 
-def test_list_and_search_skip_ignored_files(tools):
+def test_list_and_search_skip_ignored_files(tools, repo):
+    (repo / "sub").mkdir()
+    (repo / "sub" / ".git").write_text("gitdir: /elsewhere/.git/worktrees/sub\n")  # a worktree's pointer file
     listed = bounded(tools.run(act("list")))
     assert "calc.py" in listed and "README.md" in listed
-    for name in (".env", "secrets.py", "prod.key", "private/notes.txt"):
+    for name in (".env", "secrets.py", "prod.key", "private/notes.txt", "sub/.git"):
         assert name not in listed
+    assert "gitdir" not in tools.run(act("search", pattern="gitdir"))
     found = bounded(tools.run(act("search", pattern="s3cr3t|value")))
     assert "README.md:1:" in found
     assert SECRET not in found  # neither the ignored files nor the symlink to .env were searched
