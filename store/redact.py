@@ -202,7 +202,7 @@ def _cookie_spans(text: str) -> Iterable[tuple[int, int]]:
 
 # `machine HOST login USER password PASSWORD` on one line, or `password PASSWORD` on a line of its own
 # (a multi-line .netrc, also as `grep -n` or <search> shows one line of it: `.netrc:3:  password ...`).
-_NETRC = re.compile(r"password[ \t]+([^\s\\\"']{1,256})[ \t]*(?=\r?\n|\\[rn]|$|\\?[\"']|(?:machine|login|account)\b)")
+_NETRC = re.compile(r"password[ \t]+([^\s\\\"'=:({\[][^\s\\\"']{0,255})[ \t]*(?=\r?\n|\\[rn]|$|\\?[\"']|(?:machine|login|account)\b)")
 _NETRC_LEAD = re.compile(r"[+\-]?(?:[^\s:]{1,4096}:\d{1,9}:)?[ \t]*")
 _NETRC_LOGIN = re.compile(r"\blogin[ \t]+\S+[ \t]+$")
 

@@ -191,3 +191,7 @@ NOT_SECRETS = [
 ]
 
 ALL_SECRET_VALUES = sorted({value for _text, value in SAMPLES.values()})
+NOT_SECRETS += [
+    'if password is None:\n    password = ""',  # `password VALUE` lines (.netrc) are not assignments
+    "    password : str",
+]
