@@ -9,6 +9,9 @@ An episode's git traces are its worktree (under `home.worktrees_dir(repo)`) and 
   branch only when the episode was forgotten (an unrecorded run's branch may be the user's work).
 Never touched: a live run (its pid answers on this host), an outcome still 'pending' (the
 user may still accept it), and an outcome 'kept' (the user said to keep it).
+
+Also, for any repository: sandbox private tmp folders whose process is gone (`kill -9` skips the
+Sandbox's own cleanup); `sandbox_items` below, the rules in `sandbox/tmpdirs.py`.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ UNKNOWN_GRACE_S = 600
 @dataclass
 class GcItem:
     episode_id: str
-    what: str  # worktree | branch | episode
+    what: str  # worktree | branch | episode | sandbox tmp
     target: str  # a path, a branch name, or the new status
     reason: str
     done: bool = False
@@ -115,14 +118,27 @@ def plan(store, repo_root: Path, *, now: float | None = None) -> list[GcItem]:
     return items
 
 
-def collect(store, repo_root: Path, *, dry_run: bool = False, now: float | None = None) -> list[GcItem]:
-    """Carry out `plan` (unless dry_run); returns the items with `done` set."""
+def sandbox_items(tmp_root: Path | None = None, now: float | None = None) -> list[GcItem]:
+    """Orphaned sandbox tmp folders (their process is gone), in any repository's name."""
+    from learnagent.sandbox import tmpdirs
+
+    return [GcItem("-", "sandbox tmp", str(path), reason) for path, reason in tmpdirs.orphans(tmp_root, now)]
+
+
+def collect(store, repo_root: Path, *, dry_run: bool = False, now: float | None = None,
+            tmp_root: Path | None = None) -> list[GcItem]:
+    """Carry out `plan` and remove orphaned sandbox tmp folders (unless dry_run); returns the items with
+    `done` set."""
+    from learnagent.sandbox import tmpdirs
+
     root = Path(repo_root).resolve()
-    items = plan(store, root, now=now)
+    items = plan(store, root, now=now) + sandbox_items(tmp_root, now)
     if dry_run:
         return items
     for item in items:
-        if item.what == "episode":
+        if item.what == "sandbox tmp":
+            item.done = tmpdirs.remove_tree(item.target)
+        elif item.what == "episode":
             store.conn.execute(
                 "UPDATE episodes SET status = 'interrupted', ended_at = COALESCE(ended_at, ?),"
                 " error = COALESCE(error, 'the learnagent process ended without finishing (found by gc)')"

@@ -18,7 +18,6 @@ lasts as long as the Sandbox, so state like ~/.cache survives between an episode
 from __future__ import annotations
 
 import shutil
-import tempfile
 import warnings
 import weakref
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from pathlib import Path
 from typing import Callable
 
 from learnagent.core.errors import LearnagentError, UsageError
-from learnagent.sandbox import bwrap, limits, policy
+from learnagent.sandbox import bwrap, limits, policy, tmpdirs
 from learnagent.sandbox.process import run_process
 
 MODES = ("auto", "require", "none")
@@ -104,9 +103,10 @@ class Sandbox:
             self._kind = "none"
             _warn_no_bwrap_once(on_warning)
 
-        self._tmp = Path(tempfile.mkdtemp(prefix="learnagent-sandbox-"))  # mode 0700
+        # mode 0700, named after this process so that `learnagent gc` can tell an orphan (tmpdirs.py)
+        self._tmp = tmpdirs.make_private_tmp()
         (self._tmp / "home").mkdir()
-        self._cleanup = weakref.finalize(self, shutil.rmtree, str(self._tmp), True)
+        self._cleanup = weakref.finalize(self, tmpdirs.remove_tree, str(self._tmp))
 
     @property
     def kind(self) -> str:

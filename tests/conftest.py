@@ -21,6 +21,18 @@ def learnagent_home(tmp_path_factory, monkeypatch):
     return home
 
 
+@pytest.fixture(autouse=True)
+def private_system_tmp(tmp_path_factory, monkeypatch):
+    """Every test gets its own system tmp dir (TMPDIR, also for the CLI subprocesses): sandbox tmp folders
+    land there, and `gc` in a test sees only that test's orphans, never other processes' on the machine."""
+    import tempfile
+
+    tmp = tmp_path_factory.mktemp("systmp")
+    monkeypatch.setenv("TMPDIR", str(tmp))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # gettempdir() reads TMPDIR again
+    return tmp
+
+
 def git(cwd, *args, check=True, env=None):
     full_env = dict(os.environ, GIT_AUTHOR_NAME="Test", GIT_AUTHOR_EMAIL="t@example.com",
                     GIT_COMMITTER_NAME="Test", GIT_COMMITTER_EMAIL="t@example.com", **(env or {}))
