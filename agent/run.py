@@ -132,6 +132,8 @@ def run_episode(repo: wt.RepoInfo, task: str, cfg: Config, model: Model, store: 
             sandbox.close()  # its private /tmp and home go; the worktree stays for the verdict
     if recording:
         store.finish_episode(episode_id, outcome.status, final_diff=diff, summary=outcome.summary)
+        if tip:  # the agent's commit: outcomes credit a kept branch only with commits made from it
+            store.update_meta(episode_id, tip=tip)
     changed = [p for _, p in wt.changed_paths(repo.root, repo.head, tip)] if tip else []
     return EpisodeResult(episode_id, outcome.status, outcome.summary, diff, repo.head, branch, path, tip, test,
                          outcome.steps, outcome.tokens, recording, changed)
@@ -162,10 +164,11 @@ def accept(store: Store, repo_root: Path, result_or_episode: dict) -> list[str]:
     return applied
 
 
-def reject(store: Store, repo_root: Path, ep: dict, reason: str | None = None) -> None:
+def reject(store: Store, repo_root: Path, ep: dict, reason: str | None = None, outcome: str = "rejected") -> None:
+    """Remove the episode's worktree and branch; `outcome` "unchanged" for a run that changed nothing."""
     wt.remove_worktree(repo_root, Path(ep["worktree"]), ep["branch"], delete_branch=True)
     if ep.get("recorded", True):
-        store.set_outcome(ep["id"], "rejected", reason or "rejected at review")
+        store.set_outcome(ep["id"], outcome, reason or "rejected at review")
 
 
 def keep(store: Store, repo_root: Path, ep: dict) -> None:

@@ -158,8 +158,8 @@ def do(
         elif verdict == "keep":
             runner.keep(store, repo.root, ep)
             console.print(f"Kept on branch [bold]{result.branch}[/] (apply later: learnagent apply {result.episode_id})")
-        else:  # nothing to apply
-            runner.reject(store, repo.root, ep, reason="no changes")
+        else:  # nothing to apply: not a rejection, and out of the acceptance rate
+            runner.reject(store, repo.root, ep, reason="the agent changed nothing", outcome="unchanged")
         console.print(f"[dim]episode {result.episode_id}{'' if result.recorded else ' (not recorded)'} · "
                       f"{result.steps} steps · {result.tokens} tokens[/]")
     if as_json:

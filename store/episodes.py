@@ -18,7 +18,8 @@ from learnagent.core import home
 from learnagent.core.errors import StoreError
 from learnagent.store.db import connect
 
-OUTCOMES = ("pending", "accepted", "edited", "rejected", "reverted", "kept")
+# unchanged: the run changed nothing, so there was nothing to accept or reject (out of the rates)
+OUTCOMES = ("pending", "accepted", "edited", "rejected", "reverted", "kept", "unchanged")
 
 
 def _id_time(at: float | None = None) -> str:
