@@ -16,7 +16,9 @@ from learnagent.agent import worktree as wt
 from learnagent.agent.loop import AgentLoop, Observer
 from learnagent.agent.models.base import Completion, Model
 from learnagent.agent.tools import Tools
+from learnagent.core import testenv
 from learnagent.core.config import Config
+from learnagent.core.testenv import TestEnv, resolve_test_env
 from learnagent.core.errors import LearnagentError, UsageError
 from learnagent.sandbox import CommandResult, Sandbox
 from learnagent.store.episodes import Store, new_episode_id
@@ -84,12 +86,13 @@ class StoreRecorder:
 
 def run_episode(repo: wt.RepoInfo, task: str, cfg: Config, model: Model, store: Store, *,
                 observer: Observer | None = None, run_tests: bool = True,
-                on_warning=None) -> EpisodeResult:
+                on_warning=None, test_env: TestEnv | None = None) -> EpisodeResult:
     task = task.strip()
     if not task:
         raise UsageError("the task is empty: say what the agent should do, e.g. learnagent do \"fix the failing test\"")
     test_command = cfg.test.command if run_tests else ""
     example = prompts.use_example(cfg.model.examples, model.name)  # a bad setting fails before any work
+    test_env = test_env or resolve_test_env(repo.root, cfg.test.python)
     repo_id = store.ensure_repo(repo.root)
     recording = recording_enabled(store, repo_id)
     if not recording and on_warning:
@@ -100,11 +103,14 @@ def run_episode(repo: wt.RepoInfo, task: str, cfg: Config, model: Model, store: 
         store.create_episode(repo_id, task, base_commit=repo.head, branch=branch, worktree=str(path), model=model.name,
                              adapter_version=model.adapter_version, episode_id=episode_id,
                              meta={"pid": os.getpid(), "host": socket.gethostname(), "config": cfg.to_dict(),
+                                   "test_env": test_env.describe(),
                                    "user_branch": repo.branch})
     recorder = StoreRecorder(store if recording else None, episode_id)
     sandbox = None
     try:
-        sandbox = Sandbox(path, mode=cfg.sandbox.mode, network=cfg.sandbox.network, on_warning=on_warning)
+        sandbox = Sandbox(path, mode=cfg.sandbox.mode, network=cfg.sandbox.network, on_warning=on_warning,
+                          env=testenv.sandbox_env(test_env, repo.root, path),  # the project's Python
+                          interpreters=(test_env.venv,) if test_env.venv else ())
         tools = Tools(path, sandbox, test_command, command_timeout=cfg.budgets.command_timeout,
                       test_timeout=cfg.test.timeout, output_cap=cfg.budgets.output_cap,
                       on_test=lambda cmd, res: recorder.test_run("agent", cmd, res))

@@ -59,6 +59,7 @@ def init(
     where = {str(path): "", "default": f" [dim](the default; yours goes in {cfgmod.user_config_path()})[/]"}
     table.add_row("model", effective.model.name + where.get(source, f" [dim](from {source})[/]"))
     table.add_row("tests", cfg.test.command or "[yellow]none found — set one with --test-command[/]")
+    test_env = _test_env_rows(table, repo.root, effective)
     table.add_row("budgets", f"{effective.budgets.max_steps} steps, {effective.budgets.max_tokens} tokens, "
                   f"{effective.budgets.max_seconds}s")
     if hooks:
@@ -69,6 +70,19 @@ def init(
     for warning in warnings:
         table.add_row("[yellow]warning[/]", warning)
     Console().print(table)
+    if test_env is not None and test_env.warning:
+        Console(stderr=True).print(f"[yellow]warning:[/] {test_env.warning}", highlight=False, soft_wrap=True)
+
+
+def _test_env_rows(table: Table, root: Path, cfg):
+    """The 'python' row: which interpreter the tests run with (a Python test command only)."""
+    from learnagent.core.testenv import resolve_test_env, uses_python
+
+    if not uses_python(cfg.test.command):
+        return None
+    env = resolve_test_env(root, cfg.test.python)
+    table.add_row("python", env.describe() if not env.warning else f"[yellow]{env.describe()}[/]")
+    return env
 
 
 def do(
@@ -119,6 +133,15 @@ def do(
             raise UsageError("no test command found (pytest, npm test, go test, cargo test, make test): "
                              "set one with `learnagent init --test-command CMD` or pass --no-tests")
     _check_credentials(cfg.model.name)
+    test_env = None
+    if cfg.test.command and not no_tests:
+        from learnagent.core.testenv import resolve_test_env, uses_python
+
+        test_env = resolve_test_env(repo.root, cfg.test.python)
+        if uses_python(cfg.test.command):
+            console.print(f"[dim]tests: {cfg.test.command} · {test_env.describe()}[/]", highlight=False, soft_wrap=True)
+            if test_env.warning:
+                console.print(f"[yellow]warning:[/] {test_env.warning}", highlight=False, soft_wrap=True)
     lm = load_model(cfg.model, repo.root, on_info=lambda msg: console.print(f"[dim]{msg}[/]"))
     console.print(f"[bold]learnagent[/] · {lm.name}" + (f" + adapter {lm.adapter_version}" if lm.adapter_version else "")
                   + f" · {repo.root.name}@{repo.branch}")
@@ -132,7 +155,8 @@ def do(
     with Store() as store:
         observer = LiveObserver(console, stream_model=not quiet)
         result = runner.run_episode(repo, task, cfg, lm, store, observer=observer, run_tests=not no_tests,
-                                    on_warning=lambda msg: console.print(f"[yellow]warning:[/] {msg}"))
+                                    on_warning=lambda msg: console.print(f"[yellow]warning:[/] {msg}"),
+                                    test_env=test_env)
         console.rule("[bold]result")
         show_diff(console, result.diff)
         show_test(console, result.test)

@@ -91,8 +91,9 @@ def _hide(path: Path) -> list[str]:
 
 
 def build_argv(command: str, *, worktree: Path, private_tmp: Path, network: bool,
-               bwrap_exe: str = "bwrap", shell: str = "bash") -> list[str]:
-    """The full bwrap argv running `shell -c command` in `worktree`."""
+               bwrap_exe: str = "bwrap", shell: str = "bash", interpreters: tuple[Path, ...] = ()) -> list[str]:
+    """The full bwrap argv running `shell -c command` in `worktree`. `interpreters`: more Python
+    environments to keep visible (read-only), like learnagent's own (the project's, for its tests)."""
     worktree = worktree.resolve()
     args = [bwrap_exe, "--die-with-parent", "--unshare-pid", "--new-session", "--unshare-ipc",
             "--unshare-uts", "--unshare-cgroup-try", "--cap-drop", "ALL"]
@@ -100,7 +101,7 @@ def build_argv(command: str, *, worktree: Path, private_tmp: Path, network: bool
         args.append("--unshare-net")
     args += ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
              "--bind", str(private_tmp), PRIVATE_TMP, "--dir", PRIVATE_HOME]
-    for root in policy.interpreter_roots():  # a venv under /tmp would vanish behind the private /tmp
+    for root in [*policy.interpreter_roots(), *interpreters]:  # a venv under /tmp would vanish behind the private /tmp
         if Path(PRIVATE_TMP) in root.parents and root.is_dir():
             args += ["--ro-bind", str(root), str(root)]
     for secret in policy.hidden_paths():

@@ -78,7 +78,7 @@ class CommandResult:
 class Sandbox:
     def __init__(self, worktree: Path, mode: str = "auto", network: bool = False,
                  on_warning: Callable[[str], None] | None = None, env: dict | None = None,
-                 max_pids: int = DEFAULT_MAX_PIDS):
+                 max_pids: int = DEFAULT_MAX_PIDS, interpreters: tuple[Path, ...] = ()):
         if mode not in MODES:
             raise UsageError(f"sandbox mode '{mode}' is not one of: {', '.join(MODES)}")
         self.worktree = Path(worktree).resolve()
@@ -87,6 +87,7 @@ class Sandbox:
         self.mode = mode
         self.network = bool(network)
         self.extra_env = dict(env or {})
+        self.interpreters = tuple(Path(p).resolve() for p in interpreters)  # the project's Python, for its tests
         self.max_pids = int(max_pids)
         self._shell = shutil.which("bash")
         if self._shell is None:
@@ -127,7 +128,7 @@ class Sandbox:
         if self._kind == "bwrap":
             return bwrap.build_argv(command, worktree=self.worktree, private_tmp=self._tmp,
                                     network=self.network, bwrap_exe=shutil.which("bwrap") or "bwrap",
-                                    shell=self._shell)
+                                    shell=self._shell, interpreters=self.interpreters)
         return [self._shell, "-c", command]
 
     def run(self, command: str, timeout: float = 120, output_cap: int = 20_000) -> CommandResult:
