@@ -9,6 +9,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from learnagent.core.errors import LearnagentError, UsageError
@@ -71,7 +72,7 @@ def init(
         table.add_row("[yellow]warning[/]", warning)
     Console().print(table)
     if test_env is not None and test_env.warning:
-        Console(stderr=True).print(f"[yellow]warning:[/] {test_env.warning}", highlight=False, soft_wrap=True)
+        Console(stderr=True).print(f"[yellow]warning:[/] {escape(test_env.warning)}", highlight=False, soft_wrap=True)
 
 
 def _test_env_rows(table: Table, root: Path, cfg):
@@ -81,7 +82,7 @@ def _test_env_rows(table: Table, root: Path, cfg):
     if not uses_python(cfg.test.command):
         return None
     env = resolve_test_env(root, cfg.test.python)
-    table.add_row("python", env.describe() if not env.warning else f"[yellow]{env.describe()}[/]")
+    table.add_row("python", escape(env.describe()) if not env.warning else f"[yellow]{escape(env.describe())}[/]")
     return env
 
 
@@ -139,9 +140,10 @@ def do(
 
         test_env = resolve_test_env(repo.root, cfg.test.python)
         if uses_python(cfg.test.command):
-            console.print(f"[dim]tests: {cfg.test.command} · {test_env.describe()}[/]", highlight=False, soft_wrap=True)
+            console.print(f"[dim]tests: {escape(cfg.test.command)} · {escape(test_env.describe())}[/]", highlight=False,
+                          soft_wrap=True)
             if test_env.warning:
-                console.print(f"[yellow]warning:[/] {test_env.warning}", highlight=False, soft_wrap=True)
+                console.print(f"[yellow]warning:[/] {escape(test_env.warning)}", highlight=False, soft_wrap=True)
     lm = load_model(cfg.model, repo.root, on_info=lambda msg: console.print(f"[dim]{msg}[/]"))
     console.print(f"[bold]learnagent[/] · {lm.name}" + (f" + adapter {lm.adapter_version}" if lm.adapter_version else "")
                   + f" · {repo.root.name}@{repo.branch}")

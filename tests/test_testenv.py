@@ -151,4 +151,4 @@ def test_init_warns_when_the_tests_would_use_learnagents_environment(git_repo, m
     assert out.returncode == 0, out.stderr
     assert "learnagent's own environment" in out.stdout
     warning = [ln for ln in out.stderr.splitlines() if "warning" in ln]
-    assert warning and "learnagent's own environment" in out.stderr
+    assert warning and "learnagent's own environment" in out.stderr and "set [test] python" in out.stderr
