@@ -5,6 +5,7 @@ cli → run_episode (worktree, model, sandbox, loop, final tests, record) → de
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import time
@@ -16,10 +17,11 @@ from learnagent.agent import worktree as wt
 from learnagent.agent.loop import AgentLoop, Observer
 from learnagent.agent.models.base import Completion, Model
 from learnagent.agent.tools import Tools
-from learnagent.core import testenv
+from learnagent.core import home, testenv
 from learnagent.core.config import Config
-from learnagent.core.testenv import TestEnv, resolve_test_env
 from learnagent.core.errors import LearnagentError, UsageError
+from learnagent.core.processes import process_start
+from learnagent.core.testenv import TestEnv, resolve_test_env
 from learnagent.sandbox import CommandResult, Sandbox
 from learnagent.store.episodes import Store, new_episode_id
 from learnagent.store.privacy import recording_enabled
@@ -86,7 +88,8 @@ class StoreRecorder:
 
 def run_episode(repo: wt.RepoInfo, task: str, cfg: Config, model: Model, store: Store, *,
                 observer: Observer | None = None, run_tests: bool = True,
-                on_warning=None, test_env: TestEnv | None = None) -> EpisodeResult:
+                on_warning=None, test_env: TestEnv | None = None, episode_id: str | None = None) -> EpisodeResult:
+    """One episode; `episode_id` (default: a new one) lets the caller name it when interrupted."""
     task = task.strip()
     if not task:
         raise UsageError("the task is empty: say what the agent should do, e.g. learnagent do \"fix the failing test\"")
@@ -97,12 +100,13 @@ def run_episode(repo: wt.RepoInfo, task: str, cfg: Config, model: Model, store: 
     recording = recording_enabled(store, repo_id)
     if not recording and on_warning:
         on_warning("recording is off for this repository (learnagent logs on): this episode is not stored")
-    episode_id = new_episode_id()
+    episode_id = episode_id or new_episode_id()
     path, branch = wt.create_worktree(repo.root, episode_id, repo.head)
     if recording:
         store.create_episode(repo_id, task, base_commit=repo.head, branch=branch, worktree=str(path), model=model.name,
                              adapter_version=model.adapter_version, episode_id=episode_id,
-                             meta={"pid": os.getpid(), "host": socket.gethostname(), "config": cfg.to_dict(),
+                             meta={"pid": os.getpid(), "pid_start": process_start(os.getpid()),
+                                   "host": socket.gethostname(), "config": cfg.to_dict(),
                                    "test_env": test_env.describe(),
                                    "user_branch": repo.branch})
     recorder = StoreRecorder(store if recording else None, episode_id)
@@ -129,7 +133,8 @@ def run_episode(repo: wt.RepoInfo, task: str, cfg: Config, model: Model, store: 
             test = TestRun(test_command, res.exit_code, res.timed_out, res.output, res.duration_s)
     except BaseException as exc:  # KeyboardInterrupt included: the record must say how it ended
         if recording:
-            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            # Ctrl-C, SIGTERM, or the output closed (`do ... | head`): interrupted, not failed
+            status = "interrupted" if isinstance(exc, (KeyboardInterrupt, BrokenPipeError)) else "failed"
             store.finish_episode(episode_id, status, error=f"{type(exc).__name__}: {exc}")
         wt.remove_worktree(repo.root, path, branch, delete_branch=True)
         raise
@@ -182,6 +187,24 @@ def keep(store: Store, repo_root: Path, ep: dict) -> None:
     wt.remove_worktree(repo_root, Path(ep["worktree"]), ep["branch"], delete_branch=False)
     if ep.get("recorded", True):
         store.set_outcome(ep["id"], "kept", "branch kept for later")
+
+
+def interrupted(store: Store, repo_root: Path, episode_id: str, why: str) -> None:
+    """After Ctrl-C, SIGTERM or closed output anywhere in `do`: an episode not yet decided is
+    marked interrupted and its folder and branch go (its diff stays in the store). One the user
+    already kept or applied is left as it is."""
+    row = store.conn.execute("SELECT status, outcome, worktree, branch, meta FROM episodes WHERE id = ?",
+                             (episode_id,)).fetchone()
+    if row is not None:
+        if row["outcome"] != "pending" or json.loads(row["meta"] or "{}").get("applied"):
+            return
+        store.conn.execute("UPDATE episodes SET status = 'interrupted', error = COALESCE(error, ?),"
+                           " ended_at = COALESCE(ended_at, ?) WHERE id = ? AND status != 'interrupted'",
+                           (why, time.time(), episode_id))
+    folder = Path(row["worktree"]) if row is not None and row["worktree"] else \
+        home.worktrees_dir(repo_root) / episode_id  # not recorded (logs off): where it was made
+    branch = row["branch"] if row is not None and row["branch"] else wt.BRANCH_PREFIX + episode_id
+    wt.remove_worktree(repo_root, folder, branch, delete_branch=True)
 
 
 def as_episode_dict(result: EpisodeResult) -> dict:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import signal
 import sys
 from pathlib import Path
 from typing import Optional
@@ -17,6 +20,8 @@ from learnagent.core.errors import LearnagentError, UsageError
 EXIT_TESTS_FAILED = 1
 EXIT_BUDGET = 3
 EXIT_CONFLICT = 4
+EXIT_INTERRUPTED = 130  # Ctrl-C or SIGTERM (128 + SIGINT, as shells report it)
+EXIT_OUTPUT_CLOSED = 141  # stdout closed under us, e.g. `learnagent do ... | head` (128 + SIGPIPE)
 
 
 def init(
@@ -102,12 +107,10 @@ def do(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON at the end."),
 ):
     """Run the agent on TASK in its own worktree, test, show the diff, and ask what to do with it."""
-    from learnagent.agent import run as runner
     from learnagent.agent import worktree as wt
     from learnagent.agent.models import load_model
-    from learnagent.cli.display import LiveObserver, show_diff, show_test
     from learnagent.core.config import detect_test_command, load_config
-    from learnagent.store.episodes import Store
+    from learnagent.store.episodes import Store, new_episode_id
 
     if yes and no_apply:
         raise UsageError("--yes and --no-apply contradict each other; give one")
@@ -115,7 +118,7 @@ def do(
         raise UsageError("the task is empty: say what the agent should do, e.g. learnagent do \"fix the failing test\"")
     if sandbox is not None and sandbox not in ("auto", "require", "none"):
         raise UsageError(f"--sandbox must be auto, require or none (not '{sandbox}')")
-    console = Console(stderr=as_json)
+    console = _DoConsole(stderr=as_json)
     repo = wt.find_repo()
     cfg = load_config(repo.root)
     if model:
@@ -154,44 +157,22 @@ def do(
         console.print(f"[yellow]note:[/] your uncommitted changes ({shown}) are invisible to the agent: it works on "
                       f"a checkout of HEAD ({repo.head[:10]}); accepting merges its work into your working tree",
                       highlight=False)
+    episode_id = new_episode_id()
     with Store() as store:
-        observer = LiveObserver(console, stream_model=not quiet)
-        result = runner.run_episode(repo, task, cfg, lm, store, observer=observer, run_tests=not no_tests,
-                                    on_warning=lambda msg: console.print(f"[yellow]warning:[/] {msg}"),
-                                    test_env=test_env)
-        console.rule("[bold]result")
-        show_diff(console, result.diff)
-        show_test(console, result.test)
-        if result.status == "budget_exceeded":
-            console.print(f"[yellow]The agent ran out of budget: {result.summary}[/]")
-        else:
-            console.print(f"[bold]Agent:[/] {result.summary}")
-        verdict = _verdict(console, result, yes, no_apply)
-        ep = runner.as_episode_dict(result)
-        code = 0
-        if verdict == "accept":
-            try:
-                files = runner.accept(store, repo.root, ep)
-                console.print(f"[green]Applied to your working tree:[/] {', '.join(files) or 'no files'} "
-                              "(review with git diff; commit when happy)")
-            except wt.MergeConflict as exc:
-                console.print(f"[red]{exc}[/]")
-                runner.keep(store, repo.root, ep)
-                code = EXIT_CONFLICT
-        elif verdict == "reject":
-            runner.reject(store, repo.root, ep)
-            console.print("Rejected; the worktree and branch are removed.")
-        elif verdict == "keep":
-            runner.keep(store, repo.root, ep)
-            console.print(f"Kept on branch [bold]{result.branch}[/] (apply later: learnagent apply {result.episode_id})")
-        else:  # nothing to apply: not a rejection, and out of the acceptance rate
-            runner.reject(store, repo.root, ep, reason="the agent changed nothing", outcome="unchanged")
-        console.print(f"[dim]episode {result.episode_id}{'' if result.recorded else ' (not recorded)'} · "
-                      f"{result.steps} steps · {result.tokens} tokens[/]")
+        try:
+            result, verdict, code = _run_and_decide(console, store, repo, task, cfg, lm, episode_id, yes, no_apply,
+                                                    quiet, no_tests, test_env)
+        except (KeyboardInterrupt, BrokenPipeError) as exc:
+            raise typer.Exit(_interrupted(store, repo.root, episode_id, exc)) from None
     if as_json:
-        print(json.dumps({"episode": result.episode_id, "status": result.status, "verdict": verdict,
-                          "tests_passed": None if result.test is None else result.test.passed,
-                          "changed_files": result.changed_files, "steps": result.steps, "tokens": result.tokens}))
+        try:
+            print(json.dumps({"episode": result.episode_id, "status": result.status, "verdict": verdict,
+                              "tests_passed": None if result.test is None else result.test.passed,
+                              "changed_files": result.changed_files, "steps": result.steps, "tokens": result.tokens}))
+            sys.stdout.flush()
+        except BrokenPipeError:  # decided already: nothing to clean up
+            _silence_stdout()
+            raise typer.Exit(EXIT_OUTPUT_CLOSED) from None
     if code == 0 and result.status == "budget_exceeded":
         code = EXIT_BUDGET
     if code == 0 and result.test is not None and not result.test.passed:
@@ -242,6 +223,85 @@ def _uncommitted(root: Path) -> list[str]:
                 i += 1
         i += 1
     return paths
+
+
+def _run_and_decide(console, store, repo, task, cfg, lm, episode_id, yes, no_apply, quiet, no_tests, test_env):
+    """The episode, its result on screen, and the user's verdict; returns (result, verdict, exit code)."""
+    from learnagent.agent import run as runner
+    from learnagent.agent import worktree as wt
+    from learnagent.cli.display import LiveObserver, show_diff, show_test
+
+    observer = LiveObserver(console, stream_model=not quiet)
+    result = runner.run_episode(repo, task, cfg, lm, store, observer=observer, run_tests=not no_tests,
+                                on_warning=lambda msg: console.print(f"[yellow]warning:[/] {msg}"),
+                                test_env=test_env, episode_id=episode_id)
+    console.rule("[bold]result")
+    show_diff(console, result.diff)
+    show_test(console, result.test)
+    if result.status == "budget_exceeded":
+        console.print(f"[yellow]The agent ran out of budget: {result.summary}[/]")
+    else:
+        console.print(f"[bold]Agent:[/] {result.summary}")
+    verdict = _verdict(console, result, yes, no_apply)
+    ep = runner.as_episode_dict(result)
+    code = 0
+    if verdict == "accept":
+        try:
+            files = runner.accept(store, repo.root, ep)
+            console.print(f"[green]Applied to your working tree:[/] {', '.join(files) or 'no files'} "
+                          "(review with git diff; commit when happy)")
+        except wt.MergeConflict as exc:
+            console.print(f"[red]{exc}[/]")
+            runner.keep(store, repo.root, ep)
+            code = EXIT_CONFLICT
+    elif verdict == "reject":
+        runner.reject(store, repo.root, ep)
+        console.print("Rejected; the worktree and branch are removed.")
+    elif verdict == "keep":
+        runner.keep(store, repo.root, ep)
+        console.print(f"Kept on branch [bold]{result.branch}[/] (apply later: learnagent apply {result.episode_id})")
+    else:  # nothing to apply: not a rejection, and out of the acceptance rate
+        runner.reject(store, repo.root, ep, reason="the agent changed nothing", outcome="unchanged")
+    console.print(f"[dim]episode {result.episode_id}{'' if result.recorded else ' (not recorded)'} · "
+                  f"{result.steps} steps · {result.tokens} tokens[/]")
+    return result, verdict, code
+
+
+def _interrupted(store, repo_root: Path, episode_id: str, exc: BaseException) -> int:
+    """Ctrl-C, SIGTERM (see cli/app.py) or closed output anywhere in `do`: record the episode as
+    interrupted, remove its folder and branch, and say so in one line on stderr."""
+    from learnagent.agent import run as runner
+
+    closed = isinstance(exc, BrokenPipeError)
+    if closed:
+        _silence_stdout()
+    why = "the output was closed (broken pipe)" if closed else "interrupted (Ctrl-C or SIGTERM)"
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not stop the clean-up
+    try:
+        runner.interrupted(store, repo_root, episode_id, why)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    try:
+        print(f"interrupted, episode {episode_id}", file=sys.stderr, flush=True)
+    except OSError:
+        pass
+    return EXIT_OUTPUT_CLOSED if closed else EXIT_INTERRUPTED
+
+
+class _DoConsole(Console):
+    """rich ends the program (SystemExit 1) when its output is closed under it; `do` must first
+    record the episode and clean up, so a closed output is raised as what it is."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise BrokenPipeError(errno.EPIPE, "the output was closed")
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null: its reader is gone, and Python would report the failed flush at exit."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def _verdict(console: Console, result, yes: bool, no_apply: bool) -> str:

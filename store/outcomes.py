@@ -314,7 +314,7 @@ def expire_stale(store, root: Path, settings: OutcomeSettings, now: float | None
     now = now or time.time()
     cutoff = now - settings.reject_after_days * 86400
     rows = _episode_rows(store, f"SELECT {_COLS} FROM episodes WHERE repo_id = ? AND source != 'history'"
-                                " AND outcome IN ('pending', 'kept') AND status != 'running'"
+                                " AND outcome IN ('pending', 'kept') AND status NOT IN ('running', 'interrupted')"
                                 " AND final_diff IS NOT NULL AND final_diff != '' AND started_at < ?",
                          (repo_id or home.repo_key(root), cutoff))
     msgs = []

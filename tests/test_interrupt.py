@@ -1,0 +1,185 @@
+"""Interrupted `learnagent do` runs leave nothing behind, and gc finds what a killed one left.
+
+Real CLI processes (scripted model), real git and SQLite: the output closed under `do` (as
+`learnagent do ... | head -3` does), Ctrl-C while a command runs, Ctrl-C at the verdict prompt,
+and SIGKILL at the prompt (only gc can clean that up).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import select
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from cli_helpers import run_cli, write_script
+from conftest import git
+from learnagent.core import home
+
+EDIT = ("<edit path=\"calc.py\">\n<<<<<<< SEARCH\ndef add(a, b):\n    return a + b\n=======\n"
+        "def add(a, b):\n    return b + a\n>>>>>>> REPLACE\n</edit>")
+
+
+def _env() -> dict:
+    return dict(os.environ, COLUMNS="120", PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"])
+
+
+def _argv(script: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "learnagent.cli.app", "do", "swap the operands", "--model", f"scripted:{script}",
+            "--sandbox", "none", *extra]
+
+
+def _episodes() -> list[dict]:
+    with sqlite3.connect(home.db_path()) as db:
+        db.row_factory = sqlite3.Row
+        return [dict(r) for r in db.execute("SELECT * FROM episodes")]
+
+
+def _leftovers(repo: Path) -> tuple[str, list[str]]:
+    folder = home.worktrees_dir(repo)
+    return (git(repo, "branch", "--list", "learnagent/*").strip(),
+            sorted(p.name for p in folder.iterdir()) if folder.exists() else [])
+
+
+def _stderr_line(err: str) -> str:
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert "Traceback" not in err, err
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def _wait_for(pred, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_output_closed_under_do_interrupts_and_cleans_up(git_repo, tmp_path):
+    """`learnagent do ... | head -3`: the reader goes away after three lines."""
+    script = write_script(tmp_path / "s.json", [EDIT, "<run>sleep 1; echo slow</run>", "<finish>swapped</finish>"])
+    proc = subprocess.Popen(_argv(script, "--yes"), cwd=git_repo, env=_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    for _ in range(3):
+        assert proc.stdout.readline()
+    proc.stdout.close()  # what `head -3` does when it has its lines
+    err = proc.stderr.read()
+    code = proc.wait(timeout=120)
+    [ep] = _episodes()
+    assert _stderr_line(err) == f"interrupted, episode {ep['id']}"
+    assert code == 141
+    assert ep["status"] == "interrupted" and "output was closed" in ep["error"] and ep["outcome"] == "pending"
+    assert _leftovers(git_repo) == ("", [])
+    assert "def add(a, b):\n    return a + b\n" == (git_repo / "calc.py").read_text()  # nothing applied
+    gc = run_cli("gc", "--dry-run", cwd=git_repo)
+    assert gc.returncode == 0 and "Nothing to clean up" in gc.stdout
+
+
+def test_ctrl_c_while_a_command_runs(git_repo, tmp_path):
+    marker = tmp_path / "started"
+    script = write_script(tmp_path / "s.json", [EDIT, f"<run>touch {marker}; sleep 60</run>", "<finish>x</finish>"])
+    proc = subprocess.Popen(_argv(script, "--yes"), cwd=git_repo, env=_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    assert _wait_for(marker.exists)
+    started = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    err = proc.stderr.read()
+    code = proc.wait(timeout=60)
+    assert time.monotonic() - started < 30  # the command was stopped, not waited for
+    [ep] = _episodes()
+    assert code == 130 and _stderr_line(err) == f"interrupted, episode {ep['id']}"
+    assert ep["status"] == "interrupted"
+    assert _leftovers(git_repo) == ("", [])
+
+
+def _pty_do(repo: Path, script: Path) -> tuple[subprocess.Popen, int, bytes]:
+    """`do` on a terminal, left at its verdict prompt."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(_argv(script), cwd=repo, stdin=slave, stdout=slave, stderr=slave, env=_env(),
+                            close_fds=True)
+    os.close(slave)
+    screen, deadline = b"", time.monotonic() + 120
+    while b"[a/r/k]" not in screen and time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.2)
+        if ready:
+            try:
+                screen += os.read(master, 4096)
+            except OSError:
+                break
+    assert b"[a/r/k]" in screen, screen.decode(errors="replace")
+    return proc, master, screen
+
+
+def _drain(master: int, proc: subprocess.Popen) -> str:
+    out = b""
+    while True:
+        ready, _, _ = select.select([master], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        elif proc.poll() is not None:
+            break
+    os.close(master)
+    return out.decode(errors="replace")
+
+
+def test_ctrl_c_at_the_verdict_prompt(git_repo, tmp_path):
+    script = write_script(tmp_path / "s.json", [EDIT, "<finish>swapped</finish>"])
+    proc, master, _ = _pty_do(git_repo, script)
+    [ep] = _episodes()
+    assert ep["status"] == "finished" and _leftovers(git_repo)[0]  # the branch waits for the verdict
+    proc.send_signal(signal.SIGINT)
+    after = _drain(master, proc)
+    assert proc.wait(timeout=60) == 130
+    assert f"interrupted, episode {ep['id']}" in after and "Traceback" not in after
+    [ep] = _episodes()
+    assert ep["status"] == "interrupted" and ep["final_diff"]  # the diff stays for `learnagent show`
+    assert _leftovers(git_repo) == ("", [])
+
+
+def test_gc_finds_a_run_killed_at_the_prompt(git_repo, tmp_path):
+    script = write_script(tmp_path / "s.json", [EDIT, "<finish>swapped</finish>"])
+    proc, master, _ = _pty_do(git_repo, script)
+    gc = run_cli("gc", "--dry-run", cwd=git_repo)
+    assert "Nothing to clean up" in gc.stdout  # its `do` is alive and asking: not an orphan
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    os.close(master)
+    [ep] = _episodes()
+    assert ep["status"] == "finished" and ep["outcome"] == "pending"
+    branch, folders = _leftovers(git_repo)
+    assert branch and folders == [ep["id"]]
+    gc = run_cli("gc", "--dry-run", cwd=git_repo)
+    assert gc.returncode == 0 and ep["id"] in gc.stdout and "before the verdict" in gc.stdout
+    gc = run_cli("gc", cwd=git_repo)
+    assert gc.returncode == 0 and "(failed)" not in gc.stdout
+    assert _leftovers(git_repo) == ("", [])
+    [ep] = _episodes()
+    assert ep["status"] == "interrupted" and "found by gc" in ep["error"]
+
+
+def test_a_reused_pid_does_not_keep_an_orphan_alive(git_repo):
+    """The recorded pid now belongs to another process (here: this test's own): its start time differs."""
+    from learnagent.core.gc import run_is_live
+    from learnagent.core.processes import process_start
+
+    mine = process_start(os.getpid())
+    assert isinstance(mine, int)
+    assert run_is_live({"meta": {"pid": os.getpid(), "pid_start": mine}})
+    assert not run_is_live({"meta": {"pid": os.getpid(), "pid_start": mine - 1}})
+    assert run_is_live({"meta": {"pid": os.getpid()}})  # older episodes: the pid alone
