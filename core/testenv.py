@@ -222,23 +222,29 @@ def _editable_paths(python: Path) -> list[Path]:
             found += [Path(line.strip()) for line in lines
                       if line.strip() and not line.startswith(("#", "import ")) and Path(line.strip()).is_absolute()]
         for finder in sorted(site.glob("__editable___*_finder.py")):
-            found += [Path(p).parent for p in _finder_mapping(finder)]
+            # a top-level package found in a folder of its own name: that folder's parent is the
+            # import root (a package mapped from a folder of another name cannot be put on a path)
+            found += [Path(path).parent for name, path in _finder_mapping(finder).items()
+                      if "." not in name and Path(path).name == name]
     return found
 
 
-def _finder_mapping(finder: Path) -> list[str]:
+def _finder_mapping(finder: Path) -> dict[str, str]:
+    """setuptools' editable finder: its `MAPPING = {package: folder}` (annotated or not)."""
     try:
         tree = ast.parse(finder.read_text(errors="replace"))
     except (OSError, SyntaxError, ValueError):
-        return []
+        return {}
     for node in tree.body:
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "MAPPING" for t in node.targets):
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        if any(getattr(t, "id", None) == "MAPPING" for t in targets) and node.value is not None:
             try:
                 mapping = ast.literal_eval(node.value)
             except ValueError:
-                return []
-            return [v for v in mapping.values() if isinstance(v, str)] if isinstance(mapping, dict) else []
-    return []
+                return {}
+            if isinstance(mapping, dict):
+                return {k: v for k, v in mapping.items() if isinstance(k, str) and isinstance(v, str)}
+    return {}
 
 
 def worktree_pythonpath(env: TestEnv, repo_root: Path, worktree: Path) -> list[str]:

@@ -95,10 +95,13 @@ def test_editable_installs_are_mapped_into_the_worktree(tmp_path):
     (repo / "src" / "mylib" / "__init__.py").write_text("")
     venv = make_venv(repo / ".venv", editable=repo / "src")
     site = next(venv.glob("lib/python3*/site-packages"))
-    (site / "__editable___other_finder.py").write_text(
-        f"MAPPING = {{'other': {str(repo / 'lib' / 'other')!r}, 'outside': '/usr/lib/x'}}\n")
+    (site / "__editable___other_finder.py").write_text(  # as setuptools writes it
+        f"MAPPING: dict[str, str] = {{'other': {str(repo / 'lib' / 'other')!r}, 'outside': '/usr/lib/outside',"
+        f" 'other.sub': {str(repo / 'lib' / 'other' / 'sub')!r}, 'renamed': {str(repo / 'pkgs' / 'core')!r}}}\n")
     env = resolve_test_env(repo)
     wt = tmp_path / "wt"
+    # the .pth path, then `other`'s import root; `renamed` lives in a folder of another name, and
+    # its parent (pkgs/) on the path would only expose unrelated top-level names
     assert worktree_pythonpath(env, repo, wt) == [str(wt / "src"), str(wt / "lib")]
 
 
