@@ -45,7 +45,12 @@ def test_a_store_that_only_looks_short_while_another_process_checkpoints_opens()
     db = home.db_path()
     data = db.read_bytes()
     db.write_bytes(data[:4096])  # page 1 written, the rest still to come
-    finish = threading.Timer(0.4, lambda: db.write_bytes(data))
+    def write_the_rest():  # in place, as a checkpoint does (write_bytes would truncate to 0 first)
+        with open(db, "r+b") as fh:
+            fh.seek(4096)
+            fh.write(data[4096:])
+
+    finish = threading.Timer(0.4, write_the_rest)
     finish.start()
     started = time.monotonic()
     with Store() as store:
