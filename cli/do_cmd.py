@@ -108,7 +108,6 @@ def do(
 ):
     """Run the agent on TASK in its own worktree, test, show the diff, and ask what to do with it."""
     from learnagent.agent import worktree as wt
-    from learnagent.agent.models import load_model
     from learnagent.core.config import detect_test_command, load_config
     from learnagent.store.episodes import Store, new_episode_id
 
@@ -137,26 +136,11 @@ def do(
             raise UsageError("no test command found (pytest, npm test, go test, cargo test, make test): "
                              "set one with `learnagent init --test-command CMD` or pass --no-tests")
     _check_credentials(cfg.model.name)
-    test_env = None
-    if cfg.test.command and not no_tests:
-        from learnagent.core.testenv import resolve_test_env, uses_python
-
-        test_env = resolve_test_env(repo.root, cfg.test.python)
-        if uses_python(cfg.test.command):
-            console.print(f"[dim]tests: {escape(cfg.test.command)} · {escape(test_env.describe())}[/]", highlight=False,
-                          soft_wrap=True)
-            if test_env.warning:
-                console.print(f"[yellow]warning:[/] {escape(test_env.warning)}", highlight=False, soft_wrap=True)
-    lm = load_model(cfg.model, repo.root, on_info=lambda msg: console.print(f"[dim]{msg}[/]"))
-    console.print(f"[bold]learnagent[/] · {lm.name}" + (f" + adapter {lm.adapter_version}" if lm.adapter_version else "")
-                  + f" · {repo.root.name}@{repo.branch}")
-    console.print(f"[dim]sandbox:[/] {_sandbox_state(cfg.sandbox)}", highlight=False)
-    unseen = _uncommitted(repo.root)
-    if unseen:
-        shown = ", ".join(unseen[:3]) + (f" and {len(unseen) - 3} more" if len(unseen) > 3 else "")
-        console.print(f"[yellow]note:[/] your uncommitted changes ({shown}) are invisible to the agent: it works on "
-                      f"a checkout of HEAD ({repo.head[:10]}); accepting merges its work into your working tree",
-                      highlight=False)
+    try:
+        test_env, lm = _preamble(console, repo, cfg, no_tests)
+    except BrokenPipeError:  # the output closed before any episode began: nothing to record or clean
+        _silence_stdout()
+        raise typer.Exit(EXIT_OUTPUT_CLOSED) from None
     episode_id = new_episode_id()
     with Store() as store:
         try:
@@ -178,6 +162,34 @@ def do(
     if code == 0 and result.test is not None and not result.test.passed:
         code = EXIT_TESTS_FAILED
     raise typer.Exit(code)
+
+
+def _preamble(console, repo, cfg, no_tests):
+    """What `do` says before the run (test environment, model, sandbox, uncommitted changes), and
+    the loaded model; returns (test environment or None, model)."""
+    from learnagent.agent.models import load_model
+
+    test_env = None
+    if cfg.test.command and not no_tests:
+        from learnagent.core.testenv import resolve_test_env, uses_python
+
+        test_env = resolve_test_env(repo.root, cfg.test.python)
+        if uses_python(cfg.test.command):
+            console.print(f"[dim]tests: {escape(cfg.test.command)} · {escape(test_env.describe())}[/]", highlight=False,
+                          soft_wrap=True)
+            if test_env.warning:
+                console.print(f"[yellow]warning:[/] {escape(test_env.warning)}", highlight=False, soft_wrap=True)
+    lm = load_model(cfg.model, repo.root, on_info=lambda msg: console.print(f"[dim]{msg}[/]"))
+    console.print(f"[bold]learnagent[/] · {lm.name}" + (f" + adapter {lm.adapter_version}" if lm.adapter_version else "")
+                  + f" · {repo.root.name}@{repo.branch}")
+    console.print(f"[dim]sandbox:[/] {_sandbox_state(cfg.sandbox)}", highlight=False)
+    unseen = _uncommitted(repo.root)
+    if unseen:
+        shown = ", ".join(unseen[:3]) + (f" and {len(unseen) - 3} more" if len(unseen) > 3 else "")
+        console.print(f"[yellow]note:[/] your uncommitted changes ({shown}) are invisible to the agent: it works on "
+                      f"a checkout of HEAD ({repo.head[:10]}); accepting merges its work into your working tree",
+                      highlight=False)
+    return test_env, lm
 
 
 def _check_credentials(spec: str) -> None:

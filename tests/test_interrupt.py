@@ -66,13 +66,15 @@ def _wait_for(pred, timeout=60.0):
 
 
 def test_output_closed_under_do_interrupts_and_cleans_up(git_repo, tmp_path):
-    """`learnagent do ... | head -3`: the reader goes away after three lines."""
+    """`learnagent do ... | head`: the reader goes away in the middle of the run."""
     script = write_script(tmp_path / "s.json", [EDIT, "<run>sleep 1; echo slow</run>", "<finish>swapped</finish>"])
     proc = subprocess.Popen(_argv(script, "--yes"), cwd=git_repo, env=_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
+    while "step 1" not in proc.stdout.readline():
+        pass
     for _ in range(3):
         assert proc.stdout.readline()
-    proc.stdout.close()  # what `head -3` does when it has its lines
+    proc.stdout.close()  # what `head` does when it has its lines
     err = proc.stderr.read()
     code = proc.wait(timeout=120)
     [ep] = _episodes()
@@ -83,6 +85,21 @@ def test_output_closed_under_do_interrupts_and_cleans_up(git_repo, tmp_path):
     assert "def add(a, b):\n    return a + b\n" == (git_repo / "calc.py").read_text()  # nothing applied
     gc = run_cli("gc", "--dry-run", cwd=git_repo)
     assert gc.returncode == 0 and "Nothing to clean up" in gc.stdout
+
+
+def test_output_closed_before_the_run_is_a_quiet_exit(git_repo, tmp_path):
+    """`learnagent do ... | true`: the reader is gone before the first line, so nothing was started,
+    nothing is recorded and nothing is left."""
+    script = write_script(tmp_path / "s.json", [EDIT, "<finish>swapped</finish>"])
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    proc = subprocess.Popen(_argv(script, "--yes"), cwd=git_repo, env=_env(), stdout=write_end,
+                            stderr=subprocess.PIPE, text=True)
+    os.close(write_end)
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 141 and "Traceback" not in err and "Error" not in err, err
+    assert not home.db_path().exists() or _episodes() == []
+    assert _leftovers(git_repo) == ("", [])
 
 
 def test_ctrl_c_while_a_command_runs(git_repo, tmp_path):
