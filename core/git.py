@@ -113,9 +113,17 @@ def run(cwd: Path, *args: str, input: bytes | None = None, env: dict[str, str] |
     proc = subprocess.run(argv(*args), cwd=cwd, input=input, capture_output=True, env=hardened_env(env),
                           stdin=None if input is not None else subprocess.DEVNULL)
     if check and proc.returncode != 0:
-        lines = proc.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise GitError(f"git {args[0]} failed: {lines[-1] if lines else f'exit code {proc.returncode}'}")
+        raise GitError(f"git {args[0]} failed: {_reason(proc.stderr, proc.returncode)}")
     return proc.stdout
+
+
+def _reason(stderr: bytes, code: int) -> str:
+    """git's own one-line reason: its first fatal/error line (hints follow it), else the last line."""
+    lines = [ln.strip() for ln in stderr.decode("utf-8", "replace").splitlines() if ln.strip()]
+    for line in lines:
+        if line.startswith(("fatal:", "error:")):
+            return line
+    return lines[-1] if lines else f"exit code {code}"
 
 
 def text(cwd: Path, *args: str, input: bytes | None = None, env: dict[str, str] | None = None,
@@ -143,8 +151,7 @@ def pipe(cwd1: Path, args1: list[str], cwd2: Path, args2: list[str], input: byte
     reader.join()
     for proc, args, err in ((first, args1, errors.get("first", b"")), (second, args2, err2)):
         if proc.returncode != 0:
-            lines = err.decode("utf-8", "replace").strip().splitlines()
-            raise GitError(f"git {args[0]} failed: {lines[-1] if lines else f'exit code {proc.returncode}'}")
+            raise GitError(f"git {args[0]} failed: {_reason(err, proc.returncode)}")
 
 
 def succeeds(cwd: Path, *args: str) -> bool:
