@@ -42,12 +42,15 @@ def fsck(repo: Path) -> subprocess.CompletedProcess:
                           text=True)
 
 
-def assert_intact(repo: Path, before: dict[str, tuple], *, allow_episode_objects: bool = True) -> None:
-    """The repository is as `before` said, except for learnagent's own episode objects and branch."""
+def assert_intact(repo: Path, before: dict[str, tuple], *, allow_episode_objects: bool = True,
+                  applied: tuple[str, ...] = ()) -> None:
+    """The repository is as `before` said, except for learnagent's own episode objects and branch
+    (and the working-tree files in `applied`, which an accept wrote)."""
     after = capture(repo)
     allowed = EPISODE_PREFIXES if allow_episode_objects else ()
-    changed = sorted(p for p in before if after.get(p) != before[p] and not _episode_ref(p))
-    added = sorted(p for p in after if p not in before and not (p.startswith(allowed) or _episode_ref(p)))
+    changed = sorted(p for p in before if after.get(p) != before[p] and not _episode_ref(p) and p not in applied)
+    added = sorted(p for p in after if p not in before and p not in applied
+                   and not (p.startswith(allowed) or _episode_ref(p)))
     assert not changed, f"changed or removed in the user's repository: {changed[:10]}"
     assert not added, f"added to the user's repository: {added[:10]}"
     check = fsck(repo)
