@@ -129,6 +129,17 @@ def test_git_works_but_hooks_and_config_are_read_only(var_repo):
 
 
 @needs_bwrap
+def test_hidden_folder_keeps_the_interpreter_usable(worktree):
+    """Hiding a folder that holds the venv (learnagent run on its own repository) keeps `python`
+    working: the interpreter is bound read-only again, and nothing else of the folder shows."""
+    import sys
+
+    around = Path(sys.prefix).resolve().parent
+    res = Sandbox(worktree, mode="require", hide=[around]).run(f"python -c 'print(42)'; ls -A {around}")
+    assert res.exit_code == 0 and res.output.splitlines() == ["42", Path(sys.prefix).resolve().name], res.output
+
+
+@needs_bwrap
 def test_symlink_out_of_worktree(worktree, outside_tmp):
     target = outside_tmp / "target"
     target.mkdir()
