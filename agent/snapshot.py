@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,8 +52,12 @@ class UnsafeChange(LearnagentError):
     exit_code = 5
 
 
+_ARTIFACT_NAME = re.compile("|".join(fnmatch.translate(pattern) for pattern in ARTIFACTS))
+
+
 def is_artifact(path: str) -> bool:
-    return any(fnmatch.fnmatchcase(part, pattern) for part in path.split("/") for pattern in ARTIFACTS)
+    """A build by-product, or inside one (any component of the path matches ARTIFACTS)."""
+    return any(_ARTIFACT_NAME.match(part) for part in path.split("/"))
 
 
 def _read_small(path: Path) -> list[str]:
@@ -171,8 +176,9 @@ def hash_file(path: Path, fmt: str) -> tuple[str, bool]:
 
 class _Walker:
     def __init__(self, top: Path, base: dict[str, tuple[str, str]], ignore: IgnoreRules,
-                 excludes: GitExcludes, fmt: str):
+                 excludes: GitExcludes, fmt: str, hidden: set[str]):
         self.top, self.base, self.ignore, self.excludes, self.fmt = top, base, ignore, excludes, fmt
+        self.hidden = hidden  # base paths .learnagentignore hides
         self.base_dirs = {"/".join(p.split("/")[:i]) for p in base for i in range(1, p.count("/") + 1)}
         self.gitlinks = {p for p, (mode, _) in base.items() if mode == MODE_GITLINK}
         self.found: dict[str, tuple[str, str]] = {}
@@ -193,7 +199,7 @@ class _Walker:
                 where = rel_dir or "the top folder"
                 raise UnsafeChange(f"the agent's change holds a nested git repository or gitlink ({rel}, in "
                                    f"{where}); learnagent does not record submodules or nested repositories")
-            if is_artifact(name):
+            if _ARTIFACT_NAME.match(name):
                 continue
             st = os.lstat(child.path)
             if stat.S_ISDIR(st.st_mode):
@@ -216,7 +222,7 @@ class _Walker:
         tracked = rel in self.base and self.base[rel][0] != MODE_GITLINK
         if not tracked and (tracked_only or self.excludes.excluded(rel, is_dir=False)):
             return
-        if self.ignore.is_ignored(rel):
+        if (rel in self.hidden) if tracked else self.ignore.is_ignored(rel):
             raise UnsafeChange(f"the agent's change touches {rel}, which .learnagentignore hides (secrets stay out "
                                "of episodes); nothing was recorded or applied")
         if rel in self.gitlinks:
@@ -244,26 +250,33 @@ class _Walker:
 def read_folder(top: Path, base: dict[str, tuple[str, str]], ignore: IgnoreRules, excludes: GitExcludes,
                 fmt: str = "sha1") -> Snapshot:
     """The final tree of the episode folder `top` over the base tree `base` ({path: (mode, id)})."""
-    walker = _Walker(Path(top), base, ignore, excludes, fmt)
+    hidden = hidden_paths(base, ignore)
+    walker = _Walker(Path(top), base, ignore, excludes, fmt, hidden)
     walker.walk("", Path(top), tracked_only=False)
     entries: dict[str, tuple[str, str]] = {}
     for path, entry in base.items():  # what the agent could not see or may not change stays as it was
-        if entry[0] == MODE_GITLINK or ignore.is_ignored(path) or is_artifact(path):
+        if entry[0] == MODE_GITLINK or path in hidden or is_artifact(path):
             entries[path] = entry
     entries.update(walker.found)
-    _refuse_folder_file_clashes(entries, ignore)
+    _refuse_folder_file_clashes(entries, hidden)
     return Snapshot(entries, walker.new_blobs)
 
 
-def _refuse_folder_file_clashes(entries: dict[str, tuple[str, str]], ignore: IgnoreRules) -> None:
+def hidden_paths(base: dict[str, tuple[str, str]], ignore: IgnoreRules) -> set[str]:
+    """The base's files `.learnagentignore` hides (submodules are never hidden: they hold no content)."""
+    return {p for p, (mode, _) in base.items() if mode != MODE_GITLINK and ignore.is_ignored(p)}
+
+
+def _refuse_folder_file_clashes(entries: dict[str, tuple[str, str]], hidden: set[str]) -> None:
     """A kept entry (ignored file, submodule) under a path the agent turned into a file or symlink."""
     for path in entries:
+        if "/" not in path:
+            continue
         parts = path.split("/")
         for i in range(1, len(parts)):
             parent = "/".join(parts[:i])
             if parent in entries:
-                hidden = ignore.is_ignored(path)
-                why = "files .learnagentignore hides" if hidden else "files it cannot change"
+                why = "files .learnagentignore hides" if path in hidden else "files it cannot change"
                 raise UnsafeChange(f"the agent replaced folder {parent}, which holds {why} ({path}), with a file "
                                    "or symlink; nothing was recorded or applied")
 

@@ -151,17 +151,18 @@ def _make_checkout(repo_root: Path, path: Path, branch: str, base: str, ignore: 
     with open(path / ".git" / "config", "a") as fh:
         fh.write(EPISODE_CONFIG)
     base_entries = G.ls_tree(repo_root, base)
-    entries = {p: e for p, e in base_entries.items() if e[0] == snapshot.MODE_GITLINK or not ignore.is_ignored(p)}
+    hidden = snapshot.hidden_paths(base_entries, ignore)
+    entries = {p: e for p, e in base_entries.items() if p not in hidden}
     blobs = sorted({oid for mode, oid in entries.values() if mode != snapshot.MODE_GITLINK})
     if blobs:  # copy the blobs as one pack: the user's object store stays out of the sandbox
-        G.pipe(repo_root, ["pack-objects", "--stdout", "-q"], path, ["index-pack", "--stdin"],
+        # --window=0: no new delta search (deltas already in the user's packs are reused); 5x faster
+        G.pipe(repo_root, ["pack-objects", "--stdout", "-q", "--window=0"], path, ["index-pack", "--stdin"],
                input="\n".join(blobs).encode() + b"\n")
     G.run(path, "update-index", "-z", "--index-info", input=G.index_info(entries))
     tree = G.text(path, "write-tree").strip()
-    hidden = len(base_entries) - len(entries)
     message = f"learnagent: episode base {base[:12]}\n"
     if hidden:
-        message += f"\n{hidden} file(s) hidden by .learnagentignore are left out of this checkout.\n"
+        message += f"\n{len(hidden)} file(s) hidden by .learnagentignore are left out of this checkout.\n"
     commit = G.text(path, "commit-tree", "--no-gpg-sign", tree, input=message.encode(), env=IDENTITY).strip()
     G.run(path, "update-ref", "refs/heads/" + branch, commit)
     G.run(path, "checkout-index", "--all", "--force", "-u")

@@ -162,9 +162,13 @@ def succeeds(cwd: Path, *args: str) -> bool:
 # ---- objects ---------------------------------------------------------------------------
 
 def object_format(repo: Path) -> str:
-    """'sha1' or 'sha256': the hash the repository's object ids use."""
-    fmt = text(repo, "rev-parse", "--show-object-format").strip()
-    return fmt or "sha1"
+    """'sha1' or 'sha256': the hash the repository's object ids use (asked once per repository)."""
+    return _object_format(Path(repo).resolve())
+
+
+@functools.lru_cache(maxsize=64)
+def _object_format(repo: Path) -> str:
+    return text(repo, "rev-parse", "--show-object-format").strip() or "sha1"
 
 
 def blob_hasher(fmt: str, size: int):
