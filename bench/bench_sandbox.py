@@ -5,7 +5,7 @@ Run: python bench/bench_sandbox.py [--runs 30] [--files 2000] [--out docs/benchm
 1. Per command: wall time of `Sandbox.run("true")` and `Sandbox.run("python -c pass")` under
    each kind, in an episode folder as `learnagent do` makes it (agent/worktree.py), with the
    user's repository hidden (`hide=`), so the bwrap mounts are the ones an episode gets.
-2. Per episode, on a generated repository of `--files` files (40 folders, ~2 KB each):
+2. Per episode, on a generated repository of `--files` files (40 folders, ~2 KB each, packed):
    - start: the episode folder. Before (linked worktree): `git worktree add -b`. Now:
      `create_worktree` (own repository: pack of the base blobs, index, checkout-index).
    - result, after an agent changed 10 files and added 2. Before: `git add -A` with the
@@ -50,6 +50,7 @@ def make_repo(base: Path, files: int) -> Path:
         path.write_text("".join(f"def f{i}_{j}(x):\n    return x + {j}\n\n" for j in range(60)))
     _git(repo, "add", "-A")
     _git(repo, "commit", "-q", "-m", "init")
+    _git(repo, "gc", "-q")  # packed, as a repository that has lived a while is
     return repo
 
 
