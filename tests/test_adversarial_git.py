@@ -52,14 +52,21 @@ class World:
     def hook_script(self) -> str:
         return f"#!/bin/sh\n{self.payload}\n"
 
-    def do(self, responses: list, *flags: str) -> tuple[subprocess.CompletedProcess, dict | None]:
+    def do(self, responses: list, *flags: str, task: str = "attack the repository"
+           ) -> tuple[subprocess.CompletedProcess, dict | None]:
         script = write_script(self.root / f"script-{uuid.uuid4().hex[:6]}.json", responses)
-        out = run_cli("do", "attack the repository", "--model", f"scripted:{script}", "--sandbox", "require",
+        out = run_cli("do", task, "--model", f"scripted:{script}", "--sandbox", "require",
                       "--no-tests", "--json", *flags, cwd=self.repo,
                       env={"HOME": str(self.home), "LEARNAGENT_HOME": str(self.lahome)})
         lines = out.stdout.strip().splitlines()
         result = json.loads(lines[-1]) if lines and lines[-1].startswith("{") else None
         return out, result
+
+    def attack(self, command: str, *flags: str) -> tuple[subprocess.CompletedProcess, dict | None, dict]:
+        """One `<run>command</run>` then finish; returns the run, its JSON result and the repository before it."""
+        before = capture(self.repo)
+        out, result = self.do([f"<run>{command}</run>", "<finish>done</finish>"], *flags)
+        return out, result, before
 
     def episode(self) -> dict:
         db = sqlite3.connect(self.lahome / "learnagent.db")
@@ -118,14 +125,13 @@ def test_fsmonitor_never_runs_on_the_host(world, where):
     """The issue's first attack: a staged nested repository whose config names core.fsmonitor made
     learnagent's own `git add -A` run it as the user (reading ~/.ssh). Now: nested repositories are
     refused, and nothing in the folder's git config is ever run outside the sandbox."""
-    before = capture(world.repo)
     p = world.payload
     if where == "nested repository":
         attack = (f"git init -q nested && git -C nested config core.fsmonitor \"{p}\" && echo x > nested/f "
                   f"&& git -C nested add f && git add -A; {EDIT}")
     else:
         attack = f"git config core.fsmonitor \"{p}\" && git config core.untrackedCache true && {EDIT} && git add -A"
-    out, result = world.do([f"<run>{attack}</run>", "<finish>done</finish>"], "--no-apply")
+    out, result, before = world.attack(attack, "--no-apply")
     world.assert_nothing_ran()
     if where == "nested repository":
         assert out.returncode == 5
@@ -140,7 +146,6 @@ def test_fsmonitor_never_runs_on_the_host(world, where):
 
 
 def test_hooks_and_hooks_path_never_run(world):
-    before = capture(world.repo)
     hooks = ("pre-commit", "post-commit", "reference-transaction", "post-checkout", "post-index-change", "post-merge")
     plant = " && ".join(f"printf '%s' \"$HOOK\" > {d}/{h} && chmod +x {d}/{h}"
                         for d in (".git/hooks", "myhooks") for h in hooks)
@@ -148,7 +153,7 @@ def test_hooks_and_hooks_path_never_run(world):
     attack = (f"export HOOK='{world.hook_script()}'; mkdir -p .git/hooks myhooks && {plant} && "
               f"git config core.hooksPath myhooks && {EDIT} && git add -A && git commit -qm agent; "
               f"printf '%s' \"$HOOK\" > {user_hooks}/post-commit; echo exit=$?")
-    out, result = world.do([f"<run>{attack}</run>", "<finish>done</finish>"], "--no-apply")
+    out, result, before = world.attack(attack, "--no-apply")
     assert out.returncode == 0, out.stderr
     assert "No such file or directory" in world.episode()["tool_calls"][0]["result"]  # the user's hooks: not there
     assert_intact(world.repo, before)
@@ -170,8 +175,7 @@ def test_filters_and_diff_drivers_via_gitattributes_never_run(world):
         "diff.external", "merge.evil.driver"))
     attack = (f"{settings} && printf '* filter=evil diff=evil merge=evil\\n' > .gitattributes && "
               f"git config core.attributesFile .gitattributes && {EDIT} && git add -A && git diff --cached > /dev/null")
-    before = capture(world.repo)
-    out, result = world.do([f"<run>{attack}</run>", "<finish>done</finish>"], "--yes")
+    out, result, before = world.attack(attack, "--yes")
     assert out.returncode == 0, out.stderr + out.stdout
     assert result["verdict"] == "accept" and sorted(result["changed_files"]) == [".gitattributes", "calc.py"]
     ep = world.episode()
@@ -191,8 +195,7 @@ def test_include_and_include_if_never_run(world):
     attack = (f"printf '{evil}' > evil.cfg && git config include.path ../evil.cfg && "
               f"git config includeIf.gitdir:/.path ../evil.cfg && "
               f"git config 'includeIf.onbranch:learnagent/**.path' ../evil.cfg && {EDIT}")
-    before = capture(world.repo)
-    out, result = world.do([f"<run>{attack}</run>", "<finish>done</finish>"], "--no-apply")
+    out, result, before = world.attack(attack, "--no-apply")
     assert out.returncode == 0, out.stderr
     assert sorted(result["changed_files"]) == ["calc.py", "evil.cfg"]  # a plain file of the change, nothing more
     world.assert_nothing_ran()
@@ -203,8 +206,7 @@ def test_gitlink_and_submodule_are_refused(world):
     attack = ("git init -q sub && git -C sub -c user.name=a -c user.email=a@b commit -q --allow-empty -m x && "
               "printf '[submodule \"sub\"]\\n\\tpath = sub\\n\\turl = ./sub\\n' > .gitmodules && "
               f"git add sub .gitmodules && git commit -qm 'add submodule' && {EDIT}")
-    before = capture(world.repo)
-    out, _ = world.do([f"<run>{attack}</run>", "<finish>done</finish>"], "--yes")
+    out, _, before = world.attack(attack, "--yes")
     assert out.returncode == 5
     _one_line_error(out, "learnagent does not record submodules or nested repositories")
     assert "learnagent/" not in git(world.repo, "branch", "--list")
@@ -225,8 +227,7 @@ def test_objects_and_packs_of_the_users_repository_cannot_be_replaced_or_deleted
     attack = (f"ls {objects}; rm -f {objects}/pack/*; for f in {objects}/??/*; do echo x > $f; done; "
               f"echo /tmp > {objects}/info/alternates; git cat-file --batch-all-objects --batch-check | wc -l; "
               f"rm -rf .git/objects/pack; {EDIT}")
-    before = capture(world.repo)
-    out, result = world.do([f"<run>{attack}</run>", "<finish>done</finish>"], "--no-apply")
+    out, result, before = world.attack(attack, "--no-apply")
     assert out.returncode == 0, out.stderr
     seen = world.episode()["tool_calls"][0]["result"]
     assert f"cannot access '{objects}'" in seen
@@ -249,8 +250,7 @@ def test_head_refs_and_packed_refs_cannot_be_rewritten_and_the_commit_lands_on_i
               f"echo 'ref: refs/heads/main' > .git/HEAD; printf x > {dotgit}/packed-refs; "
               f"echo {'0' * 40} > {dotgit}/refs/heads/main; echo 'ref: refs/heads/evil' > {dotgit}/HEAD; "
               f"git --git-dir={dotgit} update-ref refs/heads/main HEAD; echo done")
-    before = capture(world.repo)
-    out, result = world.do([f"<run>{attack}</run>", "<finish>done</finish>"], "--no-apply")
+    out, result, before = world.attack(attack, "--no-apply")
     assert out.returncode == 0, out.stderr
     assert_intact(world.repo, before)
     assert _head(world.repo) == base and git(world.repo, "symbolic-ref", "HEAD").strip() == "refs/heads/main"
@@ -270,9 +270,8 @@ def test_accept_does_not_write_through_a_symlinked_folder(world):
         fh.write("data\n")
     git(world.repo, "add", ".gitignore")
     git(world.repo, "commit", "-q", "-m", "ignore data")
-    before = capture(world.repo)
     attack = "sed -i '/^data$/d' .gitignore && mkdir -p data && echo 'print(1)' > data/x.py"
-    out, result = world.do([f"<run>{attack}</run>", "<finish>done</finish>"], "--yes")
+    out, result, before = world.attack(attack, "--yes")
     assert out.returncode == 4, out.stderr + out.stdout
     said = " ".join((out.stdout + out.stderr).split())
     assert "data is a symbolic link in your working tree" in said and "nothing was changed" in said
@@ -309,8 +308,7 @@ def test_ignored_files_are_invisible_in_the_sandbox_and_never_stored(world):
     ("echo API_KEY=agent > .env", 0),                          # gitignored, untracked: never part of the change
 ])
 def test_touching_ignored_files(world, attack, code):
-    before = capture(world.repo)
-    out, result = world.do([f"<run>{attack}; {EDIT}</run>", "<finish>done</finish>"], "--yes")
+    out, result, before = world.attack(f"{attack}; {EDIT}", "--yes")
     assert out.returncode == code, out.stderr + out.stdout
     if code == 5:
         _one_line_error(out, "touches config/secrets.yaml, which .learnagentignore hides")
@@ -322,3 +320,15 @@ def test_touching_ignored_files(world, attack, code):
         assert (world.repo / "config" / "secrets.yaml").read_text() == f"token: TRACKED-SECRET-{world.token}\n"
         assert_intact(world.repo, before, applied=("calc.py",))
     world.assert_nothing_ran()
+
+
+def test_a_secret_in_the_task_never_reaches_the_commit_message(world):
+    """The episode commit's message is the task's first line, scrubbed by the store's redactor
+    before it is cut to length (the issue: it went into the commit unredacted)."""
+    from secret_samples import GH_PAT
+
+    out, result = world.do([f"<run>{EDIT}</run>", "<finish>done</finish>"], "--no-apply",
+                           task=f"use {GH_PAT} to fix the push\nand more lines")
+    assert out.returncode == 0, out.stderr
+    message = git(world.repo, "log", "-1", "--format=%B", f"learnagent/{result['episode']}")
+    assert message.startswith("learnagent: use [REDACTED") and GH_PAT[4:20] not in message, message
