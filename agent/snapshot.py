@@ -188,8 +188,12 @@ class _Walker:
     def walk(self, rel_dir: str, abs_dir: Path, tracked_only: bool) -> None:
         if not tracked_only:
             self.excludes.load_folder(rel_dir, abs_dir)
-        with os.scandir(abs_dir) as it:
-            children = sorted(it, key=lambda e: e.name)
+        try:
+            with os.scandir(abs_dir) as it:
+                children = sorted(it, key=lambda e: e.name)
+        except OSError as exc:  # e.g. a folder the agent made unreadable: its content would be missed
+            raise UnsafeChange(f"cannot read the folder {rel_dir or '.'} of the agent's change ({exc.strerror}); "
+                               "nothing was recorded") from None
         for child in children:
             name = child.name
             rel = f"{rel_dir}/{name}" if rel_dir else name
@@ -238,7 +242,11 @@ class _Walker:
             if oid not in self.known_ids:
                 self.new_blobs[oid] = ("link", target)
         elif stat.S_ISREG(st.st_mode):
-            oid, executable = hash_file(path, self.fmt)
+            try:
+                oid, executable = hash_file(path, self.fmt)
+            except OSError as exc:
+                raise UnsafeChange(f"cannot read {rel} of the agent's change ({exc.strerror}); nothing was "
+                                   "recorded") from None
             self.found[rel] = (MODE_EXEC if executable else MODE_FILE, oid)
             if oid not in self.known_ids:
                 self.new_blobs[oid] = ("file", path)

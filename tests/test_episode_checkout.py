@@ -192,6 +192,23 @@ def test_unsafe_results_are_refused_and_nothing_moves(repo, attack, message, mon
     assert_intact(repo, before)
 
 
+def test_an_unreadable_folder_is_refused_not_skipped(repo, monkeypatch):
+    """A folder the agent made unreadable (chmod 000; root reads it anyway, so the denial is
+    simulated) would hide its files from the walk: refused, not recorded as deleted."""
+    from learnagent.agent import snapshot
+
+    path, branch = wt.create_worktree(repo, "ep1", _head(repo))
+    real_scandir = os.scandir
+
+    def denied(folder):
+        if Path(folder).name == "config":
+            raise PermissionError(13, "Permission denied")
+        return real_scandir(folder)
+    monkeypatch.setattr(snapshot.os, "scandir", denied)
+    with pytest.raises(wt.UnsafeChange, match="cannot read the folder config .*Permission denied"):
+        _commit(repo, path, branch)
+
+
 def test_branch_moves_only_from_where_learnagent_put_it(repo):
     base = _head(repo)
     path, branch = wt.create_worktree(repo, "ep1", base)
