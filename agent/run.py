@@ -137,7 +137,11 @@ def run_episode(repo: wt.RepoInfo, task: str, cfg: Config, model: Model, store: 
     finally:
         if sandbox is not None:
             sandbox.close()  # its private /tmp and home go; the folder stays for the verdict
-    wt.remove_agent_repository(path)  # the agent's own .git: read by nobody from here on
+    try:
+        wt.remove_agent_repository(path)  # the agent's own .git: read by nobody from here on
+    except OSError as exc:  # never worth losing the episode over; gc removes the folder later
+        if on_warning:
+            on_warning(f"could not remove the agent's .git in {path}: {exc.strerror}")
     if recording:
         store.finish_episode(episode_id, outcome.status, final_diff=diff, summary=outcome.summary)
     changed = [p for _, p in wt.changed_paths(repo.root, repo.head, tip)] if tip else []
