@@ -226,7 +226,7 @@ class _Walker:
         tracked = rel in self.base and self.base[rel][0] != MODE_GITLINK
         if not tracked and (tracked_only or self.excludes.excluded(rel, is_dir=False)):
             return
-        if (rel in self.hidden) if tracked else self.ignore.is_ignored(rel):
+        if (rel in self.hidden) if tracked else self.ignore.matches(rel):
             raise UnsafeChange(f"the agent's change touches {rel}, which .learnagentignore hides (secrets stay out "
                                "of episodes); nothing was recorded or applied")
         if rel in self.gitlinks:
@@ -256,9 +256,10 @@ class _Walker:
 
 
 def read_folder(top: Path, base: dict[str, tuple[str, str]], ignore: IgnoreRules, excludes: GitExcludes,
-                fmt: str = "sha1") -> Snapshot:
-    """The final tree of the episode folder `top` over the base tree `base` ({path: (mode, id)})."""
-    hidden = hidden_paths(base, ignore)
+                fmt: str = "sha1", hidden: set[str] | None = None) -> Snapshot:
+    """The final tree of the episode folder `top` over the base tree `base` ({path: (mode, id)});
+    `hidden`: `hidden_paths(base, ignore)` when the caller has it already."""
+    hidden = hidden_paths(base, ignore) if hidden is None else hidden
     walker = _Walker(Path(top), base, ignore, excludes, fmt, hidden)
     walker.walk("", Path(top), tracked_only=False)
     entries: dict[str, tuple[str, str]] = {}
@@ -272,7 +273,7 @@ def read_folder(top: Path, base: dict[str, tuple[str, str]], ignore: IgnoreRules
 
 def hidden_paths(base: dict[str, tuple[str, str]], ignore: IgnoreRules) -> set[str]:
     """The base's files `.learnagentignore` hides (submodules are never hidden: they hold no content)."""
-    return {p for p, (mode, _) in base.items() if mode != MODE_GITLINK and ignore.is_ignored(p)}
+    return {p for p, (mode, _) in base.items() if mode != MODE_GITLINK and ignore.matches(p)}
 
 
 def _refuse_folder_file_clashes(entries: dict[str, tuple[str, str]], hidden: set[str]) -> None:

@@ -151,7 +151,7 @@ def _make_checkout(repo_root: Path, path: Path, branch: str, base: str, ignore: 
     with open(path / ".git" / "config", "a") as fh:
         fh.write(EPISODE_CONFIG)
     base_entries = G.ls_tree(repo_root, base)
-    hidden = snapshot.hidden_paths(base_entries, ignore)
+    hidden = _hidden(base, base_entries, ignore)
     entries = {p: e for p, e in base_entries.items() if p not in hidden}
     blobs = sorted({oid for mode, oid in entries.values() if mode != snapshot.MODE_GITLINK})
     if blobs:  # copy the blobs as one pack: the user's object store stays out of the sandbox
@@ -168,6 +168,19 @@ def _make_checkout(repo_root: Path, path: Path, branch: str, base: str, ignore: 
     G.run(path, "checkout-index", "--all", "--force", "-u")
 
 
+_HIDDEN: dict[tuple[str, tuple[str, ...]], set[str]] = {}
+
+
+def _hidden(base: str, base_entries: dict[str, tuple[str, str]], ignore: IgnoreRules) -> set[str]:
+    """snapshot.hidden_paths, once per (base, rules): an episode needs it at its start and its end."""
+    key = (base, tuple(ignore.user_patterns))
+    if key not in _HIDDEN:
+        if len(_HIDDEN) > 8:
+            _HIDDEN.clear()
+        _HIDDEN[key] = snapshot.hidden_paths(base_entries, ignore)
+    return _HIDDEN[key]
+
+
 # ---- the agent's result -------------------------------------------------------------------
 
 def commit_all(repo_root: Path, worktree: Path, *, base: str, branch: str, message: str,
@@ -182,7 +195,7 @@ def commit_all(repo_root: Path, worktree: Path, *, base: str, branch: str, messa
     ref = _ref(branch)
     base_entries = G.ls_tree(repo_root, base)
     snap = snapshot.read_folder(Path(worktree), base_entries, ignore, snapshot.GitExcludes.for_repo(repo_root),
-                                G.object_format(repo_root))
+                                G.object_format(repo_root), _hidden(base, base_entries, ignore))
     with tempfile.TemporaryDirectory(prefix="learnagent-commit-") as scratch:
         snapshot.write_blobs(repo_root, snap, Path(scratch))
         tree = G.write_tree(repo_root, snap.entries, Path(scratch))

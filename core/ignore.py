@@ -85,7 +85,12 @@ class IgnoreRules:
             return True
         if not rel:
             return False  # the repository root itself
-        return self._defaults.match_file(rel) or self._user.match_file(rel)
+        return self.matches(rel)
+
+    def matches(self, rel: str) -> bool:
+        """`is_ignored` for a path already relative, POSIX and normalised (git's own paths):
+        skips the normalisation, which costs as much as the matching."""
+        return bool(self._defaults.match_file(rel) or self._user.match_file(rel))
 
     def filter(self, relpaths):
         """The paths that are not ignored, in order."""
