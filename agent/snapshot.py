@@ -213,7 +213,9 @@ class _Walker:
 
     def _folder(self, rel: str, path: Path, tracked_only: bool) -> None:
         if rel in self.gitlinks:
-            if any(True for _ in os.scandir(path)):
+            with os.scandir(path) as it:
+                holds_files = any(True for _ in it)
+            if holds_files:
                 raise UnsafeChange(f"the agent changed files inside submodule {rel}; learnagent does not record "
                                    "changes to submodules")
             return
