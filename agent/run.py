@@ -150,10 +150,12 @@ def run_episode(repo: wt.RepoInfo, task: str, cfg: Config, model: Model, store: 
 
 
 def commit_message(task: str, store: Store) -> str:
-    """`learnagent: <first line of the task>`, scrubbed by the store's redactor before it is cut
-    (a secret cut in half would no longer match its pattern)."""
-    first = store.scrub(task).strip().splitlines()[0] if task.strip() else "episode"
-    return f"learnagent: {first[:60]}"
+    """`learnagent: <the task's first line>`, redacted before it is cut: the store's scrubber (it
+    may know more secrets than the patterns), then store/redact.py `commit_subject` (first line,
+    no control characters, never half a secret or half a marker)."""
+    from learnagent.store.redact import commit_subject
+
+    return f"learnagent: {commit_subject(store.scrub(task), limit=60)}"
 
 
 def build_repo_map(repo_root: Path, worktree: Path, task: str, max_tokens: int, count_tokens) -> str:
