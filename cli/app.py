@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import signal
 import sqlite3
 import sys
@@ -144,9 +145,28 @@ def main(argv: list[str] | None = None) -> None:
     run(app, argv)
 
 
+def _honour_explicit_completion_shell(argv: list[str]) -> None:
+    """`--show-completion bash` / `--install-completion bash` when the shell cannot be detected.
+
+    typer makes both options plain flags while shellingham can find the calling shell among the
+    parent processes, and then ignores a shell named after them; with no shell among the parents
+    (run from a script whose shell already exited, cron, an IDE) it printed "Shell  not supported."
+    and exited 1 although the user named the shell. typer reads this variable when it builds the
+    options (at every `get_command`), and then takes the shell as the option's value."""
+    if not {"--show-completion", "--install-completion"} & set(argv):
+        return
+    import shellingham  # typer's own dependency; only imported for these two options
+
+    try:
+        shellingham.detect_shell()
+    except shellingham.ShellDetectionFailure:
+        os.environ["_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION"] = "1"
+
+
 def run(typer_app: typer.Typer, argv: list[str] | None = None, prog_name: str = PROG) -> None:
     """Run a typer app as `learnagent` does: failures as one line and their exit code, never a traceback."""
     signal.signal(signal.SIGTERM, _terminate)
+    _honour_explicit_completion_shell(sys.argv[1:] if argv is None else argv)
     try:
         rv = build_command(typer_app).main(args=argv, prog_name=prog_name, standalone_mode=False)  # typer.Exit codes
     except LearnagentError as exc:

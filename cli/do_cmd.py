@@ -259,7 +259,7 @@ def _run_and_decide(console, store, repo, task, cfg, lm, episode_id, yes, no_app
     code = 0
     if verdict == "accept":
         try:
-            files = runner.accept(store, repo.root, ep)
+            files = runner.accept(store, repo.root, ep, on_note=lambda m: console.print(f"[yellow]note:[/] {m}"))
             console.print(f"[green]Applied to your working tree:[/] {', '.join(files) or 'no files'} "
                           "(review with git diff; commit when happy)")
         except wt.MergeConflict as exc:
@@ -347,9 +347,10 @@ def apply(episode: str = typer.Argument(..., metavar="ID", help="Episode id (or 
             raise LearnagentError(f"episode {ep['id']} is {ep['outcome']}, not kept; only a kept branch can be applied")
         if Path(ep["repo_path"]).resolve() != repo.root.resolve():
             raise LearnagentError(f"episode {ep['id']} belongs to {ep['repo_path']}, not this repository")
-        files = runner.accept(store, repo.root, ep)
+        console = Console()
+        files = runner.accept(store, repo.root, ep, on_note=lambda m: console.print(f"[yellow]note:[/] {m}"))
         store.set_outcome(ep["id"], "pending", "applied from kept branch")
-    Console().print(f"[green]Applied:[/] {', '.join(files) or 'no files'}")
+    console.print(f"[green]Applied:[/] {', '.join(files) or 'no files'}")
 
 
 def register(app: typer.Typer) -> None:

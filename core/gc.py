@@ -20,7 +20,7 @@ Sandbox's own cleanup); `sandbox_items` below, the rules in `sandbox/tmpdirs.py`
 from __future__ import annotations
 
 import json
-import shutil
+import os
 import socket
 import time
 from dataclasses import dataclass
@@ -157,11 +157,10 @@ def collect(store, repo_root: Path, *, dry_run: bool = False, now: float | None 
                 (time.time(), f"{item.reason} (found by gc)", item.episode_id))
             item.done = True
         elif item.what == "worktree":
-            # twice --force: also a worktree left locked by a `git worktree add` that was killed
-            _git(root, "worktree", "remove", "--force", "--force", item.target)
-            if Path(item.target).exists():  # not a registered worktree any more: a plain folder
-                shutil.rmtree(item.target, ignore_errors=True)
-            item.done = not Path(item.target).exists()
+            from learnagent.agent.worktree import remove_worktree  # follows no symlink; old linked worktrees too
+
+            remove_worktree(root, Path(item.target), None, delete_branch=False)
+            item.done = not os.path.lexists(item.target)
         elif item.what == "branch":
             _git(root, "worktree", "prune")  # a branch checked out in a stale worktree cannot be deleted
             _git(root, "branch", "-D", item.target)

@@ -1,7 +1,8 @@
 """`Sandbox`: runs every command of an episode (tool calls and the test run).
 
 With bubblewrap (kind "bwrap"): no network unless `network=True`, only the worktree and a
-private /tmp writable, secrets and the learnagent data home hidden (layout in bwrap.py).
+private /tmp writable, secrets, the learnagent data home and the `hide` folders (the user's
+repository) invisible (layout in bwrap.py).
 Without it (kind "none"): the same timeouts, output cap, process-tree kill, pids limit and
 minimal environment, but no filesystem or network isolation - mode "auto" says so once per
 process through `on_warning` (or `warnings.warn` when no callback is given), mode "require"
@@ -22,7 +23,7 @@ import warnings
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 from learnagent.core.errors import LearnagentError, UsageError
 from learnagent.sandbox import bwrap, limits, policy, tmpdirs
@@ -78,7 +79,10 @@ class CommandResult:
 class Sandbox:
     def __init__(self, worktree: Path, mode: str = "auto", network: bool = False,
                  on_warning: Callable[[str], None] | None = None, env: dict | None = None,
-                 max_pids: int = DEFAULT_MAX_PIDS, interpreters: tuple[Path, ...] = ()):
+                 max_pids: int = DEFAULT_MAX_PIDS, hide: Iterable[Path] = (), interpreters: Iterable[Path] = ()):
+        """`hide`: folders the command must not see at all under bwrap (the user's repository:
+        its working tree and git dirs); an episode's folder is bound again on top of them.
+        `interpreters`: Python environments kept visible read-only (the project's, for its tests)."""
         if mode not in MODES:
             raise UsageError(f"sandbox mode '{mode}' is not one of: {', '.join(MODES)}")
         self.worktree = Path(worktree).resolve()
@@ -89,6 +93,7 @@ class Sandbox:
         self.extra_env = dict(env or {})
         self.interpreters = tuple(Path(p).resolve() for p in interpreters)  # the project's Python, for its tests
         self.max_pids = int(max_pids)
+        self.hide = tuple(Path(p).resolve() for p in hide)
         self._shell = shutil.which("bash")
         if self._shell is None:
             raise LearnagentError("bash is not installed; learnagent runs agent commands with bash")
@@ -128,7 +133,7 @@ class Sandbox:
         if self._kind == "bwrap":
             return bwrap.build_argv(command, worktree=self.worktree, private_tmp=self._tmp,
                                     network=self.network, bwrap_exe=shutil.which("bwrap") or "bwrap",
-                                    shell=self._shell, interpreters=self.interpreters)
+                                    shell=self._shell, hide=self.hide, interpreters=self.interpreters)
         return [self._shell, "-c", command]
 
     def run(self, command: str, timeout: float = 120, output_cap: int = 20_000) -> CommandResult:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import struct
 import time
 from dataclasses import dataclass, field
@@ -145,14 +146,14 @@ def forget(store, episodes: list[dict], *, remove_git: bool = True) -> ForgetRes
 
 
 def _remove_git_traces(episodes: list[dict], result: ForgetResult) -> None:
-    from learnagent.agent.worktree import git  # git plumbing lives with the agent
+    from learnagent.agent.worktree import git, remove_worktree  # git plumbing lives with the agent
 
     for ep in episodes:
         root = Path(ep["repo_path"])
         if not (root / ".git").exists():
             continue
-        if ep.get("worktree") and Path(ep["worktree"]).exists():
-            git(root, "worktree", "remove", "--force", ep["worktree"], check=False)
+        if ep.get("worktree") and os.path.lexists(ep["worktree"]):
+            remove_worktree(root, Path(ep["worktree"]), None, delete_branch=False)
             result.removed_worktrees.append(ep["worktree"])
         branch = ep.get("branch")
         if not branch or not git(root, "branch", "--list", branch, check=False).strip():

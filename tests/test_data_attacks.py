@@ -161,7 +161,7 @@ NON_UTF8_STEPS = [
 @needs_bwrap
 def test_a_file_name_that_is_not_utf8_does_not_crash_the_tools(git_repo, tmp_path):
     out = do(git_repo, tmp_path, "list the files", NON_UTF8_STEPS + [
-        "<run>rm caf*.txt</run>",  # the final diff with such a name: see the xfail test below
+        "<run>rm caf*.txt</run>",  # the final diff with such a name: see the test below
         "<finish>done</finish>",
     ])
     ep = episode(git_repo, out)
@@ -173,8 +173,6 @@ def test_a_file_name_that_is_not_utf8_does_not_crash_the_tools(git_repo, tmp_pat
 
 
 @needs_bwrap
-@pytest.mark.xfail(strict=True, reason="the episode's own git plumbing (agent/worktree.py, sec-git's part of issue 10) "
-                                       "decodes git's output as strict UTF-8 and crashes on the new file's name")
 def test_a_non_utf8_file_name_in_the_final_change_does_not_crash_the_episode(git_repo, tmp_path):
     out = do(git_repo, tmp_path, "add a file", NON_UTF8_STEPS + ["<finish>done</finish>"])
     assert episode(git_repo, out)["status"] == "finished"
