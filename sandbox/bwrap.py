@@ -96,8 +96,15 @@ def build_argv(command: str, *, worktree: Path, private_tmp: Path, network: bool
     if data.is_dir() and data != worktree:
         args += ["--tmpfs", str(data)]  # the worktree inside it is bound again below
         covered.append(data)
-    for root in [*policy.interpreter_roots(), *interpreters]:
+    for root in policy.interpreter_roots():
         if root.is_dir() and any(_inside(root, c) for c in covered):
+            args += ["--ro-bind", str(root), str(root)]
+    # the project's venv (e.g. <repo>/.venv, inside the hidden repository): bound again when a
+    # covered folder holds it, but never one that is, or holds, a hidden folder or the data home
+    never = [*(Path(p).resolve() for p in hide), data]
+    for root in interpreters:
+        if (root.is_dir() and any(_inside(root, c) for c in covered)
+                and not any(_inside(n, root) for n in never)):
             args += ["--ro-bind", str(root), str(root)]
     args += ["--bind", str(worktree), str(worktree)]
     for folder in hidden:

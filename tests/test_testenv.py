@@ -155,3 +155,28 @@ def test_init_warns_when_the_tests_would_use_learnagents_environment(git_repo, m
     assert "learnagent's own environment" in out.stdout
     warning = [ln for ln in out.stderr.splitlines() if "warning" in ln]
     assert warning and "learnagent's own environment" in out.stderr and "set [test] python" in out.stderr
+
+
+@pytest.mark.skipif(not bwrap_available(), reason="needs bubblewrap")
+def test_the_projects_venv_shows_in_the_hidden_repository_but_nothing_else_of_it(git_repo):
+    """The sandbox hides the user's repository (sec-git); the project's `.venv` inside it is bound
+    again read-only so its tests can run, and nothing else of the repository shows. An
+    "environment" that is the repository itself (or holds it) is never bound again."""
+    from sandbox_helpers import make_worktree
+
+    from learnagent.agent.worktree import user_repository_paths
+    from learnagent.sandbox.runner import Sandbox
+
+    venv = make_venv(git_repo / ".venv")
+    (git_repo / ".env").write_text("SECRET=hunter2\n")
+    worktree = make_worktree(git_repo)
+    probe = f"{venv}/bin/python -c 'print(42)'; ls -A {git_repo}; cat {git_repo}/.env; touch {venv}/planted"
+    with Sandbox(worktree, mode="require", hide=user_repository_paths(git_repo), interpreters=[venv]) as sb:
+        res = sb.run(probe)
+    lines = res.output.splitlines()
+    assert lines[:2] == ["42", ".venv"], res.output  # the venv runs; the repository shows only it
+    assert "hunter2" not in res.output and "Read-only file system" in res.output
+    assert not (venv / "planted").exists()
+    with Sandbox(worktree, mode="require", hide=user_repository_paths(git_repo), interpreters=[git_repo]) as sb:
+        res = sb.run(f"ls -A {git_repo}; cat {git_repo}/.env")
+    assert "hunter2" not in res.output and ".git" not in res.output, res.output
