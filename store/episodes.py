@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from learnagent.core import home
-from learnagent.core.errors import StoreError
+from learnagent.core.errors import StoreError, UnknownEpisode
 from learnagent.store.db import connect
 
 # unchanged: the run changed nothing, so there was nothing to accept or reject (out of the rates)
@@ -163,9 +163,9 @@ class Store:
             "SELECT id FROM episodes WHERE id LIKE ? ORDER BY started_at DESC LIMIT 2", (prefix + "%",)
         ).fetchall()
         if not prefix or not rows:
-            raise StoreError(f"no episode '{prefix}' (see `learnagent log`)")
+            raise UnknownEpisode(f"no episode '{prefix}' (see `learnagent log`)")
         if len(rows) > 1 and rows[0]["id"] != prefix:
-            raise StoreError(f"episode id '{prefix}' is ambiguous; give more characters")
+            raise UnknownEpisode(f"episode id '{prefix}' is ambiguous; give more characters")
         return rows[0]["id"]
 
     def list_episodes(self, repo_id: str | None = None, limit: int = 50) -> list[dict]:
@@ -190,7 +190,7 @@ class Store:
             "SELECT e.*, r.name AS repo_name, r.path AS repo_path FROM episodes e JOIN repos r ON r.id = e.repo_id"
             " WHERE e.id = ?", (episode_id,)).fetchone()
         if row is None:
-            raise StoreError(f"no episode '{episode_id}'")
+            raise UnknownEpisode(f"no episode '{episode_id}'")
         ep = self._episode_dict(row)
         q = self.conn.execute
         ep["messages"] = [dict(r) for r in q("SELECT seq, step, role, content, tokens, created_at FROM messages"
