@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import errno
 import json
-import os
 import signal
 import sys
 from pathlib import Path
@@ -108,6 +106,7 @@ def do(
 ):
     """Run the agent on TASK in its own worktree, test, show the diff, and ask what to do with it."""
     from learnagent.agent import worktree as wt
+    from learnagent.cli.display import ClosableConsole, silence_stdout
     from learnagent.core.config import detect_test_command, load_config
     from learnagent.store.episodes import Store, new_episode_id
 
@@ -117,7 +116,7 @@ def do(
         raise UsageError("the task is empty: say what the agent should do, e.g. learnagent do \"fix the failing test\"")
     if sandbox is not None and sandbox not in ("auto", "require", "none"):
         raise UsageError(f"--sandbox must be auto, require or none (not '{sandbox}')")
-    console = _DoConsole(stderr=as_json)
+    console = ClosableConsole(stderr=as_json)
     repo = wt.find_repo()
     cfg = load_config(repo.root)
     if model:
@@ -139,7 +138,7 @@ def do(
     try:
         test_env, lm = _preamble(console, repo, cfg, no_tests)
     except BrokenPipeError:  # the output closed before any episode began: nothing to record or clean
-        _silence_stdout()
+        silence_stdout()
         raise typer.Exit(EXIT_OUTPUT_CLOSED) from None
     episode_id = new_episode_id()
     with Store() as store:
@@ -155,7 +154,7 @@ def do(
                               "changed_files": result.changed_files, "steps": result.steps, "tokens": result.tokens}))
             sys.stdout.flush()
         except BrokenPipeError:  # decided already: nothing to clean up
-            _silence_stdout()
+            silence_stdout()
             raise typer.Exit(EXIT_OUTPUT_CLOSED) from None
     if code == 0 and result.status == "budget_exceeded":
         code = EXIT_BUDGET
@@ -283,10 +282,11 @@ def _interrupted(store, repo_root: Path, episode_id: str, exc: BaseException) ->
     """Ctrl-C, SIGTERM (see cli/app.py) or closed output anywhere in `do`: record the episode as
     interrupted, remove its folder and branch, and say so in one line on stderr."""
     from learnagent.agent import run as runner
+    from learnagent.cli.display import silence_stdout
 
     closed = isinstance(exc, BrokenPipeError)
     if closed:
-        _silence_stdout()
+        silence_stdout()
     why = "the output was closed (broken pipe)" if closed else "interrupted (Ctrl-C or SIGTERM)"
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not stop the clean-up
     try:
@@ -298,22 +298,6 @@ def _interrupted(store, repo_root: Path, episode_id: str, exc: BaseException) ->
     except OSError:
         pass
     return EXIT_OUTPUT_CLOSED if closed else EXIT_INTERRUPTED
-
-
-class _DoConsole(Console):
-    """rich ends the program (SystemExit 1) when its output is closed under it; `do` must first
-    record the episode and clean up, so a closed output is raised as what it is."""
-
-    def on_broken_pipe(self) -> None:
-        self.quiet = True
-        raise BrokenPipeError(errno.EPIPE, "the output was closed")
-
-
-def _silence_stdout() -> None:
-    """Point stdout at /dev/null: its reader is gone, and Python would report the failed flush at exit."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
-    os.close(devnull)
 
 
 def _verdict(console: Console, result, yes: bool, no_apply: bool) -> str:

@@ -108,8 +108,8 @@ def plan(store, repo_root: Path, *, now: float | None = None) -> list[GcItem]:
         if ep["status"] == "running":
             if run_is_live(ep):
                 continue
-            items.append(GcItem(eid, "episode", "interrupted", "its process is gone"))
-            reason = "run died"
+            reason = "died: its process is gone"
+            items.append(GcItem(eid, "episode", "interrupted", reason))
         elif ep["status"] in ("interrupted", "failed"):
             reason = f"run {ep['status']}"
         elif ep["outcome"] in DECIDED:
@@ -121,8 +121,8 @@ def plan(store, repo_root: Path, *, now: float | None = None) -> list[GcItem]:
         else:
             # finished, but its `do` ended before the verdict (killed, or its output closed
             # before `do` could clean up): no one can accept it any more
-            items.append(GcItem(eid, "episode", "interrupted", "its process ended before the verdict"))
-            reason = "run ended before the verdict"
+            reason = "its do ended before the verdict"
+            items.append(GcItem(eid, "episode", "interrupted", reason))
         if wt is not None:
             items.append(GcItem(eid, "worktree", str(wt), reason))
         if br is not None:

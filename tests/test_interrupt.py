@@ -200,3 +200,65 @@ def test_a_reused_pid_does_not_keep_an_orphan_alive(git_repo):
     assert run_is_live({"meta": {"pid": os.getpid(), "pid_start": mine}})
     assert not run_is_live({"meta": {"pid": os.getpid(), "pid_start": mine - 1}})
     assert run_is_live({"meta": {"pid": os.getpid()}})  # older episodes: the pid alone
+
+
+def _orphans(repo: Path, n: int) -> list[str]:
+    """`n` episodes whose `do` died (running, or finished and waiting for a verdict nobody can
+    give), each with its folder and branch, as a crash or `kill -9` leaves them."""
+    import socket
+
+    from learnagent.agent.worktree import create_worktree
+    from learnagent.store.episodes import Store
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    head = git(repo, "rev-parse", "HEAD").strip()
+    ids = [f"2611300{i:05d}orphan{i:02d}" for i in range(n)]
+    with Store() as store:
+        rid = store.ensure_repo(repo)
+        for i, eid in enumerate(ids):
+            path, branch = create_worktree(repo, eid, head)
+            store.create_episode(rid, "t", base_commit=head, branch=branch, worktree=str(path), episode_id=eid,
+                                 meta={"pid": dead.pid, "host": socket.gethostname()})
+            if i % 2:
+                store.finish_episode(eid, "finished")
+    return ids
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_gc_lists_every_orphan_on_one_line_at_any_width(git_repo, private_system_tmp, columns):
+    from cli_helpers import plain, run_cli_tty
+
+    ids = _orphans(git_repo, 4)
+    tmp_orphan = private_system_tmp / "learnagent-sandbox-999999999.1-abcdefgh"  # no such pid
+    tmp_orphan.mkdir()
+    code, screen = run_cli_tty(["gc", "--dry-run"], cwd=git_repo, columns=columns)
+    lines = [ln.rstrip() for ln in plain(screen) if ln.strip()]
+    assert code == 0 and "Traceback" not in screen, screen
+    for eid in ids:  # one line each, the id whole (copyable into show/forget), what goes and why
+        [line] = [ln for ln in lines if eid in ln]
+        assert "folder, branch" in line and ("died" in line or "before the verdict" in line), line
+        assert len(line) <= columns
+    assert "would be marked interrupted" in screen
+    assert "sandbox tmp" in screen and [ln for ln in lines if tmp_orphan.name in ln and "999999999 is gone" in ln]
+    folders = home.worktrees_dir(git_repo)
+    assert f"{folders}/<episode>" in screen.replace("\r\n", "")  # the terminal wraps it, not rich
+
+
+def test_gc_piped_into_head_removes_every_orphan(git_repo):
+    """`learnagent gc | head -3`: gc removes everything first; the closed output is no error."""
+    ids = _orphans(git_repo, 12)
+    piped = run_cli("gc", "--dry-run", cwd=git_repo)
+    assert piped.returncode == 0 and all(len([ln for ln in piped.stdout.splitlines() if eid in ln]) == 1
+                                         for eid in ids), piped.stdout
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before gc prints a line
+    proc = subprocess.run([sys.executable, "-m", "learnagent.cli.app", "gc"], cwd=git_repo, env=_env(),
+                          stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120)
+    os.close(write_end)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    assert _leftovers(git_repo) == ("", [])
+    assert {ep["status"] for ep in _episodes()} == {"interrupted"}
+    head = subprocess.run(f"{sys.executable} -m learnagent.cli.app gc --dry-run | head -3", shell=True, cwd=git_repo,
+                          env=_env(), capture_output=True, text=True, timeout=120)
+    assert "Nothing to clean up" in head.stdout and head.stderr == ""
