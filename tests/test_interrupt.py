@@ -262,3 +262,44 @@ def test_gc_piped_into_head_removes_every_orphan(git_repo):
     head = subprocess.run(f"{sys.executable} -m learnagent.cli.app gc --dry-run | head -3", shell=True, cwd=git_repo,
                           env=_env(), capture_output=True, text=True, timeout=120)
     assert "Nothing to clean up" in head.stdout and head.stderr == ""
+
+
+def _controlling_tty():  # the pty becomes the child's terminal: ^C typed there is SIGINT to `do`
+    import fcntl
+    import termios
+
+    os.setsid()
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+SANDBOXES = ["none"] + (["require"] if __import__("learnagent.sandbox.runner", fromlist=["x"]).bwrap_available() else [])
+
+
+@pytest.mark.parametrize("sandbox", SANDBOXES)
+def test_ctrl_c_typed_on_the_terminal_while_a_sandboxed_command_runs(git_repo, tmp_path, sandbox):
+    """The user presses Ctrl-C on the terminal (not a signal sent to one pid) while the agent's
+    command runs, with and without bubblewrap: one line, exit 130, the episode folder (its own
+    .git included) and branch gone, the record says interrupted."""
+    # the command leaves a mark in its episode folder (all that the sandbox lets it write)
+    script = write_script(tmp_path / "s.json", [EDIT, "<run>touch started; sleep 60</run>", "<finish>x</finish>"])
+    argv = [a if a != "none" else sandbox for a in _argv(script, "--yes")]
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(argv, cwd=git_repo, stdin=slave, stdout=slave, stderr=slave, env=_env(),
+                            close_fds=True, preexec_fn=_controlling_tty)
+    os.close(slave)
+    screen = b""
+
+    def started() -> bool:
+        nonlocal screen
+        ready, _, _ = select.select([master], [], [], 0.1)
+        if ready:
+            screen += os.read(master, 4096)
+        return any((f / "started").exists() for f in home.worktrees_dir(git_repo).glob("*"))
+
+    assert _wait_for(started), screen.decode(errors="replace")
+    os.write(master, b"\x03")  # Ctrl-C
+    after = _drain(master, proc)
+    assert proc.wait(timeout=60) == 130
+    [ep] = _episodes()
+    assert f"interrupted, episode {ep['id']}" in after and "Traceback" not in after, after
+    assert ep["status"] == "interrupted" and _leftovers(git_repo) == ("", [])
