@@ -267,7 +267,7 @@ def _run_and_decide(console, store, repo, task, cfg, lm, episode_id, yes, no_app
             code = EXIT_CONFLICT
     elif verdict == "reject":
         runner.reject(store, repo.root, ep)
-        console.print("Rejected; the worktree and branch are removed.")
+        console.print("Rejected; the episode folder and branch are removed.")
     elif verdict == "keep":
         runner.keep(store, repo.root, ep)
         console.print(f"Kept on branch [bold]{result.branch}[/] (apply later: learnagent apply {result.episode_id})")

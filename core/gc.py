@@ -1,9 +1,9 @@
-"""`learnagent gc`: remove the worktrees and branches of episodes that are over.
+"""`learnagent gc`: remove the episode folders and branches of episodes that are over.
 
-An episode's git traces are its worktree (under `home.worktrees_dir(repo)`) and its branch
-`learnagent/<id>`. They go when the episode is dead:
+An episode's git traces are its folder (a checkout with its own .git, under `home.worktrees_dir(repo)`;
+linked worktrees of older versions too) and its branch `learnagent/<id>`. They go when the episode is dead:
 - status 'running' but its process is gone (a crash, SIGKILL, a reboot): marked 'interrupted';
-- status 'interrupted';
+- status 'interrupted' or 'failed' (a failed run's folder is removed by run_episode; an older one's may be left);
 - finished with a decided outcome (accepted, edited, rejected, reverted);
 - not in the store at all (forgotten, or recorded while `logs off`): the worktree goes, the
   branch only when the episode was forgotten (an unrecorded run's branch may be the user's work).

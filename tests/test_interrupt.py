@@ -102,14 +102,16 @@ def test_output_closed_before_the_run_is_a_quiet_exit(git_repo, tmp_path):
     assert _leftovers(git_repo) == ("", [])
 
 
-def test_ctrl_c_while_a_command_runs(git_repo, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_while_a_command_runs(git_repo, tmp_path, sig):
+    """SIGTERM (`kill`, a service manager stopping it) ends a run as Ctrl-C does (README: 130)."""
     marker = tmp_path / "started"
     script = write_script(tmp_path / "s.json", [EDIT, f"<run>touch {marker}; sleep 60</run>", "<finish>x</finish>"])
     proc = subprocess.Popen(_argv(script, "--yes"), cwd=git_repo, env=_env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     assert _wait_for(marker.exists)
     started = time.monotonic()
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     err = proc.stderr.read()
     code = proc.wait(timeout=60)
     assert time.monotonic() - started < 30  # the command was stopped, not waited for
