@@ -170,18 +170,22 @@ def _preamble(console, repo, cfg, no_tests):
 
     test_env = None
     if cfg.test.command and not no_tests:
-        from learnagent.core.testenv import resolve_test_env, uses_python
+        from learnagent.core.testenv import resolve_test_env
 
-        test_env = resolve_test_env(repo.root, cfg.test.python)
+        test_env = resolve_test_env(repo.root, cfg.test.python)  # a bad [test] python fails here, silently
+    # the model first: a bad spec or a missing file is one error line with nothing said before it
+    lm = load_model(cfg.model, repo.root, on_info=lambda msg: console.print(f"[dim]{msg}[/]"))
+    console.print(f"[bold]learnagent[/] · {lm.name}" + (f" + adapter {lm.adapter_version}" if lm.adapter_version else "")
+                  + f" · {repo.root.name}@{repo.branch}")
+    console.print(f"[dim]sandbox:[/] {_sandbox_state(cfg.sandbox)}", highlight=False)
+    if test_env is not None:
+        from learnagent.core.testenv import uses_python
+
         if uses_python(cfg.test.command):
             console.print(f"[dim]tests: {escape(cfg.test.command)} · {escape(test_env.describe())}[/]", highlight=False,
                           soft_wrap=True)
             if test_env.warning:
                 console.print(f"[yellow]warning:[/] {escape(test_env.warning)}", highlight=False, soft_wrap=True)
-    lm = load_model(cfg.model, repo.root, on_info=lambda msg: console.print(f"[dim]{msg}[/]"))
-    console.print(f"[bold]learnagent[/] · {lm.name}" + (f" + adapter {lm.adapter_version}" if lm.adapter_version else "")
-                  + f" · {repo.root.name}@{repo.branch}")
-    console.print(f"[dim]sandbox:[/] {_sandbox_state(cfg.sandbox)}", highlight=False)
     unseen = _uncommitted(repo.root)
     if unseen:
         shown = ", ".join(unseen[:3]) + (f" and {len(unseen) - 3} more" if len(unseen) > 3 else "")
