@@ -146,7 +146,7 @@ def gc(dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Show what wo
         if tmps:
             where.append(f"sandbox tmp folders: {Path(tmps[0].target).parent}")
         for line in where:  # soft wrap: the terminal wraps a long path, rich does not cut it
-            console.print(f"[dim]{line}[/]", soft_wrap=True, highlight=False)
+            console.print(line, style="dim", soft_wrap=True, highlight=False, markup=False)
         sys.stdout.flush()
     except BrokenPipeError:  # `gc | head`: everything is done already, the reader wanted no more
         silence_stdout()
