@@ -60,19 +60,24 @@ class Action:
 
 
 def parse_action(text: str) -> Action:
-    found = []
-    for m in _TAG.finditer(text):
-        name = m.group("name")
+    """The first action in `text`; any later ones are only counted (`extra_actions`), never run.
+    Tags inside an action's body are its content (a <write> of a file that mentions <test/>)."""
+    found: list[Action] = []
+    pos = 0
+    while m := _TAG.search(text, pos):
+        name, pos = m.group("name"), m.end()
         attrs = dict(_ATTR.findall(m.group("attrs")))
         if m.group("selfclose") or name in SELF_CLOSING:
             found.append(Action(name, attrs))
             continue
         close = text.find(f"</{name}>", m.end())
         if close < 0:
+            if found:  # an unfinished extra action is ignored like a finished one
+                found.append(Action(name, attrs))
+                break
             raise FormatError(f"<{name}> is not closed: end it with </{name}>.")
         found.append(Action(name, attrs, _strip_body(text[m.end():close])))
-        if len(found) > 1:
-            break
+        pos = close + len(f"</{name}>")
     if not found:
         raise FormatError(
             "no action found. End every reply with exactly one action, e.g. <read path=\"FILE\"/>, "
