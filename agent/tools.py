@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Callable
 from learnagent.agent.edits import EditError, apply_blocks, parse_edit_blocks
 from learnagent.agent.fileio import (NotRegularFile, bounded_lines, from_display, looks_binary, open_regular,
                                      printable)
+from learnagent.core.errors import LearnagentError
 from learnagent.core.ignore import IgnoreRules
 from learnagent.sandbox import CommandResult, Sandbox
 from learnagent.sandbox.paths import resolve_in_worktree
@@ -76,11 +77,12 @@ class Tools:
         self.ignore = IgnoreRules.for_repo(self.worktree)
 
     def run(self, action: Action) -> str:
-        """The tool's result, valid UTF-8 and at most `output_cap` bytes; a ToolError's message likewise."""
+        """The tool's result, valid UTF-8 and at most `output_cap` bytes; any error as a ToolError likewise."""
         handler = action.spec.handler  # the row of the tool table (agent/tooltable.py) the parser found
         try:
             return cap_bytes(printable(handler(self, action)), self.output_cap)
-        except (ToolError, EditError) as exc:
+        except (ToolError, EditError, LearnagentError, OSError, UnicodeError) as exc:
+            # errors are capped like results: the path guard's, for one, quotes the model's path
             raise ToolError(cap_bytes(printable(str(exc)), self.output_cap)) from None
 
     # ---- files ----------------------------------------------------------------------
