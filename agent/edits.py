@@ -53,10 +53,15 @@ def apply_block(text: str, search: str, replace: str, index: int, name: str) -> 
     # tolerate differences in trailing whitespace, a common slip of small models
     lines, wanted = text.splitlines(keepends=True), search.splitlines()
     stripped = [l.rstrip() for l in wanted]
-    for start in range(len(lines) - len(wanted) + 1):
-        if [l.rstrip() for l in lines[start:start + len(wanted)]] == stripped:
-            new = replace + ("\n" if not replace.endswith("\n") and start + len(wanted) < len(lines) else "")
-            return "".join(lines[:start]) + new + "".join(lines[start + len(wanted):])
+    starts = [start for start in range(len(lines) - len(wanted) + 1)
+              if [l.rstrip() for l in lines[start:start + len(wanted)]] == stripped]
+    if len(starts) > 1:  # ambiguous once whitespace is ignored: no guess either
+        raise EditError(f"block {index}: SEARCH matches {len(starts)} places in {name} (ignoring trailing "
+                        "whitespace); include more lines to make it unique")
+    if starts:
+        start = starts[0]
+        new = replace + ("\n" if not replace.endswith("\n") and start + len(wanted) < len(lines) else "")
+        return "".join(lines[:start]) + new + "".join(lines[start + len(wanted):])
     # lines cut to 300 characters: difflib on a 5 MB line would take minutes
     close = difflib.get_close_matches(wanted[0].strip()[:300], [l.strip()[:300] for l in lines], n=3, cutoff=0.5)
     hint = ("; lines that look close: " + " | ".join(close)) if close else ""

@@ -64,6 +64,14 @@ def test_an_ambiguous_match_is_an_error_not_a_guess():
     assert str(err.value) == "block 1: SEARCH matches 2 places in ops.py; include more lines to make it unique"
 
 
+def test_a_match_that_is_ambiguous_once_whitespace_is_ignored_is_an_error_too():
+    text = "x = 1 \nprint(x)\nx = 1\t\n"
+    with pytest.raises(EditError) as err:
+        edit(text, block("x = 1  ", "x = 2"))  # matches neither line exactly, both without trailing blanks
+    assert str(err.value) == ("block 1: SEARCH matches 2 places in ops.py (ignoring trailing whitespace); "
+                              "include more lines to make it unique")
+
+
 def test_no_match_names_the_block_and_shows_close_lines():
     with pytest.raises(EditError) as err:
         edit(CODE, block("def add(a, b):", "def add(a, b, c):"), block("    return a * b", "    return 0"))
