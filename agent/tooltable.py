@@ -64,19 +64,23 @@ class ToolSpec:
 EDIT_BODY = "\n<<<<<<< SEARCH\nexact lines copied from the file\n=======\nthe new lines\n>>>>>>> REPLACE\n"
 
 TABLE: dict[str, ToolSpec] = {spec.name: spec for spec in (
-    ToolSpec("list", (Attr("path", "DIR"),), None, "list files", Tools.tool_list),
-    ToolSpec("read", (Attr("path", "FILE", required=True), Attr("start", "N", in_usage=False),
-                      Attr("end", "M", in_usage=False)), None,
-             'read a file (add start="N" end="M" for a range)', Tools.tool_read),
-    ToolSpec("search", (Attr("pattern", "REGEX", required=True), Attr("path", "DIR")), None,
-             "search file contents", Tools.tool_search),
-    ToolSpec("edit", (Attr("path", "FILE", required=True),), EDIT_BODY,
-             "change a file (one or more SEARCH/REPLACE blocks)", Tools.tool_edit),
-    ToolSpec("write", (Attr("path", "FILE", required=True),), "whole new content", "create or overwrite a file",
-             Tools.tool_write),
-    ToolSpec("run", (), "COMMAND", "run a shell command in the repository", Tools.tool_run, body_required=True),
-    ToolSpec("test", (), None, "run the repository's tests{test_hint}", Tools.tool_test),
-    ToolSpec("finish", (), "SUMMARY", "stop when the task is done", Tools.tool_finish),
+    ToolSpec("list", attrs=(Attr("path", "DIR"),), body=None,
+             description="list files", handler=Tools.tool_list),
+    ToolSpec("read", attrs=(Attr("path", "FILE", required=True), Attr("start", "N", in_usage=False),
+                            Attr("end", "M", in_usage=False)), body=None,
+             description='read a file (add start="N" end="M" for a range)', handler=Tools.tool_read),
+    ToolSpec("search", attrs=(Attr("pattern", "REGEX", required=True), Attr("path", "DIR")), body=None,
+             description="search file contents", handler=Tools.tool_search),
+    ToolSpec("edit", attrs=(Attr("path", "FILE", required=True),), body=EDIT_BODY,
+             description="change a file (one or more SEARCH/REPLACE blocks)", handler=Tools.tool_edit),
+    ToolSpec("write", attrs=(Attr("path", "FILE", required=True),), body="whole new content",
+             description="create or overwrite a file", handler=Tools.tool_write),
+    ToolSpec("run", attrs=(), body="COMMAND", body_required=True,
+             description="run a shell command in the repository", handler=Tools.tool_run),
+    ToolSpec("test", attrs=(), body=None,
+             description="run the repository's tests{test_hint}", handler=Tools.tool_test),
+    ToolSpec("finish", attrs=(), body="SUMMARY",
+             description="stop when the task is done", handler=Tools.tool_finish),
 )}
 
 

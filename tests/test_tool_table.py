@@ -5,6 +5,7 @@ the loop reaches it: the model's text → parse_action → Tools.run."""
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import pytest
 
@@ -69,6 +70,13 @@ def test_every_prompt_line_is_an_action_the_parser_accepts(name):
     assert action.name == name and action.spec is spec
     assert set(action.args) == {a.name for a in spec.attrs if a.in_usage}
     assert spec.usage().split("\n")[0] in prompts.system_prompt("pytest")
+
+
+def test_the_no_action_message_names_only_tools_of_the_table():
+    with pytest.raises(actions.FormatError) as err:
+        parse_action("no action here")
+    named = re.findall(r"<(\w+)", str(err.value))
+    assert named and set(named) <= set(TABLE)
 
 
 @pytest.mark.parametrize("name", list(TABLE))
