@@ -17,13 +17,13 @@ from learnagent.agent import worktree as wt
 from learnagent.agent.loop import AgentLoop, Observer
 from learnagent.agent.models.base import Completion, Model
 from learnagent.agent.tools import Tools
-from learnagent.core import home, testenv
+from learnagent.core import home
 from learnagent.core.config import Config
 from learnagent.core.errors import LearnagentError, UsageError
 from learnagent.core.ignore import IgnoreRules
 from learnagent.core.processes import process_start
 from learnagent.core.testenv import TestEnv, resolve_test_env
-from learnagent.sandbox import CommandResult, Sandbox
+from learnagent.sandbox import CommandResult, Sandbox, policy
 from learnagent.store.episodes import Store, new_episode_id
 from learnagent.store.privacy import recording_enabled
 
@@ -117,7 +117,7 @@ def run_episode(repo: wt.RepoInfo, task: str, cfg: Config, model: Model, store: 
     sandbox = None
     try:
         sandbox = Sandbox(path, mode=cfg.sandbox.mode, network=cfg.sandbox.network, on_warning=on_warning,
-                          env=testenv.sandbox_env(test_env, repo.root, path),  # the project's Python
+                          env=policy.project_env(test_env, repo.root, path),  # the project's Python
                           hide=wt.user_repository_paths(repo.root),
                           interpreters=(test_env.venv,) if test_env.venv else ())
         tools = Tools(path, sandbox, test_command, command_timeout=cfg.budgets.command_timeout,

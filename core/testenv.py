@@ -71,11 +71,11 @@ def uses_python(command: str) -> bool:
 
 
 def learnagent_env() -> Path | None:
-    """The virtual environment learnagent runs from (its bin is first on the sandbox's PATH)."""
-    from learnagent.sandbox.policy import venv_bin
-
-    vbin = venv_bin()
-    return vbin.parent if vbin is not None else None
+    """The virtual environment learnagent runs from (its bin is first on the sandbox's PATH), if any."""
+    if sys.prefix != getattr(sys, "base_prefix", sys.prefix):
+        return Path(sys.prefix)
+    env = os.environ.get("VIRTUAL_ENV")
+    return Path(env) if env else None
 
 
 def _venv_python(folder: Path) -> Path | None:
@@ -265,20 +265,4 @@ def worktree_pythonpath(env: TestEnv, repo_root: Path, worktree: Path) -> list[s
         mapped = str(worktree / rel) if str(rel) != "." else str(worktree)
         if mapped not in out:
             out.append(mapped)
-    return out
-
-
-def sandbox_env(env: TestEnv, repo_root: Path, worktree: Path) -> dict[str, str]:
-    """Environment variables for the episode's sandbox: the resolved environment first on PATH
-    (learnagent's own bin left off, so nothing falls back to it silently), and PYTHONPATH."""
-    from learnagent.sandbox.policy import SYSTEM_PATH
-
-    out: dict[str, str] = {}
-    if env.bin_dir is not None and not env.own:
-        out["PATH"] = f"{env.bin_dir}:{SYSTEM_PATH}"
-        if env.venv is not None and (env.venv / "pyvenv.cfg").is_file():
-            out["VIRTUAL_ENV"] = str(env.venv)
-    paths = worktree_pythonpath(env, repo_root, worktree)
-    if paths:
-        out["PYTHONPATH"] = ":".join(paths)
     return out

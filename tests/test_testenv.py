@@ -14,7 +14,8 @@ import pytest
 from cli_helpers import run_cli, write_script
 from conftest import git
 from learnagent.core.errors import UsageError
-from learnagent.core.testenv import resolve_test_env, sandbox_env, uses_python, worktree_pythonpath
+from learnagent.core.testenv import resolve_test_env, uses_python, worktree_pythonpath
+from learnagent.sandbox.policy import project_env as sandbox_env
 from learnagent.sandbox.runner import bwrap_available
 
 OUR_SITE = sysconfig.get_paths()["purelib"]  # where pytest is installed for this test run
