@@ -95,8 +95,9 @@ def sleep(
 # ---------------------------------------------------------------- eval
 
 def eval_cmd(
-    probes: Path = typer.Option(None, "--probes", help="JSON lines: {id, prompt, context, expect}. Default: the "
-                                "held-out episodes (no regex: adherence n/a)."),
+    probes: Path = typer.Option(None, "--probes", help="JSON lines: {id, prompt, context, expect, mode}; mode "
+                                "\"text\" continues the prompt as raw text, \"chat\" (default) answers it as a "
+                                "user message. Default: the held-out episodes (no regex: adherence n/a)."),
     adapter: str = typer.Option(None, "--adapter", help="Adapter version (default: the promoted one)."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
     samples: int = typer.Option(4, "--samples", min=1, help="Completions per probe and variant."),

@@ -29,9 +29,14 @@ HISTORY_SYSTEM = ("You are a coding agent working in the repository '{repo}'. Ma
 @dataclass
 class Pair:
     episode_id: str
-    prompt: list[dict]  # x: chat messages without hindsight
+    prompt: list[dict] | str  # x: chat messages without hindsight, or raw text to continue (mode "text")
     context: str  # c: experience
-    target: str | None  # the accepted diff, for SFT
+    target: str | None  # the accepted diff (or, in text form, the code written next), for SFT
+
+    @property
+    def mode(self) -> str:
+        """"chat" (messages, chat template) or "text" (raw text the model continues; see rollout.encode)."""
+        return "text" if isinstance(self.prompt, str) else "chat"
 
 
 # ---------------------------------------------------------------- selection and split
@@ -200,13 +205,29 @@ def _episodes(store, repo_id: str) -> list[dict]:
     return store.list_episodes(repo_id, limit=1_000_000)[::-1]  # oldest first
 
 
+def without_files(ep: dict, drop) -> dict | None:
+    """`ep` with the files `drop(path)` selects taken out of its diff and its code before; None
+    when nothing of the diff is left."""
+    sections = re.split(r"(?m)^(?=diff --git )", ep.get("final_diff") or "")
+    kept = [s for s in sections if s.strip() and not any(drop(p) for p in diff_files(s))]
+    if len(kept) == len([s for s in sections if s.strip()]):
+        return ep
+    if not kept:
+        return None
+    meta = dict(ep.get("meta") or {})
+    if isinstance(meta.get("before"), dict):
+        meta["before"] = {p: t for p, t in meta["before"].items() if not drop(p)}
+    return ep | {"final_diff": "".join(kept), "meta": meta}
+
+
 def build_pairs(store, repo_id: str, *, conventions_root: Path | None = None, heldout_fraction: float = 0.2,
-                seed: int = 0, exclude_ids=(), context_tokens: int = 1024,
-                prompt_tokens: int = 2048) -> tuple[list[Pair], list[Pair]]:
+                seed: int = 0, exclude_ids=(), context_tokens: int = 1024, prompt_tokens: int = 2048,
+                heldout_files=None) -> tuple[list[Pair], list[Pair]]:
     """(train, heldout) pairs of the repository's good episodes.
 
     `seed` only orders the training pairs (the split never depends on it); `exclude_ids`
-    are left out of both lists.
+    are left out of both lists. `heldout_files(path) -> bool` (code_pairs.heldout_file's split):
+    training pairs lose those files' hunks and code, so held-out files never reach training.
     """
     import random
 
@@ -221,10 +242,15 @@ def build_pairs(store, repo_id: str, *, conventions_root: Path | None = None, he
         ep = store.get_episode(summary["id"])
         if not is_good(ep):
             continue
+        held = is_heldout(ep["id"], heldout_fraction)
+        if heldout_files is not None and not held:
+            ep = without_files(ep, heldout_files)
+            if ep is None:
+                continue
         pair = Pair(episode_id=ep["id"], prompt=episode_prompt(ep, prompt_tokens * CHARS_PER_TOKEN),
                     context=experience_context(ep, conventions, context_tokens),
                     target=(ep.get("final_diff") or "").strip() or None)
-        (heldout if is_heldout(ep["id"], heldout_fraction) else train).append(pair)
+        (heldout if held else train).append(pair)
     random.Random(seed).shuffle(train)
     return train, heldout
 

@@ -89,17 +89,29 @@ def context_message(context: str) -> dict:
     return {"role": "system", "content": EXPERIENCE_HEADER + context}
 
 
-def encode(tokenizer, prompt_messages: Sequence[dict], context: str | None = None) -> torch.LongTensor:
+def encode(tokenizer, prompt_messages: Sequence[dict] | str, context: str | None = None) -> torch.LongTensor:
     """Chat-template `prompt_messages` (with the generation prompt) into ids [1, T].
 
     With `context`, the teacher's view: the experience as a system message BEFORE x.
+    A plain string is raw text the model continues (probe/pair mode "text", no chat template):
+    with `context`, `context + "\n\n" + prompt`.
     """
+    if isinstance(prompt_messages, str):
+        return encode_text(tokenizer, prompt_messages, context)
     messages = list(prompt_messages)
     if context:
         messages = [context_message(context)] + messages
     out = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True,
                                         return_tensors="pt")
     return out["input_ids"].long()
+
+
+def encode_text(tokenizer, text: str, context: str | None = None) -> torch.LongTensor:
+    """Raw text into ids [1, T] (the tokenizer's own special tokens, no chat template); with
+    `context`, the context first, then one blank line."""
+    if context:
+        text = context + "\n\n" + text
+    return torch.tensor([tokenizer(text)["input_ids"]], dtype=torch.long)
 
 
 def _eos_ids(model, tokenizer) -> set[int]:
@@ -262,10 +274,6 @@ def completion_logprobs(model, prompt_ids: torch.LongTensor, completion_ids: tor
 
 # ---------------------------------------------------------------- metrics
 
-def _as_messages(prompt) -> list[dict]:
-    return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
-
-
 @torch.no_grad()
 def distillation_gap(model, tokenizer, pairs: Iterable, *, student_adapter: str | None,
                      teacher_adapter: str | None, samples: int = 1, max_new_tokens: int = 48,
@@ -306,13 +314,13 @@ def drift(model, tokenizer, prompts: Sequence, *, adapter: str | None, max_new_t
           seed: int = 0) -> float:
     """Mean per-token KL(adapter || base) on the adapter's own samples for general prompts.
 
-    `prompts` are message lists (or plain strings, taken as one user message).
+    `prompts` are message lists, or plain strings: raw text the model continues (mode "text").
     """
     if adapter is None:
         return 0.0
     total, count = 0.0, 0
     for i, prompt in enumerate(prompts):
-        ids = encode(tokenizer, _as_messages(prompt))
+        ids = encode(tokenizer, prompt)
         with adapter_context(model, adapter):
             completions = sample(model, tokenizer, ids, 1, max_new_tokens, 1.0, seed=seed + i)
             a_logp, mask = batch_completion_logprobs(model, ids, completions)
