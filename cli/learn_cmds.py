@@ -97,14 +97,19 @@ def sleep(
 def eval_cmd(
     probes: Path = typer.Option(None, "--probes", help="JSON lines: {id, prompt, context, expect, mode}; mode "
                                 "\"text\" continues the prompt as raw text, \"chat\" (default) answers it as a "
-                                "user message. Default: the held-out episodes (no regex: adherence n/a)."),
+                                "user message. Optional: the held-out code is measured either way."),
     adapter: str = typer.Option(None, "--adapter", help="Adapter version (default: the promoted one)."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
     samples: int = typer.Option(4, "--samples", min=1, help="Completions per probe and variant."),
     max_new_tokens: int = typer.Option(48, "--max-new-tokens", min=1),
     model: str = typer.Option(None, "--model", help="Model spec (default: the repository config's)."),
+    code: bool = typer.Option(True, "--code/--no-code", help="Measure what the model writes on the repository's "
+                              "held-out code: per-token NLL and next-line exact match of the code the user wrote."),
+    max_tokens: int = typer.Option(12_000, "--max-tokens", min=100, help="Held-out code tokens to measure "
+                                   "(the same subset every time)."),
 ):
-    """Measure adherence, distillation gap, internalization and drift for base, base+context, base+adapter."""
+    """Base, base + context and base + adapter: on the held-out code (NLL, exact match) and on probes
+    (adherence, distillation gap); internalization ratios and drift."""
     from learnagent.learning import evaluate
     from learnagent.learning.registry import Registry, is_complete
     from learnagent.learning.sleep import resolve_local_model
@@ -112,6 +117,8 @@ def eval_cmd(
 
     root = _repo_root()
     probe_list = evaluate.load_probes(probes) if probes is not None else None  # bad file: fail before loading
+    if probe_list is None and not code:
+        raise UsageError("nothing to measure: pass --probes FILE.jsonl, or drop --no-code")
     spec, model_path = resolve_local_model(model, root)
     with Store() as store:
         reg = Registry(store, root)
@@ -123,42 +130,83 @@ def eval_cmd(
         else:
             current = reg.current()
             adapter, folder = current if current else (None, None)
-        if probe_list is None:
-            from learnagent.learning.pairs import build_pairs
+        corpus = None
+        if code:
+            from learnagent.learning.code_pairs import mine_code
 
-            _train, heldout = build_pairs(store, reg.repo_id, conventions_root=root)
-            probe_list = evaluate.probes_from_pairs(heldout)
-            if not probe_list:
-                raise UsageError("no held-out episodes to evaluate on yet; pass --probes FILE.jsonl")
+            corpus = mine_code(root, store, reg.repo_id)
+            if not corpus.heldout:
+                if probe_list is None:
+                    raise UsageError("no held-out code to measure in this repository yet (it needs two committed "
+                                     "code files); pass --probes FILE.jsonl")
+                corpus = None
         model_obj, tokenizer = evaluate.load_with_adapters(model_path, {adapter: folder} if adapter else {})
-        report = evaluate.evaluate(model_obj, tokenizer, probe_list, adapter=adapter, samples=samples,
-                                   max_new_tokens=max_new_tokens)
-        report["model"] = spec
-        report["probe_source"] = str(probes) if probes is not None else "held-out episodes"
+        report: dict = {"adapter": adapter, "model": spec}
+        if probe_list is not None:
+            report |= evaluate.evaluate(model_obj, tokenizer, probe_list, adapter=adapter, samples=samples,
+                                        max_new_tokens=max_new_tokens)
+            report["probe_source"] = str(probes)
+        report["code"] = _measure_code(model_obj, tokenizer, corpus, adapter, max_tokens) if corpus else None
         if adapter:
-            reg.update_metrics(adapter, eval={k: report[k] for k in ("variants", "internalization", "probes",
-                                                                       "samples", "probe_source")})
+            kept = ("variants", "internalization", "probes", "samples", "probe_source")
+            reg.update_metrics(adapter, eval={k: report[k] for k in kept if k in report} | {"code": report["code"]})
     if as_json:
         print(json.dumps(report, indent=2))
         return
     _print_eval(report)
 
 
+def _measure_code(model, tokenizer, corpus, adapter: str | None, max_tokens: int) -> dict:
+    import time
+
+    from learnagent.learning.behaviour import MeasureConfig, measure
+
+    err = Console(stderr=True)
+    last = [0.0]
+
+    def progress(variant: str, done: int, total: int) -> None:  # a line at most every 5 s: logs stay readable
+        if time.monotonic() - last[0] > 5 or done == total:
+            last[0] = time.monotonic()
+            err.print(f"[dim]held-out code, {variant}: {done}/{total} documents[/]", highlight=False)
+
+    report, _lines = measure(model, tokenizer, corpus, adapter=adapter, config=MeasureConfig(max_tokens=max_tokens),
+                             progress=progress)
+    return report.as_dict()
+
+
 def _print_eval(report: dict) -> None:
     console = Console()
-    title = (f"eval: {report['probes']} probes × {report['samples']} samples, adapter "
-             f"{report['adapter'] or '(none promoted)'}")
-    table = Table(title=title, header_style="bold")
-    for col in ("variant", "adherence", "gap (nats/tok)", "drift (nats/tok)"):
-        table.add_column(col, justify="left" if col == "variant" else "right")
     labels = {"base": "base", "context": "base + context (ceiling)", "adapter": "base + adapter"}
-    for name, m in report["variants"].items():
-        table.add_row(labels[name], _num(m["adherence"], True), _num(m["gap"]), _num(m["drift"]))
-    console.print(table)
-    ratios = report["internalization"]
-    console.print(f"internalization: adherence {_num(ratios['adherence'])}, gap {_num(ratios['gap'])} "
-                  "(1 = the adapter does without context what the context does; 0 = nothing learnt)",
-                  highlight=False)
+    adapter = report["adapter"] or "(none promoted)"
+    if "variants" in report:
+        title = f"probes: {report['probes']} × {report['samples']} samples, adapter {adapter}"
+        table = Table(title=title, header_style="bold")
+        for col in ("variant", "adherence", "gap (nats/tok)", "drift (nats/tok)"):
+            table.add_column(col, justify="left" if col == "variant" else "right")
+        for name, m in report["variants"].items():
+            table.add_row(labels[name], _num(m["adherence"], True), _num(m["gap"]), _num(m["drift"]))
+        console.print(table)
+        ratios = report["internalization"]
+        console.print(f"internalization: adherence {_num(ratios['adherence'])}, gap {_num(ratios['gap'])} "
+                      "(1 = the adapter does without context what the context does; 0 = nothing learnt)",
+                      highlight=False)
+    code = report.get("code")
+    if code:
+        first = next(iter(code["variants"].values()))
+        table = Table(title=f"held-out code: {first['lines']} lines ({first['tokens']} tokens) in "
+                            f"{code['documents']} documents, adapter {adapter}", header_style="bold")
+        for col in ("variant", "NLL (nats/tok)", "next-line exact"):
+            table.add_column(col, justify="left" if col == "variant" else "right")
+        for name, m in code["variants"].items():
+            table.add_row(labels[name], _num(m["nll"]), _num(m["exact"], True))
+        console.print(table)
+        ratios = code["internalization"]
+        drift = f"; drift on unrelated code {_num(code['code_drift'])} nats/tok" if code.get("code_drift") is not None \
+            else ""
+        console.print(f"internalization: NLL {_num(ratios['nll'])}, exact match {_num(ratios['exact'])}{drift}",
+                      highlight=False)
+    elif "variants" not in report:
+        console.print("nothing measured")
 
 
 # ---------------------------------------------------------------- report
@@ -178,11 +226,13 @@ def report_cmd(out: Path = typer.Option(None, "--out", help="Write the learning 
         rates = report.outcome_rates(store.conn, reg.repo_id)
     console = Console()
     table = Table(title=f"learning curve: {root.name}", header_style="bold")
-    for col in ("version", "status", "episodes", "gap", "prev gap", "drift", "adherence"):
+    for col in ("version", "status", "episodes", "code NLL", "base NLL", "exact", "base exact", "gap", "prev gap",
+                "drift", "adherence"):
         table.add_column(col, justify="left" if col in ("version", "status") else "right")
     for p in curve:
-        table.add_row(p["version"], p["status"], str(p["episodes"]), _num(p["gap"]), _num(p["prev_gap"]),
-                      _num(p["drift"]), _num(p["adherence"], True))
+        table.add_row(p["version"], p["status"], str(p["episodes"]), _num(p["code_nll"]), _num(p["base_code_nll"]),
+                      _num(p["code_exact"], True), _num(p["base_code_exact"], True), _num(p["gap"]),
+                      _num(p["prev_gap"]), _num(p["drift"]), _num(p["adherence"], True))
     console.print(table if curve else "no adapters yet: run `learnagent sleep`")
     rt = Table(title="episodes by the adapter the agent ran with", header_style="bold")
     for col in ("adapter", "episodes", "accepted", "tests passed"):
@@ -212,16 +262,20 @@ def adapters_list(as_json: bool = typer.Option(False, "--json")):
     if not rows:
         Console().print("no adapters yet: run `learnagent sleep`")
         return
+    from learnagent.learning.registry import code_metrics
+
     table = Table(title="adapters", header_style="bold")
-    for col in ("version", "status", "parent", "method", "episodes", "gap", "drift", "created", "reason"):
-        table.add_column(col, justify="right" if col in ("episodes", "gap", "drift") else "left")
+    numeric = ("episodes", "code NLL", "exact", "gap", "drift")
+    for col in ("version", "status", "parent", "method") + numeric + ("created", "reason"):
+        table.add_column(col, justify="right" if col in numeric else "left")
     colour = {"promoted": "green", "rejected": "red", "retired": "dim", "candidate": "yellow"}
     for r in rows:
         m = r["metrics"]
+        code = ((code_metrics(m) or {}).get("variants") or {}).get("adapter") or {}
         status = r["status"] + (" (tainted)" if r["tainted"] else "")
         table.add_row(r["version"], f"[{colour.get(r['status'], '')}]{status}[/]", r["parent"] or "-", r["method"],
-                      str(r["episodes"]), _num(m.get("gap")), _num(m.get("drift")), _when(r["created_at"]),
-                      r["reason"] or "")
+                      str(r["episodes"]), _num(code.get("nll")), _num(code.get("exact"), True), _num(m.get("gap")),
+                      _num(m.get("drift")), _when(r["created_at"]), r["reason"] or "")
     Console().print(table)
 
 

@@ -12,9 +12,10 @@ to predict), and each file as an accepted change left it (accepted `do` episodes
 history; its lines to predict are the ones the change added).
 
 Held-out split, stable across nights like `pairs.is_heldout`:
-- by FILE: `heldout_file(path)` hashes the path alone. A held-out file's lines never train, it is
-  never retrieved as context (the retrieval pool is the training files), and (with
-  `build_pairs(heldout_files=...)`) its hunks leave the training episodes' diffs;
+- by FILE: `heldout_file(path)` hashes the path alone (`heldout_paths`: a stand-in when that holds
+  out none). A held-out file's lines never train, it is never retrieved as context (the retrieval
+  pool is the training files), and (with `build_pairs(heldout_files=corpus.is_heldout_file)`)
+  its hunks leave the training episodes' diffs;
 - by EPISODE: the lines a held-out episode added (`pairs.is_heldout`) are held-out documents of
   their own (origin "episode"), and no training document has a target line that only held-out
   episodes wrote (`_held_out_lines`: same text, and HEAD holds it no more often than they added
@@ -39,7 +40,7 @@ from functools import cached_property
 from pathlib import Path
 
 from learnagent.learning.pairs import CHARS_PER_TOKEN, CONVENTION_FILES, Pair, conventions_text, is_heldout
-from learnagent.learning.retrieval import BM25Index, fit_context
+from learnagent.learning.retrieval import BM25Index, conventions_block, fit_context
 from learnagent.store.redact import redact_text
 
 SOURCE_EXTENSIONS = frozenset("""
@@ -55,6 +56,18 @@ SEGMENT_LINES = 24  # lines of one document that share one retrieved context
 def heldout_file(path: str, fraction: float) -> bool:
     """Deterministic in the path alone: a file held out once is held out every night."""
     return is_heldout("file:" + path, fraction)
+
+
+def heldout_paths(paths, fraction: float) -> frozenset[str]:
+    """The held-out files among `paths`: `heldout_file`, or, when that holds out none of two or more
+    files, the one with the lowest hash (a small repository still gets code to check an adapter on).
+    That stand-in only ever goes back to training (when a new file hashes into the held-out share):
+    a file that trained is never held out later, unless the stand-in itself is deleted."""
+    paths = sorted(paths)
+    held = frozenset(p for p in paths if heldout_file(p, fraction))
+    if held or len(paths) < 2 or fraction <= 0:
+        return held
+    return frozenset([min(paths, key=lambda p: hashlib.sha256(("file:" + p).encode()).hexdigest())])
 
 
 def is_source(path: str) -> bool:
@@ -259,6 +272,15 @@ class CodeCorpus:
     top_k: int = 4  # files retrieved per context (before fitting to the budget)
     _contexts: dict = field(default_factory=dict, repr=False)
 
+    @cached_property
+    def heldout_files(self) -> frozenset[str]:
+        return heldout_paths(self.files, self.heldout_fraction)
+
+    def is_heldout_file(self, path: str) -> bool:
+        """The split by file (pass it to `pairs.build_pairs(heldout_files=...)`); a file no longer at
+        HEAD is held out by its hash alone."""
+        return path in self.heldout_files if path in self.files else heldout_file(path, self.heldout_fraction)
+
     @property
     def train(self) -> list[CodeDoc]:
         return [d for d in self.docs if not d.heldout]
@@ -270,7 +292,12 @@ class CodeCorpus:
     @cached_property
     def pool(self) -> dict[str, str]:
         """What retrieval may return: the training files at HEAD (never a held-out file)."""
-        return {p: t for p, t in self.files.items() if not heldout_file(p, self.heldout_fraction)}
+        return {p: t for p, t in self.files.items() if p not in self.heldout_files}
+
+    @property
+    def conventions_block(self) -> str:
+        """The conventions text every context starts with (learning/behaviour.py encodes it once)."""
+        return conventions_block(self.conventions, self.context_tokens * CHARS_PER_TOKEN)
 
     @cached_property
     def index(self) -> BM25Index:
@@ -346,26 +373,26 @@ def mine_code(repo_root: Path, store=None, repo_id: str | None = None, *, heldou
     held_ep = {ep["id"] for ep, _ in changes if is_heldout(ep["id"], heldout_fraction)}
     held_lines = _held_out_lines(files, [after for ep, after in changes if ep["id"] in held_ep])
 
-    docs: list[CodeDoc] = []
+    conventions = conventions_text(root, context_tokens * CHARS_PER_TOKEN // 4)
+    corpus = CodeCorpus(root=root, files=files, docs=[], conventions=conventions, heldout_fraction=heldout_fraction,
+                        context_tokens=context_tokens)
     for path in sorted(files):
         text = files[path]
-        held = heldout_file(path, heldout_fraction)
+        held = corpus.is_heldout_file(path)
         lines = tuple(s for s in line_starts(text)[1:]
                       if _line(text, s).strip() and (held or _distinct(_line(text, s)) not in held_lines))
-        docs.append(CodeDoc(path, text, "file", None, held, lines))
+        corpus.docs.append(CodeDoc(path, text, "file", None, held, lines))
     for ep, after in changes:
         held = ep["id"] in held_ep
         for path, (text, added) in sorted(after.items()):
-            if heldout_file(path, heldout_fraction):
+            if corpus.is_heldout_file(path):
                 continue  # a held-out file is measured as it is at HEAD
             starts = line_starts(text)
             lines = tuple(starts[n] for n in added if 0 < n < len(starts) and _line(text, starts[n]).strip()
                           and (held or _distinct(_line(text, starts[n])) not in held_lines))
             if lines:
-                docs.append(CodeDoc(path, text, "episode", ep["id"], held, lines))
-    conventions = conventions_text(root, context_tokens * CHARS_PER_TOKEN // 4)
-    return CodeCorpus(root=root, files=files, docs=docs, conventions=conventions, heldout_fraction=heldout_fraction,
-                      context_tokens=context_tokens)
+                corpus.docs.append(CodeDoc(path, text, "episode", ep["id"], held, lines))
+    return corpus
 
 
 def _line(text: str, start: int) -> str:

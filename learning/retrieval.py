@@ -99,12 +99,8 @@ def fit_context(conventions: str, files: list[tuple[str, str]], max_chars: int, 
     Files go in REVERSE order of relevance, so the most similar one ends next to the prompt (a
     causal model reads what is nearest best). Returns the text and the paths included.
     """
-    parts: list[str] = []
-    used = 0
-    conventions = conventions.strip()
-    if conventions:
-        conventions = _clip_lines(conventions, int(max_chars * conventions_share))
-        used = len(conventions) + 2
+    conventions = conventions_block(conventions, max_chars, conventions_share)
+    used = len(conventions) + 2 if conventions else 0
     chosen: list[tuple[str, str]] = []
     for path, text in files:
         room = max_chars - used
@@ -117,6 +113,12 @@ def fit_context(conventions: str, files: list[tuple[str, str]], max_chars: int, 
         used += len(block) + 2
     parts = ([conventions] if conventions else []) + [block for _path, block in reversed(chosen)]
     return "\n\n".join(parts), [path for path, _block in chosen]
+
+
+def conventions_block(conventions: str, max_chars: int, share: float = 0.25) -> str:
+    """The conventions as `fit_context` puts them first in every context (the same for all: a
+    scorer can encode it once)."""
+    return _clip_lines(conventions.strip(), int(max_chars * share))
 
 
 def _clip_lines(text: str, limit: int) -> str:

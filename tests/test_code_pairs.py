@@ -7,7 +7,7 @@ import pytest
 from code_repo import make_code_repo
 from conftest import git
 from learnagent.learning import code_pairs
-from learnagent.learning.code_pairs import apply_hunks, file_diffs, heldout_file, mine_code, to_pairs
+from learnagent.learning.code_pairs import apply_hunks, file_diffs, heldout_file, heldout_paths, mine_code, to_pairs
 from learnagent.learning.pairs import build_pairs, is_heldout
 from learnagent.store.episodes import Store
 from learnagent.store.history import import_history
@@ -126,9 +126,20 @@ def test_a_new_commit_leaves_the_split_of_earlier_files_alone(history, tmp_path)
     assert {p: h for p, h in after.items() if p in before} == before and "shop/ledger.py" in after
 
 
+def test_a_small_repository_still_holds_out_one_file():
+    assert heldout_paths(["a.py"], 0.2) == frozenset() and heldout_paths(["a.py", "b.py"], 0.0) == frozenset()
+    names = [f"m{i}.py" for i in range(40)]
+    hashed = [n for n in names if heldout_file(n, 0.2)]
+    others = [n for n in names if not heldout_file(n, 0.2)]
+    stand_in, = heldout_paths(others[:3], 0.2)  # none hashes into the held-out share: one stands in
+    assert stand_in in others[:3] and heldout_paths(others[:3], 0.2) == heldout_paths(list(reversed(others[:3])), 0.2)
+    # a new file that hashes in takes over, and the stand-in goes (back) to training, never the reverse
+    assert heldout_paths(others[:3] + hashed[:1], 0.2) == frozenset(hashed[:1])
+
+
 def test_build_pairs_keeps_held_out_files_out_of_training_episodes(history):
     root, store, rid = history
-    held = lambda p: heldout_file(p, FRACTION)  # noqa: E731
+    held = mine_code(root, heldout_fraction=FRACTION).is_heldout_file
     plain_train, plain_held = build_pairs(store, rid, heldout_fraction=FRACTION)
     train, heldout = build_pairs(store, rid, heldout_fraction=FRACTION, heldout_files=held)
     assert [p.episode_id for p in heldout] == [p.episode_id for p in plain_held]  # held-out episodes as before
