@@ -43,8 +43,9 @@ def sleep(
     dry_run: bool = typer.Option(False, "--dry-run", help="Show what would be trained, train nothing."),
     drift_budget: float = typer.Option(0.5, "--drift-budget", min=0.0, help="Max KL to the base model on general "
                                        "prompts (nats/token) for promotion."),
-    min_improvement: float = typer.Option(0.10, "--min-improvement", min=0.0, max=0.99,
-                                          help="Share of the previous held-out gap the new adapter must close."),
+    min_improvement: float = typer.Option(0.02, "--min-improvement", min=0.0, max=0.99,
+                                          help="How much lower (relative) the new adapter's NLL on the held-out "
+                                               "code must be than the previous adapter's."),
     install_schedule: bool = typer.Option(False, "--install-schedule", help="Run sleep nightly (cron or systemd)."),
     at: str = typer.Option(None, "--at", help="HH:MM for --install-schedule (default 03:00)."),
     uninstall_schedule: bool = typer.Option(False, "--uninstall-schedule", help="Remove the nightly run."),
@@ -70,7 +71,7 @@ def sleep(
     from learnagent.learning.sleep import SleepOptions, run_sleep
 
     opts = SleepOptions(method=method, steps=steps, max_minutes=max_minutes, model=model, dry_run=dry_run,
-                        drift_budget=drift_budget, min_relative_improvement=min_improvement)
+                        drift_budget=drift_budget, min_nll_gain=min_improvement)
     result = run_sleep(root, opts, progress=lambda m: console.print(f"[dim]{m}[/]", highlight=False))
     if result.status in ("nothing-new", "dry-run", "interrupted"):
         console.print(result.message, highlight=False)
@@ -79,11 +80,16 @@ def sleep(
     table.add_column("what")
     table.add_column("value")
     g = result.gate
+    c = g.comparison
+    code = [("held-out code", f"{c.lines} lines in {c.documents} files"),
+            ("code NLL: new / previous", f"{_num(c.nll)} / {_num(c.prev_nll)} ({c.gain:+.1%})"),
+            ("next-line exact: new / previous", f"{_num(c.exact, True)} / {_num(c.prev_exact, True)}")] if c else \
+        [("held-out code", "none")]
     rows = [("method", method), ("parent", result.parent or "base model"),
             ("episodes trained / held out", f"{result.train_episodes} / {result.heldout_episodes}"),
-            ("replay prompts", str(result.replay_prompts)),
-            ("held-out gap (new)", _num(g.gap)), ("held-out gap (previous)", _num(g.prev_gap)),
-            ("drift (budget)", f"{_num(g.drift)} ({g.drift_budget:g})"),
+            ("replay prompts", str(result.replay_prompts)), *code,
+            ("held-out gap: new / previous", f"{_num(g.gap)} / {_num(g.prev_gap)}"),
+            ("drift: chat / code (budget)", f"{_num(g.drift)} / {_num(g.code_drift)} ({g.drift_budget:g})"),
             ("train steps", str(result.train.get("steps", "?"))), ("time", f"{result.seconds:.0f} s")]
     for k, v in rows:
         table.add_row(k, v)

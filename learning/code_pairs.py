@@ -7,9 +7,10 @@ c is the repository's conventions files plus the OTHER files most like this one,
 BM25 over identifiers (learning/retrieval.py) from the file's path and the code before the cut:
 no oracle ever sees the target.
 
-Documents (`CodeDoc`): every code file at HEAD (its non-blank lines after the first are the lines
-to predict), and each file as an accepted change left it (accepted `do` episodes and imported
-history; its lines to predict are the ones the change added).
+Documents (`CodeDoc`): every code file at HEAD (its non-blank lines are the lines to predict), and
+each file as an accepted change left it (accepted `do` episodes and imported history; its lines to
+predict are the ones the change added). A document, like every file in a context, starts with its
+path line (`retrieval.path_header`: "# PATH"), as an editor or agent knows which file it is in.
 
 Held-out split, stable across nights like `pairs.is_heldout`:
 - by FILE: `heldout_file(path)` hashes the path alone (`heldout_paths`: a stand-in when that holds
@@ -40,7 +41,7 @@ from functools import cached_property
 from pathlib import Path
 
 from learnagent.learning.pairs import CHARS_PER_TOKEN, CONVENTION_FILES, Pair, conventions_text, is_heldout
-from learnagent.learning.retrieval import BM25Index, conventions_block, fit_context
+from learnagent.learning.retrieval import BM25Index, conventions_block, fit_context, path_header
 from learnagent.store.redact import redact_text
 
 SOURCE_EXTENSIONS = frozenset("""
@@ -219,10 +220,10 @@ def change_after(ep: dict, root: Path) -> dict[str, tuple[str, list[int]]]:
 
 @dataclass(frozen=True)
 class CodeDoc:
-    """One version of one file and the lines of it to predict."""
+    """One version of one file, as a model reads it (`path_header` first), and the lines to predict."""
 
     path: str
-    text: str
+    text: str  # path_header(path) + the file's text
     origin: str  # "file": the file at HEAD; "episode": the file as an accepted change left it
     episode_id: str | None
     heldout: bool
@@ -240,8 +241,8 @@ class CodeSample:
     id: str
     path: str
     episode_id: str | None  # the accepted change it comes from; None for a file at HEAD
-    prefix: str
-    target: str  # the next `target_lines` lines as the user wrote them
+    prefix: str  # the path line and the code before the cut, up to its last non-blank character
+    target: str  # the line breaks after that, then the next `target_lines` lines as the user wrote them
     context: str
     retrieved: tuple[str, ...]  # the files the context shows
     heldout: bool
@@ -249,7 +250,7 @@ class CodeSample:
 
     @property
     def next_line(self) -> str:
-        return self.target.split("\n", 1)[0]
+        return next((line for line in self.target.split("\n") if line.strip()), "")
 
 
 def line_starts(text: str) -> list[int]:
@@ -338,16 +339,20 @@ class CodeCorpus:
                 for _ in range(target_lines):
                     nl = doc.text.find("\n", end)
                     end = len(doc.text) if nl < 0 else nl + 1
-                prefix = doc.text[:cut]
+                # x ends on its last non-blank character and y starts with the line breaks: BPE merges
+                # a trailing "\n\n" (or "\n" + indentation) into a token that, inside a file, only
+                # comes before more whitespace, so a prompt ending there reads "more blank lines follow"
+                before = doc.text[:cut].rstrip()
+                prefix = before
                 limit = prefix_tokens * CHARS_PER_TOKEN
-                if len(prefix) > limit:
+                if len(prefix) > limit:  # keep the path line and the code nearest the cut
                     nl = prefix.find("\n", len(prefix) - limit)
-                    prefix = prefix[nl + 1:] if nl >= 0 else prefix[-limit:]
+                    prefix = path_header(doc.path) + (prefix[nl + 1:] if nl >= 0 else prefix[-limit:])
                 context, paths = self.context(doc, cut)
-                number = doc.text.count("\n", 0, cut) + 1
+                number = doc.text.count("\n", 0, cut)  # the file's own line number (the path line is 0)
                 out.append(CodeSample(id=f"{doc.key}:{number}", path=doc.path, episode_id=doc.episode_id,
-                                      prefix=prefix, target=doc.text[cut:end].rstrip("\n"), context=context,
-                                      retrieved=paths, heldout=doc.heldout))
+                                      prefix=prefix, target=doc.text[len(before):end].rstrip("\n"),
+                                      context=context, retrieved=paths, heldout=doc.heldout))
         return out
 
 
@@ -373,11 +378,11 @@ def mine_code(repo_root: Path, store=None, repo_id: str | None = None, *, heldou
     held_ep = {ep["id"] for ep, _ in changes if is_heldout(ep["id"], heldout_fraction)}
     held_lines = _held_out_lines(files, [after for ep, after in changes if ep["id"] in held_ep])
 
-    conventions = conventions_text(root, context_tokens * CHARS_PER_TOKEN // 4)
+    conventions = conventions_text(root, context_tokens * CHARS_PER_TOKEN // 4, header=path_header("{name}"))
     corpus = CodeCorpus(root=root, files=files, docs=[], conventions=conventions, heldout_fraction=heldout_fraction,
                         context_tokens=context_tokens)
     for path in sorted(files):
-        text = files[path]
+        text = path_header(path) + files[path]
         held = corpus.is_heldout_file(path)
         lines = tuple(s for s in line_starts(text)[1:]
                       if _line(text, s).strip() and (held or _distinct(_line(text, s)) not in held_lines))
@@ -387,9 +392,10 @@ def mine_code(repo_root: Path, store=None, repo_id: str | None = None, *, heldou
         for path, (text, added) in sorted(after.items()):
             if corpus.is_heldout_file(path):
                 continue  # a held-out file is measured as it is at HEAD
-            starts = line_starts(text)
-            lines = tuple(starts[n] for n in added if 0 < n < len(starts) and _line(text, starts[n]).strip()
-                          and (held or _distinct(_line(text, starts[n])) not in held_lines))
+            text = path_header(path) + text
+            starts = line_starts(text)  # the path line is line 0: the file's line n is line n + 1
+            lines = tuple(starts[n + 1] for n in added if n + 1 < len(starts) and _line(text, starts[n + 1]).strip()
+                          and (held or _distinct(_line(text, starts[n + 1])) not in held_lines))
             if lines:
                 corpus.docs.append(CodeDoc(path, text, "episode", ep["id"], held, lines))
     return corpus

@@ -166,7 +166,9 @@ def test_story(ep: dict, tail_lines: int = 6) -> str:
     return "\n\n".join(parts)
 
 
-def conventions_text(root: Path | None, max_chars: int) -> str:
+def conventions_text(root: Path | None, max_chars: int, header: str = "{name}:\n") -> str:
+    """The repository's conventions files, each under `header` (code contexts use "# {name}\n", the
+    form every file takes there), clipped to an equal share of `max_chars`, scrubbed of secrets."""
     if root is None:
         return ""
     found = [(name, (Path(root) / name)) for name in CONVENTION_FILES if (Path(root) / name).is_file()]
@@ -174,7 +176,7 @@ def conventions_text(root: Path | None, max_chars: int) -> str:
         return ""
     each = max_chars // len(found)
     # read from disk, not from the store: scrub here, or a token in AGENTS.md reaches training
-    return "\n\n".join(f"{name}:\n{_clip(redact_text(path.read_text(errors='replace').strip()), each)}"
+    return "\n\n".join(header.format(name=name) + _clip(redact_text(path.read_text(errors="replace").strip()), each)
                        for name, path in found)
 
 

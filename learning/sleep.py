@@ -27,6 +27,8 @@ from learnagent.learning.gate import GateConfig, GateResult
 from learnagent.learning.registry import Registry, is_complete, write_json_atomic
 
 METHODS = ("opsd", "sft")
+CODE_CUTS_PER_FILE = 8  # code-continuation pairs per file (code_pairs.CodeCorpus.samples)
+CODE_TARGET_LINES = 16  # lines of real continuation per pair (learn-method's bench: 16)
 PLAN = "plan.json"
 
 Progress = Callable[[str], None]
@@ -40,7 +42,7 @@ class SleepOptions:
     model: str | None = None  # None: the repository config's model
     dry_run: bool = False
     drift_budget: float = GateConfig.drift_budget
-    min_relative_improvement: float = GateConfig.min_relative_improvement
+    min_nll_gain: float = GateConfig.min_nll_gain  # the gate: relative drop of the held-out code NLL
     heldout_fraction: float = 0.2
     replay: int = 16  # replay prompts from already-learnt episodes (retention term)
     seed: int = 0
@@ -147,6 +149,7 @@ def run_sleep(repo_root: Path, options: SleepOptions | None = None, *, store=Non
 
 
 def _sleep(root: Path, opts: SleepOptions, store, say: Progress, started: float, train_progress) -> SleepResult:
+    from learnagent.learning import code_pairs
     from learnagent.learning import pairs as pairs_mod
 
     spec, model_path = resolve_local_model(opts.model, root)
@@ -169,9 +172,12 @@ def _sleep(root: Path, opts: SleepOptions, store, say: Progress, started: float,
         plan = json.loads((reg.folder(resume["version"]) / PLAN).read_text())
 
     learnt = reg.trained_episode_ids(parent)
+    # the repository's own code: code-continuation pairs to train on, held-out files for the gate
+    code = code_pairs.mine_code(root, store, reg.repo_id, heldout_fraction=opts.heldout_fraction,
+                                exclude_ids=tuple(sorted(learnt)))
     train, heldout = pairs_mod.build_pairs(store, reg.repo_id, conventions_root=root,
                                            heldout_fraction=opts.heldout_fraction, seed=opts.seed,
-                                           exclude_ids=tuple(sorted(learnt)))
+                                           exclude_ids=tuple(sorted(learnt)), heldout_files=code.is_heldout_file)
     if plan:  # the same split as when this candidate started (episodes that came later wait)
         everything = train + heldout
         train = [p for p in everything if str(p.episode_id) in set(plan["train"])]
@@ -187,10 +193,11 @@ def _sleep(root: Path, opts: SleepOptions, store, say: Progress, started: float,
         base.message = (f"nothing new to learn {since}: no new good episodes"
                         + (" (the last candidate already tried these and was rejected)" if new_ids else ""))
         return base
-    if not heldout:
-        base.message = (f"{len(new_ids)} new good episode(s) but none held out yet to check an adapter on "
-                        f"(about {opts.heldout_fraction:.0%} of episodes are); record more episodes first")
+    if not code.heldout:
+        base.message = (f"{len(new_ids)} new good episode(s) but no held-out code to check an adapter on "
+                        "(the repository needs two committed code files); commit more code first")
         return base
+    code_train = code_pairs.to_pairs(code.samples(per_doc=CODE_CUTS_PER_FILE, target_lines=CODE_TARGET_LINES))
     exclude = tuple(sorted(new_ids | set(_ids(heldout))))
     replay = pairs_mod.replay_prompts(store, reg.repo_id, exclude, opts.replay) if opts.replay else []
     base.replay_prompts = len(replay)
@@ -200,7 +207,8 @@ def _sleep(root: Path, opts: SleepOptions, store, say: Progress, started: float,
         version = resume["version"] if resume else "(next version)"
         base.status, base.version = "dry-run", None
         base.message = (f"would train {version} with {opts.method} on {len(train)} pairs "
-                        f"({base.train_episodes} episodes), hold out {base.heldout_episodes}, "
+                        f"({base.train_episodes} episodes) and {len(code_train)} from the repository's code, "
+                        f"hold out {base.heldout_episodes} episodes and {len(code.heldout_files)} code files, "
                         f"replay {len(replay)}; parent {parent or 'base model'}; model {spec}")
         return base
 
@@ -217,9 +225,10 @@ def _sleep(root: Path, opts: SleepOptions, store, say: Progress, started: float,
     base.version = version
     deadline = started + opts.max_minutes * 60 if opts.max_minutes else None
     should_stop = (lambda: time.monotonic() > deadline) if deadline else None
-    say(f"training {version} ({opts.method}) on {len(train)} pairs from {base.train_episodes} episodes")
-    result = train_fn(model_path, train, replay, prev_adapter=parent_folder, out_dir=folder, config=config,
-                      progress=train_progress, should_stop=should_stop)
+    say(f"training {version} ({opts.method}) on {len(train)} pairs from {base.train_episodes} episodes "
+        f"and {len(code_train)} from the repository's code")
+    result = train_fn(model_path, train + code_train, replay, prev_adapter=parent_folder, out_dir=folder,
+                      config=config, progress=train_progress, should_stop=should_stop)
     stats = _result_dict(result)
     base.train = stats
     if stats.get("interrupted") or stats.get("stopped") or not (folder / "adapter_config.json").is_file():
@@ -227,15 +236,15 @@ def _sleep(root: Path, opts: SleepOptions, store, say: Progress, started: float,
         base.message = f"stopped before {version} finished training; run `learnagent sleep` again to resume it"
         return base
 
-    say(f"gating {version} on {len(heldout)} held-out pairs")
+    say(f"gating {version} on the held-out code ({len(code.heldout)} documents) and {len(heldout)} held-out pairs")
     from learnagent.learning.evaluate import load_with_adapters
     from learnagent.learning.gate import run_gate
 
     adapters = {version: folder} | ({parent: parent_folder} if parent else {})
     model, tokenizer = load_with_adapters(model_path, adapters)
-    gate = run_gate(model, tokenizer, heldout, candidate=version, previous=parent,
+    gate = run_gate(model, tokenizer, heldout, candidate=version, previous=parent, code=code,
                     config=opts.gate or GateConfig(drift_budget=opts.drift_budget, seed=opts.seed,
-                                                   min_relative_improvement=opts.min_relative_improvement))
+                                                   min_nll_gain=opts.min_nll_gain))
     del model
     base.gate = gate
     metrics = gate.as_metrics() | {"train": stats, "heldout_ids": _ids(heldout),

@@ -73,7 +73,7 @@ def test_split_by_file_and_retrieval_never_shows_held_out_files(history):
         assert not held_files & set(s.retrieved)  # never a held-out file
         assert "Import `log_call` from shop.log" in s.context  # the conventions file
         for path in s.retrieved:
-            assert f"# file: {path}\n" in s.context
+            assert f"# {path}\n" in s.context  # every file under its path line, as the documents are
     # held-out documents get contexts from the same pool (the ceiling is retrieved, no oracle)
     for doc in corpus.heldout:
         context, paths = corpus.context(doc, doc.lines[0])
@@ -89,10 +89,15 @@ def test_samples_cut_files_at_lines_and_the_target_is_what_was_written(history):
     for s in samples:
         doc = docs[s.id.rsplit(":", 1)[0]]
         by_doc[doc.key] = by_doc.get(doc.key, 0) + 1
-        cut = len(doc.text) - len(doc.text.split(s.prefix + s.target, 1)[1]) - len(s.target)
-        assert doc.text[:cut].endswith(s.prefix) and doc.text[cut:].startswith(s.target)
-        assert cut in doc.lines and s.target.count("\n") <= 1 and s.next_line.strip()
-        assert s.mode == "text"
+        assert doc.text.startswith(s.prefix + s.target) and s.prefix.startswith(f"# {doc.path}")
+        # x ends on a non-blank character; y starts with the line breaks, then the line at the cut
+        assert s.prefix == s.prefix.rstrip() and s.target.startswith("\n")
+        blank = s.target[: len(s.target) - len(s.target.lstrip())]
+        cut = len(s.prefix) + blank.rindex("\n") + 1
+        assert cut in doc.lines and s.next_line == doc.text[cut:].split("\n", 1)[0] and s.next_line.strip()
+        assert s.target.strip().count("\n") <= 1 and s.mode == "text"
+        line_number = int(s.id.rsplit(":", 1)[1])  # the file's own 1-based line number
+        assert (doc.text.split("\n")[line_number] == s.next_line)
     assert max(by_doc.values()) <= 3
     # deterministic: the same repository gives the same samples
     assert corpus.samples(per_doc=3, target_lines=2) == mine_code(root, store, rid, heldout_fraction=FRACTION) \

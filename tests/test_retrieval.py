@@ -52,10 +52,10 @@ def test_fit_context_keeps_the_budget_and_puts_the_best_file_last():
     assert len(text) <= 400
     assert text.startswith("AGENTS.md:\nUse cents.")
     assert paths == ["best.py", "second.py", "third.py"]  # the third is cut at a line to fit
-    assert text.index("# file: second.py") < text.index("# file: best.py")  # most similar nearest the prompt
-    assert text.index("# file: third.py") < text.index("# file: second.py")
-    third = text[text.index("# file: third.py"):text.index("# file: second.py")].strip()
+    assert text.index("# second.py") < text.index("# best.py")  # most similar nearest the prompt
+    assert text.index("# third.py") < text.index("# second.py")
+    third = text[text.index("# third.py"):text.index("# second.py")].strip()
     assert third.endswith("t = 3") and third.count("t = 3") < 400  # cut at a line end
     # a budget too small for another file stops there; conventions take at most their share
     text, paths = fit_context("x" * 1000, files, 170)
-    assert paths == ["best.py"] and len(text) <= 170 and text.startswith("x" * 42 + "\n\n# file: best.py")
+    assert paths == ["best.py"] and len(text) <= 170 and text.startswith("x" * 42 + "\n\n# best.py")
