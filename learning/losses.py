@@ -5,12 +5,15 @@ All functions take log-probabilities over the vocabulary in the last dimension
 work in float32 whatever the model's dtype, because KL terms are small differences of
 large numbers.
 
-The objective is the reverse KL of the student to the teacher on the student's own
-samples (on-policy distillation). Computing it over the whole vocabulary is cheap for a
-135M model but wasteful: almost all the student's mass sits on a few tokens. Following
-SDPO/SDFT practice we take the student's top-k tokens and lump everything else of each
-distribution into one "tail" bucket, which keeps the result a proper KL between two
-distributions over k+1 outcomes (and makes it exact when k = V).
+The objective is a KL between the student and the teacher at every completion position.
+Computing it over the whole vocabulary is cheap for a 135M model but wasteful: almost all
+the mass sits on a few tokens. Following SDPO/SDFT practice we read both distributions on a
+SUPPORT of a few token ids and lump everything else of each into one "tail" bucket, which
+keeps the result a proper KL between two distributions over |support|+1 outcomes (exact when
+the support is the whole vocabulary). The support is the student's top-k (mode seeking: a
+teacher mode outside it shows only through the tail), the teacher's top-k (the SDFT recipe:
+the student is pulled towards what the teacher would write) or their union. The direction is
+reverse KL(student || teacher), forward KL(teacher || student), or a mixture of the two.
 """
 
 from __future__ import annotations
@@ -51,6 +54,60 @@ def topk_reverse_kl(student_logp: torch.Tensor, teacher_logp: torch.Tensor, k: i
     return (s_all.exp() * (s_all - t_all)).sum(-1)
 
 
+SUPPORTS = ("student", "teacher", "both")
+
+
+def support_mask(student_logp: torch.Tensor, teacher_logp: torch.Tensor, support: str, k: int) -> torch.Tensor:
+    """Bool [..., V]: the token ids a bucketed KL reads: the student's top-k, the teacher's, or both."""
+    if support not in SUPPORTS:
+        raise ValueError(f"support must be one of {SUPPORTS}, got {support!r}")
+    k = min(int(k), student_logp.shape[-1])
+    if k <= 0:
+        raise ValueError(f"k must be positive, got {k}")
+    mask = torch.zeros(student_logp.shape, dtype=torch.bool, device=student_logp.device)
+    if support in ("student", "both"):
+        mask.scatter_(-1, student_logp.topk(k, dim=-1).indices, True)
+    if support in ("teacher", "both"):
+        mask.scatter_(-1, teacher_logp.topk(k, dim=-1).indices, True)
+    return mask
+
+
+def bucketed_kl(p_logp: torch.Tensor, q_logp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """KL(p || q) over the ids where `mask` is true plus one tail bucket for the rest: [..., V] -> [...]."""
+    p, q = p_logp.float(), q_logp.float()
+    inside = (mask * p.exp() * (p - q).masked_fill(~mask, 0.0)).sum(-1)
+    neg = torch.finfo(p.dtype).min
+    p_tail = _log_tail(p.masked_fill(~mask, neg))
+    q_tail = _log_tail(q.masked_fill(~mask, neg))
+    return inside + (p_tail.exp() * (p_tail - q_tail)).squeeze(-1)
+
+
+def distill_kl(student_logp: torch.Tensor, teacher_logp: torch.Tensor, *, k: int | None = 20,
+               support: str = "student", forward_weight: float = 0.0) -> torch.Tensor:
+    """Per-position KL of the student to the teacher: [..., V] -> [...].
+
+    forward_weight w mixes the directions: (1 - w) * KL(student || teacher) + w * KL(teacher || student).
+    k None (or >= V): the exact full-vocabulary KL, whatever the support.
+    """
+    if not 0.0 <= forward_weight <= 1.0:
+        raise ValueError(f"forward_weight must be in [0, 1], got {forward_weight}")
+    full = k is None or k >= student_logp.shape[-1]
+    if full:
+        reverse = lambda: full_reverse_kl(student_logp, teacher_logp)  # noqa: E731
+        forward = lambda: full_reverse_kl(teacher_logp, student_logp)  # noqa: E731
+    elif support == "student" and forward_weight == 0.0:
+        return topk_reverse_kl(student_logp, teacher_logp, k)  # the common case, without a [.., V] mask
+    else:
+        mask = support_mask(student_logp.detach(), teacher_logp.detach(), support, k)
+        reverse = lambda: bucketed_kl(student_logp, teacher_logp, mask)  # noqa: E731
+        forward = lambda: bucketed_kl(teacher_logp, student_logp, mask)  # noqa: E731
+    if forward_weight == 0.0:
+        return reverse()
+    if forward_weight == 1.0:
+        return forward()
+    return (1.0 - forward_weight) * reverse() + forward_weight * forward()
+
+
 def masked_mean(values: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Mean of `values` where `mask` is true (all of them without a mask); 0 when nothing is kept."""
     if mask is None:
@@ -74,15 +131,16 @@ def clip_per_token(kl: torch.Tensor, max_kl: float | None) -> torch.Tensor:
 
 
 def distill_loss(student_logp: torch.Tensor, teacher_logp: torch.Tensor, *, k: int | None = 20,
-                 skip_first: int = 0, clip: float | None = None,
-                 mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                 skip_first: int = 0, clip: float | None = None, mask: torch.Tensor | None = None,
+                 support: str = "student", forward_weight: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """The per-sequence distillation loss and the raw per-token KL.
 
     student_logp, teacher_logp: [L, V] or [B, L, V]; the teacher is detached here, so the
     gradient reaches the student only. mask: [L] or [B, L], true on real completion
     tokens (False on padding). The first `skip_first` positions of each completion are
     left out (opening tokens are mostly format, and the teacher's context shifts them most).
-    k: None or >= V uses the exact full-vocabulary KL.
+    k: None or >= V uses the exact full-vocabulary KL; `support` and `forward_weight` as in
+    `distill_kl` (default: reverse KL on the student's top-k).
 
     Returns (loss, per_token): loss is the masked mean of the clipped per-token KL (0 with
     a graph when no token is left); per_token is the unclipped KL, detached, for logging.
@@ -91,10 +149,7 @@ def distill_loss(student_logp: torch.Tensor, teacher_logp: torch.Tensor, *, k: i
         raise ValueError(f"student and teacher shapes differ: {tuple(student_logp.shape)} vs "
                          f"{tuple(teacher_logp.shape)}")
     teacher_logp = teacher_logp.detach()
-    if k is None or k >= student_logp.shape[-1]:
-        per_token = full_reverse_kl(student_logp, teacher_logp)
-    else:
-        per_token = topk_reverse_kl(student_logp, teacher_logp, k)
+    per_token = distill_kl(student_logp, teacher_logp, k=k, support=support, forward_weight=forward_weight)
     keep = torch.ones_like(per_token, dtype=torch.bool) if mask is None else mask.to(torch.bool).clone()
     if skip_first > 0:
         keep[..., :skip_first] = False

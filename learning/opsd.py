@@ -17,7 +17,6 @@ accumulation, cosine schedule, clipping, checkpoints and the progress bar.
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -25,60 +24,77 @@ from learnagent.core.errors import LearnagentError
 from learnagent.learning.losses import distill_loss
 from learnagent.learning.rollout import (adapter_context, batch_completion_logprobs, build_prefix_cache, encode,
                                          encode_prefix, sample)
-from learnagent.learning.train_common import (STUDENT, TEACHER, TrainConfig, TrainResult, load_student,
-                                              run_training)
+from learnagent.learning.sft import target_ids
+from learnagent.learning.train_common import (STUDENT, TEACHER, TrainConfig, TrainResult, data_order,
+                                              load_student, run_training)
 
 __all__ = ["TrainConfig", "TrainResult", "train_opsd", "data_order"]
-
-
-def data_order(n: int, step: int, micro: int, grad_accum: int, seed: int) -> int:
-    """Index of the item used at (step, micro): a fresh seeded permutation every epoch.
-
-    A pure function of its arguments, so a resumed run sees exactly the same data.
-    """
-    position = step * grad_accum + micro
-    epoch, offset = divmod(position, n)
-    order = list(range(n))
-    random.Random(seed * 1_000_003 + epoch).shuffle(order)
-    return order[offset]
 
 
 def _sample_seed(config: TrainConfig, step: int, micro: int, salt: int = 0) -> int:
     return (config.seed * 7_919 + step * 104_729 + micro * 31 + salt) % (2**31 - 1)
 
 
+TARGETS = ("student", "teacher", "data")
+
+
+def _completions(model, tokenizer, pair, x_ids, s_prefix, t_prefix, *, config: TrainConfig, teacher: str | None,
+                 seed: int, accept: Callable | None) -> list:
+    """The completions y the loss is read on (config.targets):
+    student: G samples of the student reading x (on-policy, the prefix is its own pass over x);
+    teacher: G samples of the teacher reading c then x (context distillation), minus those
+             `accept(pair, text)` refuses (the repository's own checks); the student's if none is left;
+    data:    the pair's real continuation (pair.target), teacher-forced."""
+    import torch
+
+    if config.targets == "data":
+        return [target_ids(tokenizer, pair.target, text=isinstance(pair.prompt, str))]
+    if config.targets == "teacher":
+        with adapter_context(model, teacher), torch.no_grad():
+            ys = sample(model, tokenizer, x_ids, config.samples_per_prompt, config.max_new_tokens,
+                        config.temperature, seed=seed, prefix=t_prefix)
+        if accept is not None:
+            ys = [y for y in ys if accept(pair, tokenizer.decode(y, skip_special_tokens=True))]
+        if ys:
+            return ys
+    with adapter_context(model, STUDENT):
+        return sample(model, tokenizer, x_ids, config.samples_per_prompt, config.max_new_tokens,
+                      config.temperature, seed=seed, prefix=s_prefix)
+
+
 def opsd_micro_step(model, tokenizer, pair, replay_prompt, *, teacher: str | None, config: TrainConfig,
-                    seed: int):
+                    seed: int, accept: Callable | None = None):
     """Loss (with grad, on the student) and stats for one pair and optional replay prompt."""
     import torch
 
     x_ids = encode(tokenizer, pair.prompt)
     t_ids = encode(tokenizer, pair.prompt, pair.context)
 
-    # 1. on-policy samples from the student. Its pass over x is made once, with grad: a
-    #    detached copy of that KV cache seeds the sampler, and step 3 scores the samples from
-    #    the pass itself (the weights do not change within a step, so the gradient is the
-    #    same as from a second pass)
+    # 1. both read their prompt once: the student x with grad (its pass also scores y in step 3:
+    #    the weights do not change within a step, so the gradient is that of a second pass), the
+    #    teacher c + x without
     with adapter_context(model, STUDENT):
         s_prefix = encode_prefix(model, x_ids)
-        completions = sample(model, tokenizer, x_ids, config.samples_per_prompt, config.max_new_tokens,
-                             config.temperature, seed=seed, prefix=s_prefix)
-
-    # 2. the teacher: its c+x prefix is encoded once, shared by all G samples
     with adapter_context(model, teacher), torch.no_grad():
-        prefix = build_prefix_cache(model, t_ids)
-        t_logp, _ = batch_completion_logprobs(model, t_ids, completions, prefix, consume=True)  # used once
+        t_prefix = build_prefix_cache(model, t_ids)
 
-    # 3. the student on x alone, with grad
+    # 2. the completions y: on-policy samples, the teacher's samples, or the real continuation
+    completions = _completions(model, tokenizer, pair, x_ids, s_prefix, t_prefix, config=config,
+                               teacher=teacher, seed=seed, accept=accept)
+
+    # 3. the teacher scores y after c + x (its prefix, shared by all G), the student after x alone
+    with adapter_context(model, teacher), torch.no_grad():
+        t_logp, _ = batch_completion_logprobs(model, t_ids, completions, t_prefix, consume=True)
     with adapter_context(model, STUDENT):
         s_logp, mask = batch_completion_logprobs(model, x_ids, completions, s_prefix, consume=True)
     loss, per_token = distill_loss(s_logp, t_logp, k=config.k, skip_first=config.skip_first,
-                                   clip=config.kl_clip, mask=mask)
+                                   clip=config.kl_clip, mask=mask, support=config.support,
+                                   forward_weight=config.forward_weight)
     kept = mask.clone()
     kept[:, : config.skip_first] = False
     kl = float(per_token[kept].mean()) if kept.any() else 0.0
     tokens = int(mask.sum())
-    del t_logp, prefix
+    del t_logp, t_prefix
 
     # 4. retention on a replay prompt, no context: stay close to the previous adapter (or base)
     ret = 0.0
@@ -101,15 +117,21 @@ def opsd_micro_step(model, tokenizer, pair, replay_prompt, *, teacher: str | Non
 
 def train_opsd(model_path, pairs: Sequence, replay: Sequence | None = None, *, prev_adapter: Path | None,
                out_dir: Path, config: TrainConfig | None = None, progress: Callable | None = None,
-               should_stop: Callable[[], bool] | None = None) -> TrainResult:
+               should_stop: Callable[[], bool] | None = None,
+               accept: Callable[[object, str], bool] | None = None) -> TrainResult:
     """Train the repository LoRA on `pairs` by OPSD and save it into `out_dir`.
 
     The student starts from `prev_adapter` (which is also the frozen teacher and the
     retention anchor) or from a fresh LoRA (teacher and anchor: the bare base). A
-    checkpoint in `out_dir/checkpoint` from an interrupted run is resumed.
+    checkpoint in `out_dir/checkpoint` from an interrupted run is resumed. `accept(pair, text)`
+    refuses teacher samples (config.targets == "teacher") that the repository's checks would refuse.
     """
     config = config or TrainConfig()
+    if config.targets not in TARGETS:
+        raise LearnagentError(f"targets must be one of {', '.join(TARGETS)}, got {config.targets!r}")
     pairs = list(pairs)
+    if config.targets == "data":
+        pairs = [p for p in pairs if p.target]
     replay = list(replay or [])
     if not pairs:
         raise LearnagentError("no training pairs: nothing to learn from yet")
@@ -121,6 +143,6 @@ def train_opsd(model_path, pairs: Sequence, replay: Sequence | None = None, *, p
         replay_prompt = replay[data_order(len(replay), step, micro, config.grad_accum, config.seed + 1)] \
             if replay else None
         return opsd_micro_step(model, tokenizer, pair, replay_prompt, teacher=teacher, config=config,
-                               seed=_sample_seed(config, step, micro))
+                               seed=_sample_seed(config, step, micro), accept=accept)
 
     return run_training("opsd", model, config, out_dir, micro_step, progress=progress, should_stop=should_stop)

@@ -44,6 +44,26 @@ GENERAL_PROMPTS: list[list[dict]] = [
     )
 ]
 
+# Replay prompts for the retention term when a repository has few earlier episodes: general work
+# in both forms the adapter is used in (chat, and raw code it continues). Kept apart from
+# GENERAL_PROMPTS, which measure drift: a drift measured on prompts trained on would flatter.
+RETENTION_PROMPTS: list[list[dict] | str] = [
+    [{"role": "user", "content": text}] for text in (
+        "Write a Python function that merges two sorted lists.",
+        "What is a Python generator? Answer briefly.",
+        "Write a shell command that finds the largest files in a directory.",
+        "Write a Go function that reverses a slice of ints.",
+        "Explain the difference between a list and a tuple in Python.",
+        "Write a Python class for a bank account with deposit and withdraw methods.",
+    )
+] + [  # raw text ends on a non-blank character (a trailing "\n\n" is one token files never end a line with)
+    '"""Count word frequencies in a text file."""\n\nimport sys\nfrom collections import Counter',
+    "import json\n\n\ndef load_config(path):",
+    '"""A minimal HTTP health check."""\n\nimport urllib.request',
+    "class LinkedList:\n    def __init__(self):\n        self.head = None\n\n    def append(self, value):",
+    "def binary_search(items, target):",
+    '"""Train a linear regression on a CSV file."""\n\nimport pandas as pd',
+]
 
 # ---------------------------------------------------------------- adapters
 
@@ -89,12 +109,28 @@ def context_message(context: str) -> dict:
     return {"role": "system", "content": EXPERIENCE_HEADER + context}
 
 
-def encode(tokenizer, prompt_messages: Sequence[dict], context: str | None = None) -> torch.LongTensor:
-    """Chat-template `prompt_messages` (with the generation prompt) into ids [1, T].
+TEXT_CONTEXT_SEPARATOR = "\n\n"
 
-    With `context`, the teacher's view: the experience as a system message BEFORE x.
+
+def text_with_context(prompt: str, context: str | None) -> str:
+    """A raw-text prompt as the teacher reads it: the context, one blank line, the prompt."""
+    return f"{context.rstrip(chr(10))}{TEXT_CONTEXT_SEPARATOR}{prompt}" if context else prompt
+
+
+def encode(tokenizer, prompt: Sequence[dict] | str, context: str | None = None) -> torch.LongTensor:
+    """The prompt as ids [1, T], in one of two forms.
+
+    Chat (`prompt` is a list of messages): the chat template with the generation prompt; with
+    `context`, the teacher's view puts the experience as a system message BEFORE x.
+    Text (`prompt` is a str, probes' `mode: text` and code-continuation pairs): the raw text the
+    model continues, no template; with `context`, `context + "\n\n" + prompt`.
     """
-    messages = list(prompt_messages)
+    if isinstance(prompt, str):
+        ids = tokenizer(text_with_context(prompt, context), add_special_tokens=False)["input_ids"]
+        if not ids:  # an empty raw prompt (a file from its start): begin from the end-of-text token
+            ids = [tokenizer.eos_token_id]
+        return torch.tensor([ids], dtype=torch.long)
+    messages = list(prompt)
     if context:
         messages = [context_message(context)] + messages
     out = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True,
@@ -303,16 +339,17 @@ def gap_terms(model, x_ids, t_ids, completions, *, student_adapter: str | None, 
 
 @torch.no_grad()
 def drift(model, tokenizer, prompts: Sequence, *, adapter: str | None, max_new_tokens: int = 32,
-          seed: int = 0) -> float:
+          seed: int = 0, text: bool = False) -> float:
     """Mean per-token KL(adapter || base) on the adapter's own samples for general prompts.
 
-    `prompts` are message lists (or plain strings, taken as one user message).
+    `prompts` are message lists (or plain strings, taken as one user message; with `text`,
+    as raw text the model continues).
     """
     if adapter is None:
         return 0.0
     total, count = 0.0, 0
     for i, prompt in enumerate(prompts):
-        ids = encode(tokenizer, _as_messages(prompt))
+        ids = encode(tokenizer, prompt if text else _as_messages(prompt))
         with adapter_context(model, adapter):
             completions = sample(model, tokenizer, ids, 1, max_new_tokens, 1.0, seed=seed + i)
             a_logp, mask = batch_completion_logprobs(model, ids, completions)

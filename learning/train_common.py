@@ -32,7 +32,11 @@ class TrainConfig:
     samples_per_prompt: int = 4  # G completions per prompt
     max_new_tokens: int = 64
     lr: float = 1e-4
-    k: int = 20  # student top-k support of the KL (+ tail bucket)
+    k: int = 20  # size of the KL's top-k support (+ tail bucket)
+    support: str = "student"  # whose top-k: student | teacher | both (losses.support_mask)
+    forward_weight: float = 0.0  # 0: reverse KL(student || teacher); 1: forward KL(teacher || student)
+    targets: str = "student"  # the completions scored: student (on-policy samples) | teacher (samples of
+    #   the teacher reading c: context distillation) | data (the pair's real continuation, teacher-forced)
     skip_first: int = 2  # completion tokens left out of the KL
     kl_clip: float | None = 2.0  # per-token KL bound (nats)
     lambda_ret: float = 0.1  # weight of the retention KL on replay prompts
@@ -141,6 +145,18 @@ def load_student(model_path, prev_adapter: Path | None, config: TrainConfig, *, 
     model.to(device)
     model.eval()  # no dropout anywhere: sampling and scoring see the same function
     return model, tokenizer
+
+
+def data_order(n: int, step: int, micro: int, grad_accum: int, seed: int) -> int:
+    """Index of the item used at (step, micro): a fresh seeded permutation every epoch.
+
+    A pure function of its arguments, so a resumed run sees exactly the same data.
+    """
+    position = step * grad_accum + micro
+    epoch, offset = divmod(position, n)
+    order = list(range(n))
+    random.Random(seed * 1_000_003 + epoch).shuffle(order)
+    return order[offset]
 
 
 def trainable_parameters(model) -> dict:
