@@ -494,9 +494,15 @@ def build_repo(path: Path) -> Path:
 
 # ---------------------------------------------------------------- probes
 
+def path_header(path: str) -> str:
+    """The first line of a file as the model reads it (probes, pairs, contexts): its path, so a
+    completion knows which repository and file it is in, as an editor or agent does."""
+    return f"# {path}\n"
+
+
 def probe_context(example: str = EXAMPLE_MODULE) -> str:
     """What the base model reads before a probe for the ceiling: the conventions and one module."""
-    return f"# CONVENTIONS.md\n{CONVENTIONS}\n# {example}\n{TRAIN_MODULES[example]}"
+    return f"{path_header('CONVENTIONS.md')}{CONVENTIONS}\n{path_header(example)}{TRAIN_MODULES[example]}".rstrip("\n")
 
 
 def _probe_prompts(m: Module) -> dict[str, tuple[str, str]]:
@@ -507,7 +513,7 @@ def _probe_prompts(m: Module) -> dict[str, tuple[str, str]]:
     lines is read as "more blank lines follow" (measured: the base model with the context then
     wrote `#` lines instead of the imports). The completion starts with the line break itself.
     """
-    doc = f'"""{m.doc}"""'
+    doc = path_header(m.path) + f'"""{m.doc}"""'
     std = ("\n\n" + "\n".join(m.stdlib)) if m.stdlib else ""
     header = doc + std + "\n\n" + header_imports() + "\nlog = get_logger(__name__)"
     err_class = f'\n\n\nclass {m.error}(TallyError):\n    """{m.error_doc}"""'
@@ -518,7 +524,8 @@ def _probe_prompts(m: Module) -> dict[str, tuple[str, str]]:
     return {
         "logger": (doc + std, r"from tally\.log import get_logger"),
         "error": (no_errors_import + f"\n\n\nclass {m.error}(", r"\ATallyError\b"),
-        "audited": (header + err_class, r"\A\s*@audited\s*\ndef "),
+        # the first function it writes is decorated (an error class may come first, as in the module)
+        "audited": (header, r"\A(?:(?!\ndef )[\s\S])*\n@audited\ndef "),
         "cents": (header + err_class + "\n\n\n@audited\n" + sig_start, r"\A\s*\w*_cents\b"),
     }
 

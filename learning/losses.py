@@ -18,6 +18,8 @@ reverse KL(student || teacher), forward KL(teacher || student), or a mixture of 
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 
 # logsumexp of a full distribution can round to a hair above 0 in float32; clamping just
@@ -55,6 +57,37 @@ def topk_reverse_kl(student_logp: torch.Tensor, teacher_logp: torch.Tensor, k: i
 
 
 SUPPORTS = ("student", "teacher", "both")
+
+
+class TeacherTopK(NamedTuple):
+    """The teacher's k most likely ids at each position and their log-probs: all that a KL on the
+    teacher's support reads, so it can be kept (a few KB) instead of [..., V] log-probs."""
+
+    ids: torch.Tensor  # [..., k] long
+    logp: torch.Tensor  # [..., k] float32
+
+    def to(self, device) -> "TeacherTopK":
+        return TeacherTopK(self.ids.to(device), self.logp.to(device))
+
+
+def teacher_topk(teacher_logp: torch.Tensor, k: int) -> TeacherTopK:
+    top = teacher_logp.detach().float().topk(min(int(k), teacher_logp.shape[-1]), dim=-1)
+    return TeacherTopK(top.indices, top.values)
+
+
+def teacher_support_kl(student_logp: torch.Tensor, teacher: TeacherTopK, forward_weight: float = 1.0) -> torch.Tensor:
+    """KL on the teacher's top-k + one tail bucket, from the teacher's kept top-k: [..., V] -> [...].
+
+    forward_weight w: (1 - w) * KL(student || teacher) + w * KL(teacher || student) on that support."""
+    s_k = student_logp.float().gather(-1, teacher.ids)
+    t_k = teacher.logp.float()
+    s_all = torch.cat([s_k, _log_tail(s_k)], dim=-1)
+    t_all = torch.cat([t_k, _log_tail(t_k)], dim=-1)
+    forward = (t_all.exp() * (t_all - s_all)).sum(-1)
+    if forward_weight == 1.0:
+        return forward
+    reverse = (s_all.exp() * (s_all - t_all)).sum(-1)
+    return (1.0 - forward_weight) * reverse + forward_weight * forward
 
 
 def support_mask(student_logp: torch.Tensor, teacher_logp: torch.Tensor, support: str, k: int) -> torch.Tensor:
@@ -97,6 +130,8 @@ def distill_kl(student_logp: torch.Tensor, teacher_logp: torch.Tensor, *, k: int
         forward = lambda: full_reverse_kl(teacher_logp, student_logp)  # noqa: E731
     elif support == "student" and forward_weight == 0.0:
         return topk_reverse_kl(student_logp, teacher_logp, k)  # the common case, without a [.., V] mask
+    elif support == "teacher":
+        return teacher_support_kl(student_logp, teacher_topk(teacher_logp, k), forward_weight)
     else:
         mask = support_mask(student_logp.detach(), teacher_logp.detach(), support, k)
         reverse = lambda: bucketed_kl(student_logp, teacher_logp, mask)  # noqa: E731
@@ -106,6 +141,11 @@ def distill_kl(student_logp: torch.Tensor, teacher_logp: torch.Tensor, *, k: int
     if forward_weight == 1.0:
         return forward()
     return (1.0 - forward_weight) * reverse() + forward_weight * forward()
+
+
+def token_nll(student_logp: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """Negative log-likelihood of the given ids per position: [..., V], [...] -> [...]."""
+    return -student_logp.float().gather(-1, ids.unsqueeze(-1)).squeeze(-1)
 
 
 def masked_mean(values: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -130,7 +170,7 @@ def clip_per_token(kl: torch.Tensor, max_kl: float | None) -> torch.Tensor:
     return kl * scale
 
 
-def distill_loss(student_logp: torch.Tensor, teacher_logp: torch.Tensor, *, k: int | None = 20,
+def distill_loss(student_logp: torch.Tensor, teacher_logp: torch.Tensor | TeacherTopK, *, k: int | None = 20,
                  skip_first: int = 0, clip: float | None = None, mask: torch.Tensor | None = None,
                  support: str = "student", forward_weight: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """The per-sequence distillation loss and the raw per-token KL.
@@ -140,16 +180,21 @@ def distill_loss(student_logp: torch.Tensor, teacher_logp: torch.Tensor, *, k: i
     tokens (False on padding). The first `skip_first` positions of each completion are
     left out (opening tokens are mostly format, and the teacher's context shifts them most).
     k: None or >= V uses the exact full-vocabulary KL; `support` and `forward_weight` as in
-    `distill_kl` (default: reverse KL on the student's top-k).
+    `distill_kl` (default: reverse KL on the student's top-k). A `TeacherTopK` teacher (kept from
+    an earlier pass) means the teacher's support, whatever `support` says.
 
     Returns (loss, per_token): loss is the masked mean of the clipped per-token KL (0 with
     a graph when no token is left); per_token is the unclipped KL, detached, for logging.
     """
-    if student_logp.shape != teacher_logp.shape:
-        raise ValueError(f"student and teacher shapes differ: {tuple(student_logp.shape)} vs "
-                         f"{tuple(teacher_logp.shape)}")
-    teacher_logp = teacher_logp.detach()
-    per_token = distill_kl(student_logp, teacher_logp, k=k, support=support, forward_weight=forward_weight)
+    t_shape = teacher_logp.ids.shape[:-1] if isinstance(teacher_logp, TeacherTopK) else teacher_logp.shape
+    s_shape = student_logp.shape[:-1] if isinstance(teacher_logp, TeacherTopK) else student_logp.shape
+    if s_shape != t_shape:
+        raise ValueError(f"student and teacher shapes differ: {tuple(s_shape)} vs {tuple(t_shape)}")
+    if isinstance(teacher_logp, TeacherTopK):
+        per_token = teacher_support_kl(student_logp, teacher_logp, forward_weight)
+    else:
+        per_token = distill_kl(student_logp, teacher_logp.detach(), k=k, support=support,
+                               forward_weight=forward_weight)
     keep = torch.ones_like(per_token, dtype=torch.bool) if mask is None else mask.to(torch.bool).clone()
     if skip_first > 0:
         keep[..., :skip_first] = False

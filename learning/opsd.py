@@ -17,13 +17,14 @@ accumulation, cosine schedule, clipping, checkpoints and the progress bar.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Callable, Sequence
 
 from learnagent.core.errors import LearnagentError
-from learnagent.learning.losses import distill_loss
-from learnagent.learning.rollout import (adapter_context, batch_completion_logprobs, build_prefix_cache, encode,
-                                         encode_prefix, sample)
+from learnagent.learning.losses import distill_loss, masked_mean, teacher_topk, token_nll
+from learnagent.learning.rollout import (adapter_context, at_token_boundary, batch_completion_logprobs,
+                                         build_prefix_cache, encode, encode_prefix, sample)
 from learnagent.learning.sft import target_ids
 from learnagent.learning.train_common import (STUDENT, TEACHER, TrainConfig, TrainResult, data_order,
                                               load_student, run_training)
@@ -38,8 +39,8 @@ def _sample_seed(config: TrainConfig, step: int, micro: int, salt: int = 0) -> i
 TARGETS = ("student", "teacher", "data")
 
 
-def _completions(model, tokenizer, pair, x_ids, s_prefix, t_prefix, *, config: TrainConfig, teacher: str | None,
-                 seed: int, accept: Callable | None) -> list:
+def _completions(model, tokenizer, pair, x_ids, s_prefix, teacher_prefix: Callable, *, config: TrainConfig,
+                 teacher: str | None, seed: int, accept: Callable | None) -> list:
     """The completions y the loss is read on (config.targets):
     student: G samples of the student reading x (on-policy, the prefix is its own pass over x);
     teacher: G samples of the teacher reading c then x (context distillation), minus those
@@ -52,7 +53,7 @@ def _completions(model, tokenizer, pair, x_ids, s_prefix, t_prefix, *, config: T
     if config.targets == "teacher":
         with adapter_context(model, teacher), torch.no_grad():
             ys = sample(model, tokenizer, x_ids, config.samples_per_prompt, config.max_new_tokens,
-                        config.temperature, seed=seed, prefix=t_prefix)
+                        config.temperature, seed=seed, prefix=teacher_prefix())
         if accept is not None:
             ys = [y for y in ys if accept(pair, tokenizer.decode(y, skip_special_tokens=True))]
         if ys:
@@ -63,38 +64,58 @@ def _completions(model, tokenizer, pair, x_ids, s_prefix, t_prefix, *, config: T
 
 
 def opsd_micro_step(model, tokenizer, pair, replay_prompt, *, teacher: str | None, config: TrainConfig,
-                    seed: int, accept: Callable | None = None):
-    """Loss (with grad, on the student) and stats for one pair and optional replay prompt."""
+                    seed: int, accept: Callable | None = None, kept_teacher: dict | None = None):
+    """Loss (with grad, on the student) and stats for one pair and optional replay prompt.
+
+    `kept_teacher` (a dict owned by the caller) keeps the teacher's top-k of real continuations
+    (targets "data", teacher's support): the teacher is frozen and y is fixed, so later epochs
+    skip the teacher's pass over c + x + y."""
     import torch
 
+    prompt, target = at_token_boundary(pair.prompt, pair.target)
+    pair = dataclasses.replace(pair, prompt=prompt, target=target)
     x_ids = encode(tokenizer, pair.prompt)
     t_ids = encode(tokenizer, pair.prompt, pair.context)
+    t_prefix = []
 
-    # 1. both read their prompt once: the student x with grad (its pass also scores y in step 3:
-    #    the weights do not change within a step, so the gradient is that of a second pass), the
-    #    teacher c + x without
+    def teacher_prefix():  # the teacher reads c + x once, no grad, only when it is needed
+        if not t_prefix:
+            with adapter_context(model, teacher), torch.no_grad():
+                t_prefix.append(build_prefix_cache(model, t_ids))
+        return t_prefix[0]
+
+    # 1. the student reads x once, with grad: its pass seeds on-policy sampling and scores y in
+    #    step 3 (the weights do not change within a step: the gradient is that of a second pass)
     with adapter_context(model, STUDENT):
         s_prefix = encode_prefix(model, x_ids)
-    with adapter_context(model, teacher), torch.no_grad():
-        t_prefix = build_prefix_cache(model, t_ids)
 
     # 2. the completions y: on-policy samples, the teacher's samples, or the real continuation
-    completions = _completions(model, tokenizer, pair, x_ids, s_prefix, t_prefix, config=config,
+    completions = _completions(model, tokenizer, pair, x_ids, s_prefix, teacher_prefix, config=config,
                                teacher=teacher, seed=seed, accept=accept)
 
-    # 3. the teacher scores y after c + x (its prefix, shared by all G), the student after x alone
-    with adapter_context(model, teacher), torch.no_grad():
-        t_logp, _ = batch_completion_logprobs(model, t_ids, completions, t_prefix, consume=True)
+    # 3. the teacher scores y after c + x (one prefix for all G), or its kept top-k is reused;
+    #    the student scores y after x alone
+    key = (pair.episode_id, pair.prompt) if kept_teacher is not None else None
+    t_scores = kept_teacher.get(key) if key is not None else None
+    if t_scores is None:
+        with adapter_context(model, teacher), torch.no_grad():
+            t_scores, _ = batch_completion_logprobs(model, t_ids, completions, teacher_prefix(), consume=True)
+        if key is not None:
+            t_scores = teacher_topk(t_scores, config.k)
+            kept_teacher[key] = t_scores
     with adapter_context(model, STUDENT):
         s_logp, mask = batch_completion_logprobs(model, x_ids, completions, s_prefix, consume=True)
-    loss, per_token = distill_loss(s_logp, t_logp, k=config.k, skip_first=config.skip_first,
+    loss, per_token = distill_loss(s_logp, t_scores, k=config.k, skip_first=config.skip_first,
                                    clip=config.kl_clip, mask=mask, support=config.support,
                                    forward_weight=config.forward_weight)
+    if config.targets == "data" and config.data_weight > 0:  # the real text itself, where the teacher falls short
+        nll = masked_mean(token_nll(s_logp, completions[0].to(s_logp.device)[None]), mask)
+        loss = (1.0 - config.data_weight) * loss + config.data_weight * nll
     kept = mask.clone()
     kept[:, : config.skip_first] = False
     kl = float(per_token[kept].mean()) if kept.any() else 0.0
     tokens = int(mask.sum())
-    del t_logp, t_prefix
+    del t_scores, t_prefix
 
     # 4. retention on a replay prompt, no context: stay close to the previous adapter (or base)
     ret = 0.0
@@ -137,12 +158,14 @@ def train_opsd(model_path, pairs: Sequence, replay: Sequence | None = None, *, p
         raise LearnagentError("no training pairs: nothing to learn from yet")
     model, tokenizer = load_student(model_path, prev_adapter, config, with_teacher=True)
     teacher = TEACHER if prev_adapter is not None else None
+    # real continuations read on the teacher's support: its top-k is the same every epoch, keep it
+    kept_teacher = {} if config.targets == "data" and config.support == "teacher" and config.k else None
 
     def micro_step(step: int, micro: int):
         pair = pairs[data_order(len(pairs), step, micro, config.grad_accum, config.seed)]
         replay_prompt = replay[data_order(len(replay), step, micro, config.grad_accum, config.seed + 1)] \
             if replay else None
         return opsd_micro_step(model, tokenizer, pair, replay_prompt, teacher=teacher, config=config,
-                               seed=_sample_seed(config, step, micro), accept=accept)
+                               seed=_sample_seed(config, step, micro), accept=accept, kept_teacher=kept_teacher)
 
     return run_training("opsd", model, config, out_dir, micro_step, progress=progress, should_stop=should_stop)

@@ -109,12 +109,9 @@ def context_message(context: str) -> dict:
     return {"role": "system", "content": EXPERIENCE_HEADER + context}
 
 
-TEXT_CONTEXT_SEPARATOR = "\n\n"
-
-
 def text_with_context(prompt: str, context: str | None) -> str:
     """A raw-text prompt as the teacher reads it: the context, one blank line, the prompt."""
-    return f"{context.rstrip(chr(10))}{TEXT_CONTEXT_SEPARATOR}{prompt}" if context else prompt
+    return context + "\n\n" + prompt if context else prompt
 
 
 def encode(tokenizer, prompt: Sequence[dict] | str, context: str | None = None) -> torch.LongTensor:
@@ -126,16 +123,33 @@ def encode(tokenizer, prompt: Sequence[dict] | str, context: str | None = None) 
     model continues, no template; with `context`, `context + "\n\n" + prompt`.
     """
     if isinstance(prompt, str):
-        ids = tokenizer(text_with_context(prompt, context), add_special_tokens=False)["input_ids"]
-        if not ids:  # an empty raw prompt (a file from its start): begin from the end-of-text token
-            ids = [tokenizer.eos_token_id]
-        return torch.tensor([ids], dtype=torch.long)
+        return encode_text(tokenizer, prompt, context)
     messages = list(prompt)
     if context:
         messages = [context_message(context)] + messages
     out = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True,
                                         return_tensors="pt")
     return out["input_ids"].long()
+
+
+def at_token_boundary(prompt, target: str | None):
+    """A raw-text pair cut where a file's tokens would be cut: the prompt's trailing whitespace
+    moves to the start of the target. BPE tokenizers merge whitespace with what follows ("\n    "
+    + " return", "\n","\n","from"), so a prompt ending in "\n" or "\n\n" ends with a token that
+    never stands there in a file, and the model reads it as "more whitespace follows". Chat
+    prompts are returned unchanged."""
+    if not isinstance(prompt, str):
+        return prompt, target
+    kept = prompt.rstrip()
+    return kept, (prompt[len(kept):] + target) if target is not None else None
+
+
+def encode_text(tokenizer, text: str, context: str | None = None) -> torch.LongTensor:
+    """Raw text into ids [1, T] (no chat template); with `context`, the context first, then one
+    blank line. An empty text (a file from its start) is the end-of-text token, so there is a
+    position that predicts the first token."""
+    ids = tokenizer(text_with_context(text, context))["input_ids"] or [tokenizer.eos_token_id]
+    return torch.tensor([ids], dtype=torch.long)
 
 
 def _eos_ids(model, tokenizer) -> set[int]:
@@ -298,10 +312,6 @@ def completion_logprobs(model, prompt_ids: torch.LongTensor, completion_ids: tor
 
 # ---------------------------------------------------------------- metrics
 
-def _as_messages(prompt) -> list[dict]:
-    return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
-
-
 @torch.no_grad()
 def distillation_gap(model, tokenizer, pairs: Iterable, *, student_adapter: str | None,
                      teacher_adapter: str | None, samples: int = 1, max_new_tokens: int = 48,
@@ -339,17 +349,16 @@ def gap_terms(model, x_ids, t_ids, completions, *, student_adapter: str | None, 
 
 @torch.no_grad()
 def drift(model, tokenizer, prompts: Sequence, *, adapter: str | None, max_new_tokens: int = 32,
-          seed: int = 0, text: bool = False) -> float:
+          seed: int = 0) -> float:
     """Mean per-token KL(adapter || base) on the adapter's own samples for general prompts.
 
-    `prompts` are message lists (or plain strings, taken as one user message; with `text`,
-    as raw text the model continues).
+    `prompts` are message lists, or plain strings: raw text the model continues (mode "text").
     """
     if adapter is None:
         return 0.0
     total, count = 0.0, 0
     for i, prompt in enumerate(prompts):
-        ids = encode(tokenizer, prompt if text else _as_messages(prompt))
+        ids = encode(tokenizer, prompt)
         with adapter_context(model, adapter):
             completions = sample(model, tokenizer, ids, 1, max_new_tokens, 1.0, seed=seed + i)
             a_logp, mask = batch_completion_logprobs(model, ids, completions)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from learnagent.core.errors import LearnagentError
-from learnagent.learning.rollout import adapter_context, batch_completion_logprobs, encode
+from learnagent.learning.rollout import adapter_context, at_token_boundary, batch_completion_logprobs, encode
 from learnagent.learning.train_common import (STUDENT, TrainConfig, TrainResult, data_order, load_student,
                                               run_training)
 
@@ -31,8 +31,9 @@ def target_ids(tokenizer, target: str, max_tokens: int = MAX_TARGET_TOKENS, *, t
 
 
 def sft_micro_step(model, tokenizer, pair, max_target_tokens: int = MAX_TARGET_TOKENS):
-    x_ids = encode(tokenizer, pair.prompt)
-    y = target_ids(tokenizer, pair.target, max_target_tokens, text=isinstance(pair.prompt, str))
+    prompt, target = at_token_boundary(pair.prompt, pair.target)
+    x_ids = encode(tokenizer, prompt)
+    y = target_ids(tokenizer, target, max_target_tokens, text=isinstance(prompt, str))
     with adapter_context(model, STUDENT):
         logp, _ = batch_completion_logprobs(model, x_ids, [y])
     nll = -logp[0].gather(-1, y.to(logp.device).unsqueeze(-1)).squeeze(-1)

@@ -37,6 +37,7 @@ class TrainConfig:
     forward_weight: float = 0.0  # 0: reverse KL(student || teacher); 1: forward KL(teacher || student)
     targets: str = "student"  # the completions scored: student (on-policy samples) | teacher (samples of
     #   the teacher reading c: context distillation) | data (the pair's real continuation, teacher-forced)
+    data_weight: float = 0.0  # targets "data": loss = (1 - w) * KL to the teacher + w * NLL of the real text
     skip_first: int = 2  # completion tokens left out of the KL
     kl_clip: float | None = 2.0  # per-token KL bound (nats)
     lambda_ret: float = 0.1  # weight of the retention KL on replay prompts

@@ -49,7 +49,10 @@ def test_probes_start_heldout_modules_and_stop_where_the_convention_shows():
     heldout = list(cr.HELDOUT_MODULES.values())
     for p in probes:
         assert p["mode"] == "text" and p["prompt"] == p["prompt"].rstrip(), p["id"]  # ends on a non-blank char
-        source = next(s for s in heldout if s.startswith(p["prompt"].split("\n")[0]))
+        path, prompt = p["prompt"].split("\n", 1)
+        assert path == "# tally/" + p["id"].split("-")[0] + ".py"
+        source = cr.HELDOUT_MODULES[path[2:]]
+        p = dict(p, prompt=prompt)
         if p["id"].endswith("-cents"):  # the module's header, then the first function that takes money
             head, signature = p["prompt"].rsplit("\n\n\n@audited\n", 1)
             assert source.startswith(head) and "\n@audited\n" + signature in source
@@ -62,6 +65,7 @@ def test_probes_start_heldout_modules_and_stop_where_the_convention_shows():
             rest = source[len(p["prompt"]):]
         assert re.search(p["expect"], rest, re.M), p["id"]  # the real module passes its own probe
         assert not any(s.startswith(p["prompt"].split("\n")[0]) for s in cr.TRAIN_MODULES.values())
+        assert cr.CONVENTIONS in p["context"]
         assert cr.CONVENTIONS in p["context"]
     error = next(p for p in probes if p["id"] == "refunds-error")
     assert "TallyError" not in error["prompt"] and re.search(error["expect"], "TallyError):")

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from learnagent.learning.losses import (bucketed_kl, clip_per_token, distill_kl, distill_loss, full_reverse_kl,
-                                        masked_mean, support_mask, topk_reverse_kl)
+                                        masked_mean, support_mask, teacher_topk, token_nll, topk_reverse_kl)
 
 
 def _logp(*rows):
@@ -180,3 +180,25 @@ def test_bad_support_or_weight_is_an_error():
         distill_kl(s, s, k=2, support="nobody", forward_weight=0.5)
     with pytest.raises(ValueError, match="forward_weight"):
         distill_kl(s, s, k=2, forward_weight=1.5)
+
+
+def test_kept_teacher_topk_gives_the_same_loss_and_gradient():
+    torch.manual_seed(4)
+    logits = torch.randn(2, 6, 50, requires_grad=True)
+    t = (torch.randn(2, 6, 50) * 2).log_softmax(-1)
+    mask = support_mask(logits.log_softmax(-1), t, "teacher", 5)
+    for w in (0.0, 0.5, 1.0):
+        by_mask = (1 - w) * bucketed_kl(logits.log_softmax(-1), t, mask) + w * bucketed_kl(t, logits.log_softmax(-1), mask)
+        full, _ = distill_loss(logits.log_softmax(-1), t, k=5, support="teacher", forward_weight=w)
+        kept, _ = distill_loss(logits.log_softmax(-1), teacher_topk(t, 5), forward_weight=w)
+        assert torch.allclose(full, by_mask.mean(), atol=1e-5) and torch.allclose(kept, full, atol=1e-6)
+        g_full = torch.autograd.grad(full, logits)[0]
+        g_kept = torch.autograd.grad(kept, logits)[0]
+        assert torch.allclose(g_full, g_kept, atol=1e-6)
+    with pytest.raises(ValueError, match="shapes differ"):
+        distill_loss(logits.log_softmax(-1)[:1], teacher_topk(t, 5))
+
+
+def test_token_nll_by_hand():
+    logp = _logp([0.5, 0.3, 0.2], [0.1, 0.6, 0.3])
+    assert token_nll(logp, torch.tensor([0, 2])).tolist() == pytest.approx([-math.log(0.5), -math.log(0.3)])
