@@ -40,17 +40,19 @@ from report_file import write_keeping_analysis  # noqa: E402
 
 # Named methods. "ours" = learning/opsd.py's trainer with these TrainConfig fields.
 METHODS: dict[str, dict] = {
-    # the chosen default (docs/OPSD.md): context distillation on the repository's own code, teacher-forced
-    "cd": {"job": "ours", "config": {"targets": "data", "support": "teacher", "forward_weight": 1.0, "k": 20,
-                                     "lr": 5e-4, "rank": 16, "skip_first": 0, "kl_clip": None, "lambda_ret": 0.0,
-                                     "steps": 400}},
+    # sleep's default (TrainConfig's defaults; docs/OPSD.md): the real continuation, NLL + forward KL
+    # to the teacher on its top-k, lr 5e-4
+    "default": {"job": "ours", "config": {"steps": 35}},
+    # context distillation alone: the same without the NLL (data_weight 0), lr 5e-4
+    "cd": {"job": "ours", "config": {"data_weight": 0.0, "lr": 5e-4, "steps": 60}},
     # sleep's previous default: on-policy, reverse KL on the student's top-k, lr 1e-4, retention 0.1
     "opsd": {"job": "ours", "replay": "general",
              "config": {"targets": "student", "support": "student", "forward_weight": 0.0, "lr": 1e-4, "rank": 16,
-                        "samples_per_prompt": 4, "max_new_tokens": 48, "lambda_ret": 0.1, "steps": 40}},
+                        "samples_per_prompt": 4, "max_new_tokens": 48, "lambda_ret": 0.1, "skip_first": 2,
+                        "kl_clip": 2.0, "steps": 12}},
     "trl": {"job": "trl", "config": {"lr": 5e-4, "rank": 16, "samples_per_prompt": 4, "max_new_tokens": 48,
-                                     "steps": 40}},
-    "sft": {"job": "sft", "config": {"lr": 5e-4, "rank": 16, "lambda_ret": 0.0, "steps": 400}},
+                                     "steps": 9}},
+    "sft": {"job": "sft", "config": {"lr": 5e-4, "rank": 16, "lambda_ret": 0.0, "steps": 80}},
 }
 
 
@@ -129,7 +131,7 @@ def curve_rows(raw: dict) -> list[str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=8.0, help="training minutes per method (evaluation excluded)")
-    ap.add_argument("--methods", default="cd,opsd,trl,sft")
+    ap.add_argument("--methods", default="default,trl,sft")
     ap.add_argument("--curve", default="1,2,4", help="training minutes at which to evaluate on the way")
     ap.add_argument("--parallel", type=int, default=1, help="methods trained at once (one process each)")
     ap.add_argument("--threads", type=int, default=1)
@@ -139,6 +141,9 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks" / "learning.md")
     ap.add_argument("--no-report", action="store_true", help="write only --json (experiments)")
+    ap.add_argument("--base-from", type=Path, default=None,
+                    help="take the base and context rows from an earlier run's --json (they are deterministic: "
+                         "greedy and teacher-forced) instead of computing them again")
     args = ap.parse_args()
 
     from learnagent.core.modelhub import installed_default_path
@@ -165,13 +170,14 @@ def main() -> None:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-learning-") as tmp:
         tmp = Path(tmp)
-        specs = [common | {"job": "base", "name": "base"}]
+        specs = [] if args.base_from else [common | {"job": "base", "name": "base"}]
         specs += [common | m | {"name": name, "budget_minutes": args.minutes, "out": str(tmp / name),
                                 "eval_at": [c for c in curve if c < args.minutes]} for name, m in methods.items()]
         with ThreadPoolExecutor(max_workers=args.parallel) as pool:
             results = dict(zip([s["name"] for s in specs], pool.map(lambda s: run_job(s, tmp), specs)))
+    base = json.loads(args.base_from.read_text())["base"] if args.base_from else results.pop("base")
     raw = {"args": {k: str(v) for k, v in vars(args).items()}, "methods_config": methods,
-           "base": results.pop("base"), "methods": results, "total_seconds": time.perf_counter() - started,
+           "base": base, "methods": results, "total_seconds": time.perf_counter() - started,
            "load_before": load_before, "load_after": os.getloadavg(), "versions": versions()}
     if args.json:
         args.json.write_text(json.dumps(raw, indent=1, default=str))
@@ -205,8 +211,10 @@ def write_report(args, raw) -> None:
         "Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()) + ".",
         f"Command: `python bench/bench_learning.py {' '.join(sys.argv[1:])}` (total {raw['total_seconds'] / 60:.1f} min).",
         "",
-        f"SmolLM2-135M-Instruct fp32 on CPU, LoRA all-linear alpha = 2r. {args.minutes:g} minutes of training per "
-        "method (evaluation time excluded), on the code-continuation pairs of the repository's training files "
+        (f"Base and context rows taken from `{args.base_from}` (deterministic: greedy probes, teacher-forced "
+         "next line; same code and data)." if args.base_from else ""),
+        f"SmolLM2-135M-Instruct fp32 on CPU, LoRA all-linear alpha = 2r. {args.minutes:g} CPU-minutes of training "
+        "per method (the process's CPU time; evaluations excluded), on the code-continuation pairs of the repository's training files "
         "(bench/learning_data.py). Methods: " + "; ".join(
             f"`{n}` {m['job']} {json.dumps(m.get('config', {}))}" for n, m in raw["methods_config"].items()) + ".",
         "",

@@ -95,7 +95,7 @@ def opsd_micro_step(model, tokenizer, pair, replay_prompt, *, teacher: str | Non
 
     # 3. the teacher scores y after c + x (one prefix for all G), or its kept top-k is reused;
     #    the student scores y after x alone
-    key = (pair.episode_id, pair.prompt) if kept_teacher is not None else None
+    key = (pair.episode_id, repr(pair.prompt)) if kept_teacher is not None else None
     t_scores = kept_teacher.get(key) if key is not None else None
     if t_scores is None:
         with adapter_context(model, teacher), torch.no_grad():

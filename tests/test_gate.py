@@ -138,10 +138,10 @@ def candidates(two_rule_model, tmp_path_factory):
     """Two adapters trained by the same OPSD run (seed, steps, prompts); only the contexts differ."""
     from learnagent.learning.opsd import train_opsd
     from learnagent.learning.rollout import GENERAL_PROMPTS
-    from learnagent.learning.train_common import TrainConfig
+    from learnagent.learning.train_common import ON_POLICY, TrainConfig
 
     cfg = TrainConfig(steps=32, samples_per_prompt=2, max_new_tokens=10, lr=3e-3, rank=4, lambda_ret=0.2,
-                      kl_clip=None, skip_first=0, checkpoint_every=0, low_priority=False, seed=0)
+                      kl_clip=None, skip_first=0, checkpoint_every=0, low_priority=False, seed=0, **ON_POLICY)
     root = tmp_path_factory.mktemp("candidates")
     out = {}
     for name, shuffled in (("genuine", False), ("shuffled", True)):

@@ -17,7 +17,7 @@ from learnagent.learning.rollout import (GENERAL_PROMPTS, adapter_context, batch
                                          build_prefix_cache, completion_logprobs, distillation_gap, drift, encode,
                                          sample)
 from learnagent.learning.sft import train_sft
-from learnagent.learning.train_common import CHECKPOINT
+from learnagent.learning.train_common import CHECKPOINT, ON_POLICY
 from tiny_model import make_tiny_model, save_model_dir, teach
 
 RULE = "Always print hello world."
@@ -37,7 +37,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 def fast_config(**kw):
     base = dict(steps=4, samples_per_prompt=2, max_new_tokens=6, lr=3e-3, k=20, skip_first=0, kl_clip=None,
-                lambda_ret=0.0, grad_accum=1, rank=4, checkpoint_every=0, low_priority=False)
+                lambda_ret=0.0, grad_accum=1, rank=4, checkpoint_every=0, low_priority=False, **ON_POLICY)
     return TrainConfig(**(base | kw))
 
 
