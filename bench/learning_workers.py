@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import sys
 import time
 from pathlib import Path
@@ -24,17 +23,7 @@ os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import learning_eval as le  # noqa: E402
-
-
-def load(spec):
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    torch.set_num_threads(spec["threads"])
-    torch.manual_seed(spec["seed"])
-    tokenizer = AutoTokenizer.from_pretrained(spec["model"])
-    model = AutoModelForCausalLM.from_pretrained(spec["model"], dtype=torch.float32)
-    return model, tokenizer
+from vs_trl_workers import _peak_mb, load  # noqa: E402 (SmolLM2 in fp32 with the spec's threads and seed)
 
 
 def cpu_now() -> float:
@@ -217,10 +206,6 @@ def run_base(spec):
         rows[variant] = le.evaluate_variant(model, tokenizer, variant, **_limits(spec))
         print(f"  [{variant}] {le.summary(rows[variant])}", file=sys.stderr, flush=True)
     return {"rows": rows, "peak_rss_mb": _peak_mb()}
-
-
-def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 JOBS = {"base": run_base, "ours": run_ours, "sft": lambda s: run_ours(s, sft=True), "trl": run_trl}

@@ -104,12 +104,14 @@ def _trainer(method: str):
     return TrainConfig, train
 
 
-# The default plan: passes over the training pairs, not a fixed step count (measured in
-# docs/OPSD.md: on the convention repository the held-out behaviour stops improving after
-# about PLAN_EPOCHS passes; a repository with 15 pairs gets 15 x PLAN_EPOCHS steps, not 100).
-PLAN_EPOCHS = 3
+# The default plan: passes over the training pairs, not a fixed step count. A repository with
+# 15 pairs gets 15 steps, not 100. Measured (docs/OPSD.md "Learning that sticks"): on the
+# convention repository's 108 code pairs, 36 steps (a third of a pass, 3 CPU-minutes) of the
+# default method moved the held-out next line past the context ceiling with drift 0.08-0.10
+# nats/token, and drift grows with training (SFT: 0.27-0.40 after 80 steps), so one pass, capped.
+PLAN_EPOCHS = 1
 PLAN_MIN_STEPS = 8
-PLAN_MAX_STEPS = 300
+PLAN_MAX_STEPS = 120
 
 
 def plan_steps(n_pairs: int, grad_accum: int = 1) -> int:

@@ -4,7 +4,7 @@ from learnagent.learning.sleep import PLAN_EPOCHS, PLAN_MAX_STEPS, PLAN_MIN_STEP
 
 
 def test_plan_fits_the_number_of_pairs():
-    assert plan_steps(15) == 15 * PLAN_EPOCHS  # 15 pairs: a few passes, not a fixed 100 steps
+    assert plan_steps(15) == max(15 * PLAN_EPOCHS, PLAN_MIN_STEPS)  # 15 pairs: 15 steps, not a fixed 100
     assert plan_steps(15, grad_accum=2) == -(-15 * PLAN_EPOCHS // 2)
     assert plan_steps(1) == PLAN_MIN_STEPS
     assert plan_steps(10_000) == PLAN_MAX_STEPS
