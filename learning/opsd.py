@@ -1,16 +1,21 @@
-"""On-policy self-distillation (OPSD) of repository experience into a LoRA.
+"""Self-distillation of repository experience into a LoRA: the student (no context) learns to
+write what the teacher (the same model reading the experience c) writes.
 
-One training micro-step, for one episode pair (x, c):
+One training micro-step, for one pair (x, c, real continuation):
 
-1. the student (base + "student" LoRA) reads x once, with grad, and samples G completions
-   y of x from (a detached copy of) that KV cache;
-2. the teacher (base + frozen "teacher" = the previous adapter, or the bare base on the
-   first night) reads c then x ONCE into a KV cache, and scores every y from it, no grad;
-3. the student scores the same y from its pass over x (step 1), with grad;
-4. loss = per-token top-k reverse KL(student || teacher), skipping the first tokens and
-   clipping each token's KL, + lambda_ret * KL(student || previous) on a replay prompt
-   x' without context (the retention term keeps what earlier nights learned).
+1. the student (base + "student" LoRA) reads x once, with grad;
+2. the completions y: by default (`targets="data"`) the real continuation (a cut of a
+   repository file, or the accepted diff); or G samples of the student from its pass over x
+   (on-policy, the reference design's OPSD: `train_common.ON_POLICY`); or G samples of the
+   teacher reading c (context distillation), filtered by the repository's checks;
+3. the teacher (base + frozen "teacher" = the previous adapter, or the bare base on the
+   first night) reads c then x ONCE and scores every y from that cache, no grad; the student
+   scores y from its pass over x, with grad;
+4. loss = per-token KL on a top-k support (default: forward KL(teacher || student) on the
+   teacher's top-k), mixed with the NLL of the real text (`data_weight`), + lambda_ret *
+   KL(student || previous) on a replay prompt x' without context.
 
+Why these defaults: docs/OPSD.md "Learning that sticks" (measured on held-out behaviour).
 `run_training` (train_common.py) wraps micro-steps into AdamW steps with gradient
 accumulation, cosine schedule, clipping, checkpoints and the progress bar.
 """
