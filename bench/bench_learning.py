@@ -158,12 +158,14 @@ def main() -> None:
     for item in args.set:
         key, value = item.split("=", 1)
         name, field = key.split(".", 1)
+        try:
+            value = json.loads(value)  # numbers, true/false, null
+        except json.JSONDecodeError:
+            pass  # a word: student, teacher, data, anchor, general, ...
         if field in ("replay", "accept"):
-            methods[name][field] = json.loads(value) if value[:1] in "[{\"tf" and value not in ("general", "none") \
-                else value
+            methods[name][field] = value
         else:
-            methods[name]["config"][field] = json.loads(value) if value not in ("student", "teacher", "both", "data") \
-                else value
+            methods[name]["config"][field] = value
     load_before = os.getloadavg()
     common = {"model": str(model), "threads": args.threads, "seed": args.seed}
     curve = [float(m) for m in args.curve.split(",") if m]

@@ -23,6 +23,7 @@ accumulation, cosine schedule, clipping, checkpoints and the progress bar.
 from __future__ import annotations
 
 import dataclasses
+import zlib
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -68,8 +69,43 @@ def _completions(model, tokenizer, pair, x_ids, s_prefix, teacher_prefix: Callab
                       config.temperature, seed=seed, prefix=s_prefix)
 
 
+def _retention(model, tokenizer, replay_prompt, *, teacher: str | None, config: TrainConfig, seed: int,
+               kept_anchor: dict | None):
+    """KL of the student to the anchor (the previous adapter, or the base) on a replay prompt x',
+    and the tokens it read. config.retention "student": on a fresh on-policy sample of the student
+    (reverse KL on its top-k); "anchor": on the anchor's own continuation of x', drawn once per run
+    with its top-k (`kept_anchor`), forward KL on that support: no sampling after the first epoch."""
+    import torch
+
+    r_ids = encode(tokenizer, replay_prompt)
+    if config.retention == "anchor":
+        key = repr(replay_prompt)
+        if key not in kept_anchor:  # seeded by the prompt, not the step: a resumed run draws the same
+            with adapter_context(model, teacher), torch.no_grad():
+                y = sample(model, tokenizer, r_ids, 1, config.max_new_tokens, config.temperature,
+                           seed=config.seed + zlib.crc32(key.encode()))
+                a_logp, _ = batch_completion_logprobs(model, r_ids, y)
+            kept_anchor[key] = (y, teacher_topk(a_logp, config.k))
+        y, anchor = kept_anchor[key]
+        with adapter_context(model, STUDENT):
+            r_logp, r_mask = batch_completion_logprobs(model, r_ids, y)
+        ret_loss, _ = distill_loss(r_logp, anchor, mask=r_mask, forward_weight=1.0)
+        return ret_loss, int(r_mask.sum())
+    with adapter_context(model, STUDENT):  # one graded pass over x', as in step 1
+        r_prefix = encode_prefix(model, r_ids)
+        r_comp = sample(model, tokenizer, r_ids, 1, config.max_new_tokens, config.temperature, seed=seed,
+                        prefix=r_prefix)
+    with adapter_context(model, teacher), torch.no_grad():
+        p_logp, _ = batch_completion_logprobs(model, r_ids, r_comp)
+    with adapter_context(model, STUDENT):
+        r_logp, r_mask = batch_completion_logprobs(model, r_ids, r_comp, r_prefix, consume=True)
+    ret_loss, _ = distill_loss(r_logp, p_logp, k=config.k, mask=r_mask)
+    return ret_loss, int(r_mask.sum())
+
+
 def opsd_micro_step(model, tokenizer, pair, replay_prompt, *, teacher: str | None, config: TrainConfig,
-                    seed: int, accept: Callable | None = None, kept_teacher: dict | None = None):
+                    seed: int, accept: Callable | None = None, kept_teacher: dict | None = None,
+                    kept_anchor: dict | None = None):
     """Loss (with grad, on the student) and stats for one pair and optional replay prompt.
 
     `kept_teacher` (a dict owned by the caller) keeps the teacher's top-k of real continuations
@@ -125,19 +161,11 @@ def opsd_micro_step(model, tokenizer, pair, replay_prompt, *, teacher: str | Non
     # 4. retention on a replay prompt, no context: stay close to the previous adapter (or base)
     ret = 0.0
     if replay_prompt is not None and config.lambda_ret > 0:
-        r_ids = encode(tokenizer, replay_prompt)
-        with adapter_context(model, STUDENT):  # one graded pass over x', as in step 1
-            r_prefix = encode_prefix(model, r_ids)
-            r_comp = sample(model, tokenizer, r_ids, 1, config.max_new_tokens, config.temperature, seed=seed + 1,
-                            prefix=r_prefix)
-        with adapter_context(model, teacher), torch.no_grad():
-            p_logp, _ = batch_completion_logprobs(model, r_ids, r_comp)
-        with adapter_context(model, STUDENT):
-            r_logp, r_mask = batch_completion_logprobs(model, r_ids, r_comp, r_prefix, consume=True)
-        ret_loss, _ = distill_loss(r_logp, p_logp, k=config.k, mask=r_mask)
+        ret_loss, r_tokens = _retention(model, tokenizer, replay_prompt, teacher=teacher, config=config,
+                                        seed=seed + 1, kept_anchor=kept_anchor)
         loss = loss + config.lambda_ret * ret_loss
         ret = float(ret_loss.detach())
-        tokens += int(r_mask.sum())
+        tokens += r_tokens
     return loss, {"kl": kl, "retention": ret, "tokens": tokens}
 
 
@@ -165,12 +193,16 @@ def train_opsd(model_path, pairs: Sequence, replay: Sequence | None = None, *, p
     teacher = TEACHER if prev_adapter is not None else None
     # real continuations read on the teacher's support: its top-k is the same every epoch, keep it
     kept_teacher = {} if config.targets == "data" and config.support == "teacher" and config.k else None
+    kept_anchor = {} if config.retention == "anchor" else None
+    if config.retention not in ("student", "anchor"):
+        raise LearnagentError(f"retention must be student or anchor, got {config.retention!r}")
 
     def micro_step(step: int, micro: int):
         pair = pairs[data_order(len(pairs), step, micro, config.grad_accum, config.seed)]
         replay_prompt = replay[data_order(len(replay), step, micro, config.grad_accum, config.seed + 1)] \
             if replay else None
         return opsd_micro_step(model, tokenizer, pair, replay_prompt, teacher=teacher, config=config,
-                               seed=_sample_seed(config, step, micro), accept=accept, kept_teacher=kept_teacher)
+                               seed=_sample_seed(config, step, micro), accept=accept, kept_teacher=kept_teacher,
+                               kept_anchor=kept_anchor)
 
     return run_training("opsd", model, config, out_dir, micro_step, progress=progress, should_stop=should_stop)

@@ -50,7 +50,8 @@ class TrainConfig:
     data_weight: float = 0.5  # targets "data": loss = (1 - w) * KL to the teacher + w * NLL of the real text
     skip_first: int = 0  # completion tokens left out of the KL (on-policy: opening format tokens)
     kl_clip: float | None = None  # per-token KL bound (nats); on-policy OPSD used 2.0
-    lambda_ret: float = 0.0  # weight of the retention KL on replay prompts (on-policy samples: costly)
+    lambda_ret: float = 0.0  # weight of the retention KL on replay prompts
+    retention: str = "student"  # its samples: student (on-policy, one per step) | anchor (the anchor's, drawn once)
     grad_accum: int = 1  # prompts per optimizer step
     rank: int = 16  # LoRA rank of a fresh adapter (alpha = 2 * rank)
     max_minutes: float | None = None

@@ -31,7 +31,7 @@ def test_default_method_writes_the_conventions_on_heldout_modules_without_contex
     import learning_data
     import learning_eval
     from learnagent.learning.opsd import train_opsd
-    from learnagent.learning.train_common import STUDENT, TrainConfig
+    from learnagent.learning.train_common import TrainConfig
 
     path = str(installed_default_path())
     tok = AutoTokenizer.from_pretrained(path)
@@ -46,8 +46,12 @@ def test_default_method_writes_the_conventions_on_heldout_modules_without_contex
     result = train_opsd((model, tok), pairs, None, prev_adapter=None, out_dir=tmp_path / "adapter", config=config,
                         progress=False)
     assert result.steps == STEPS
-    model.eval()
-    after = learning_eval.probe_scores(model, tok, probes, "adapter", STUDENT)
+    # the saved adapter on a fresh base, as `do` loads it
+    from peft import PeftModel
+
+    base = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    adapted = PeftModel.from_pretrained(base, str(result.adapter_dir), adapter_name="repo").eval()
+    after = learning_eval.probe_scores(adapted, tok, probes, "adapter", "repo")
     print("probes without context: base", before["by_check"], "adapter", after["by_check"])
     # 6 of 48 against at most 2: far outside greedy noise (the base model writes none of the four)
     assert after["hits"] >= before["hits"] + 6, (

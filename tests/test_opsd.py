@@ -346,3 +346,31 @@ def test_kept_teacher_topk_gives_the_same_loss_as_a_fresh_teacher_pass(tiny_mode
     assert len(kept) == 1
     again, _ = opsd_micro_step(model, tok, text_pair(1), None, teacher=None, config=cfg, seed=0, kept_teacher=kept)
     assert fresh.item() > 0 and abs(first.item() - fresh.item()) < 1e-6 and abs(again.item() - fresh.item()) < 1e-6
+
+
+def test_anchor_retention_draws_each_replay_once_and_resumes_to_the_same_end(tiny_model_dir, tmp_path):
+    from learnagent.learning import opsd
+
+    drawn = []
+    real_sample = opsd.sample
+
+    def counting(*a, **kw):
+        drawn.append(kw.get("seed"))
+        return real_sample(*a, **kw)
+
+    cfg = fast_config(steps=4, targets="data", support="teacher", forward_weight=1.0, data_weight=0.5,
+                      lambda_ret=0.5, retention="anchor")
+    pairs, replay = [text_pair(i) for i in range(2)], [GENERAL_PROMPTS[0], "def fibonacci(n):"]
+    opsd.sample = counting
+    try:
+        straight = train_opsd(tiny_model_dir, pairs, replay, prev_adapter=None, out_dir=tmp_path / "a",
+                              config=cfg, progress=False)
+    finally:
+        opsd.sample = real_sample
+    assert straight.steps == 4 and len(drawn) == 2  # one draw per replay prompt, then reused
+    calls = []
+    train_opsd(tiny_model_dir, pairs, replay, prev_adapter=None, out_dir=tmp_path / "b", config=cfg, progress=False,
+               should_stop=lambda: calls.append(1) or len(calls) >= 2)
+    resumed = train_opsd(tiny_model_dir, pairs, replay, prev_adapter=None, out_dir=tmp_path / "b", config=cfg,
+                         progress=False)
+    assert resumed.resumed_from == 2 and resumed.losses == pytest.approx(straight.losses, abs=1e-6)
