@@ -41,8 +41,8 @@ from report_file import write_keeping_analysis  # noqa: E402
 # Named methods. "ours" = learning/opsd.py's trainer with these TrainConfig fields.
 METHODS: dict[str, dict] = {
     # sleep's default (TrainConfig's defaults; docs/OPSD.md): the real continuation, NLL + forward KL
-    # to the teacher on its top-k, lr 5e-4
-    "default": {"job": "ours", "config": {"steps": 35}},
+    # to the teacher on its top-k, lr 1e-3, retention 0.5 on the anchor's continuations of general prompts
+    "default": {"job": "ours", "replay": "general", "config": {"steps": 30}},
     # context distillation alone: the same without the NLL (data_weight 0), lr 5e-4
     "cd": {"job": "ours", "config": {"data_weight": 0.0, "lr": 5e-4, "steps": 60}},
     # sleep's previous default: on-policy, reverse KL on the student's top-k, lr 1e-4, retention 0.1

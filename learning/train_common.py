@@ -37,11 +37,12 @@ ON_POLICY = {"targets": "student", "support": "student", "forward_weight": 0.0, 
 class TrainConfig:
     # Defaults: the method chosen by experiment (docs/OPSD.md "Learning that sticks"): the real
     # continuation of each pair, read with the NLL of the text itself AND the forward KL to the
-    # teacher (base + previous adapter reading c) on the teacher's top-k, LoRA lr 5e-4.
+    # teacher (base + previous adapter reading c) on the teacher's top-k, LoRA lr 1e-3, and retention
+    # on the anchor's own continuations of general prompts (weight 0.5).
     steps: int = 100  # optimizer steps (sleep sizes them to the data: sleep.plan_steps)
     samples_per_prompt: int = 4  # G completions per prompt (targets student / teacher)
     max_new_tokens: int = 64
-    lr: float = 5e-4
+    lr: float = 1e-3
     k: int = 20  # size of the KL's top-k support (+ tail bucket)
     support: str = "teacher"  # whose top-k: student | teacher | both (losses.support_mask)
     forward_weight: float = 1.0  # 0: reverse KL(student || teacher); 1: forward KL(teacher || student)
@@ -50,8 +51,8 @@ class TrainConfig:
     data_weight: float = 0.5  # targets "data": loss = (1 - w) * KL to the teacher + w * NLL of the real text
     skip_first: int = 0  # completion tokens left out of the KL (on-policy: opening format tokens)
     kl_clip: float | None = None  # per-token KL bound (nats); on-policy OPSD used 2.0
-    lambda_ret: float = 0.0  # weight of the retention KL on replay prompts
-    retention: str = "student"  # its samples: student (on-policy, one per step) | anchor (the anchor's, drawn once)
+    lambda_ret: float = 0.5  # weight of the retention KL on replay prompts
+    retention: str = "anchor"  # its samples: anchor (the anchor's, drawn once per run) | student (on-policy, each step)
     grad_accum: int = 1  # prompts per optimizer step
     rank: int = 16  # LoRA rank of a fresh adapter (alpha = 2 * rank)
     max_minutes: float | None = None
