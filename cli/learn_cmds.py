@@ -36,7 +36,8 @@ def _when(ts: float | None) -> str:
 
 def sleep(
     method: str = typer.Option("opsd", "--method", help="opsd (on-policy self-distillation) or sft (baseline)."),
-    steps: int = typer.Option(None, "--steps", min=1, help="Training steps (default: the trainer's)."),
+    steps: int = typer.Option(None, "--steps", min=1, help="Training steps (default: one pass over the training "
+                       "pairs, at least 8, at most 120)."),
     max_minutes: float = typer.Option(None, "--max-minutes", min=0.01, help="Stop training after this long; "
                                       "the next sleep resumes."),
     model: str = typer.Option(None, "--model", help="Model spec (default: the repository config's)."),

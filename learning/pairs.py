@@ -260,14 +260,14 @@ def build_pairs(store, repo_id: str, *, conventions_root: Path | None = None, he
 def replay_prompts(store, repo_id: str, exclude_ids, n: int, *, prompt_tokens: int = 2048) -> list[list[dict]]:
     """Up to `n` prompts x' of earlier episodes (any outcome) for the retention term, topped up
     with general coding prompts so retention also guards general ability."""
-    from learnagent.learning.rollout import GENERAL_PROMPTS
+    from learnagent.learning.rollout import RETENTION_PROMPTS
 
     excluded = set(exclude_ids)
     ids = [e["id"] for e in _episodes(store, repo_id) if e["id"] not in excluded]
     ids.sort(key=lambda i: hashlib.sha256(i.encode()).hexdigest())  # a stable, spread-out choice
     prompts = [episode_prompt(store.get_episode(i), prompt_tokens * CHARS_PER_TOKEN) for i in ids[:n]]
-    for general in GENERAL_PROMPTS:
+    for general in RETENTION_PROMPTS:  # not GENERAL_PROMPTS: those measure drift (the gate, eval)
         if len(prompts) >= n:
             break
-        prompts.append([dict(m) for m in general])
+        prompts.append([dict(m) for m in general] if isinstance(general, list) else general)
     return prompts[:n]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import math
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -37,7 +38,7 @@ Progress = Callable[[str], None]
 @dataclass
 class SleepOptions:
     method: str = "opsd"
-    steps: int | None = None  # None: the trainer's default
+    steps: int | None = None  # None: the plan, plan_steps(number of training pairs)
     max_minutes: float | None = None
     model: str | None = None  # None: the repository config's model
     dry_run: bool = False
@@ -105,11 +106,46 @@ def _trainer(method: str):
     return TrainConfig, train
 
 
-def _train_config(TrainConfig, options: SleepOptions):
+# The default plan: passes over the training pairs, not a fixed step count. A repository with
+# 15 pairs gets 15 steps, not 100. Measured (docs/OPSD.md "Learning that sticks"): on the
+# convention repository's 108 code pairs, 36 steps (a third of a pass, 3 CPU-minutes) of the
+# default method moved the held-out next line past the context ceiling with drift 0.08-0.10
+# nats/token, and drift grows with training (SFT: 0.27-0.40 after 80 steps), so one pass, capped.
+PLAN_EPOCHS = 1
+PLAN_MIN_STEPS = 8
+PLAN_MAX_STEPS = 120
+
+
+def plan_steps(n_pairs: int, grad_accum: int = 1) -> int:
+    """Optimizer steps of the default plan for `n_pairs` training pairs."""
+    steps = -(-PLAN_EPOCHS * n_pairs // max(grad_accum, 1))
+    return max(PLAN_MIN_STEPS, min(PLAN_MAX_STEPS, steps))
+
+
+def nights_message(version: str, train: dict, max_minutes: float | None) -> str:
+    """What an interrupted sleep says: where it stopped and, at the rate it trained, how long (and
+    how many nights of the same --max-minutes) the rest needs."""
+    steps, target, seconds = train.get("steps") or 0, train.get("target_steps") or 0, train.get("seconds") or 0.0
+    resume = "run `learnagent sleep` again to resume it"
+    if not steps or not target or seconds <= 0:
+        return f"stopped before {version} finished training; {resume}"
+    rate = seconds / steps
+    left = (target - steps) * rate
+    text = (f"stopped {version} at step {steps} of {target} ({seconds / 60:.1f} min so far, {rate:.1f} s/step); "
+            f"at this rate the rest needs about {left / 60:.0f} min")
+    if max_minutes:
+        nights = max(1, math.ceil(left / (max_minutes * 60)))
+        text += f": {nights} more night{'s' if nights > 1 else ''} of --max-minutes {max_minutes:g}"
+    return f"{text}; {resume}"
+
+
+def _train_config(TrainConfig, options: SleepOptions, n_pairs: int):
     names = {f.name for f in fields(TrainConfig)}
     values = {"seed": options.seed} | dict(options.train_overrides)
     if options.steps is not None:
         values["steps"] = options.steps
+    elif "steps" not in values:
+        values["steps"] = plan_steps(n_pairs, values.get("grad_accum", 1))
     unknown = set(values) - names
     if unknown:
         raise UsageError(f"unknown training setting(s): {', '.join(sorted(unknown))}")
@@ -202,14 +238,14 @@ def _sleep(root: Path, opts: SleepOptions, store, say: Progress, started: float,
     replay = pairs_mod.replay_prompts(store, reg.repo_id, exclude, opts.replay) if opts.replay else []
     base.replay_prompts = len(replay)
     TrainConfig, train_fn = _trainer(opts.method)
-    config = _train_config(TrainConfig, opts)
+    config = _train_config(TrainConfig, opts, len(train) + len(code_train))
     if opts.dry_run:
         version = resume["version"] if resume else "(next version)"
         base.status, base.version = "dry-run", None
         base.message = (f"would train {version} with {opts.method} on {len(train)} pairs "
                         f"({base.train_episodes} episodes) and {len(code_train)} from the repository's code, "
                         f"hold out {base.heldout_episodes} episodes and {len(code.heldout_files)} code files, "
-                        f"replay {len(replay)}; parent {parent or 'base model'}; model {spec}")
+                        f"replay {len(replay)}; {config.steps} steps; parent {parent or 'base model'}; model {spec}")
         return base
 
     if resume:
@@ -233,7 +269,7 @@ def _sleep(root: Path, opts: SleepOptions, store, say: Progress, started: float,
     base.train = stats
     if stats.get("interrupted") or stats.get("stopped") or not (folder / "adapter_config.json").is_file():
         base.status = "interrupted"
-        base.message = f"stopped before {version} finished training; run `learnagent sleep` again to resume it"
+        base.message = nights_message(version, stats, opts.max_minutes)
         return base
 
     say(f"gating {version} on the held-out code ({len(code.heldout)} documents) and {len(heldout)} held-out pairs")

@@ -127,7 +127,7 @@ def train(kind: str, model_dir, corpus, out, prev_adapter=None):
     from learnagent.learning.opsd import train_opsd
     from learnagent.learning.pairs import Pair
     from learnagent.learning.sft import train_sft
-    from learnagent.learning.train_common import TrainConfig
+    from learnagent.learning.train_common import ON_POLICY, TrainConfig
 
     pairs = to_pairs(corpus.samples(per_doc=6, target_lines=4))
     cfg = dict(steps=STEPS, lr=1e-2, rank=8, grad_accum=4, samples_per_prompt=2, max_new_tokens=12,
@@ -142,8 +142,10 @@ def train(kind: str, model_dir, corpus, out, prev_adapter=None):
     half = len(pairs) // 2
     shuffled = [Pair(p.episode_id, p.prompt, pairs[(i + half) % len(pairs)].context, p.target)
                 for i, p in enumerate(pairs)]
-    return train_opsd(model_dir, shuffled, [], prev_adapter=prev_adapter, out_dir=out, config=TrainConfig(**cfg),
-                      progress=False)
+    # on-policy (the student's own samples): today's default reads the real continuation, which
+    # would learn the code whatever the context says
+    return train_opsd(model_dir, shuffled, [], prev_adapter=prev_adapter, out_dir=out,
+                      config=TrainConfig(**cfg | ON_POLICY), progress=False)
 
 
 @pytest.fixture(scope="module")

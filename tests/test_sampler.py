@@ -133,7 +133,11 @@ def test_sampling_from_the_students_graded_pass_changes_neither_samples_nor_grad
                      for c in reused])
     ref_grads = torch.autograd.grad((ref * weights).sum(), params)
     assert any(g.abs().sum() > 0 for g in ref_grads)
-    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(grads, ref_grads))
+    # Same gradient up to fp32 summation order: the two paths add the same terms in a different
+    # order (cached prefix vs one full forward). Measured: the largest difference is ~5e-7 of the
+    # tensor's largest entry (up to 7e-5 absolute on entries of ~150), so compare relative to each
+    # tensor's scale; a wrong gradient (a missing prompt term) is off by far more than 1e-5 of it.
+    assert all((a - b).abs().max() <= 1e-5 * b.abs().max() for a, b in zip(grads, ref_grads))
 
 
 def test_seeded_samples_equal_hf_generate_with_the_same_seed(tiny):

@@ -83,8 +83,16 @@ def test_history_sleep_eval_shows_the_convention_learnt(convention_repo, monkeyp
         report = import_history(store, convention_repo)
     assert len(report.imported) == len(FUNCS) + 1  # + the AGENTS.md commit (the root commit is skipped)
 
+    # The on-policy objective this test was written for (sleep's default before docs/OPSD.md "Learning
+    # that sticks"): today's gate promotes on the on-policy distillation gap of held-out CHAT pairs,
+    # and with today's default (real text, NLL + forward KL, anchor retention) this run's v0001 was
+    # rejected (gap 0.0438 vs the base's 0.0434, 2026-11-30). The behavioural gate (issue 9) replaces
+    # that measure; until then this test keeps checking the pipeline with the objective the gate reads.
+    from learnagent.learning.train_common import ON_POLICY
+
+    on_policy = ON_POLICY | dict(skip_first=2, kl_clip=2.0, lambda_ret=0.1, retention="student")
     opts = SleepOptions(steps=16, train_overrides=dict(samples_per_prompt=2, max_new_tokens=32, lr=2e-4,
-                                                        low_priority=False, checkpoint_every=0),
+                                                        low_priority=False, checkpoint_every=0, **on_policy),
                         gate=GateConfig(samples=2, max_new_tokens=32, drift_max_new_tokens=16))
     result = run_sleep(convention_repo, opts, train_progress=False)
     print("sleep:", result.status, result.message)
