@@ -212,8 +212,13 @@ def blob_ids(root: Path, files: list[str]) -> dict[str, str]:
 
 def list_source_files(root: Path) -> list[str]:
     """Tracked files with a known language, plus new files not yet added (the agent creates
-    some), minus vendored dirs and minified files. Untracked files inside hidden folders or
-    site-packages are left out: an un-ignored `.venv` must not flood the map."""
+    some), minus vendored dirs, minified files and files `.learnagentignore` or its always-on
+    defaults exclude (`secrets.py`, `*.key`: their definitions must not reach the map, the
+    prompt or the store). Untracked files inside hidden folders or site-packages are left out:
+    an un-ignored `.venv` must not flood the map."""
+    from learnagent.core.ignore import IgnoreRules
+
+    ignore = IgnoreRules.for_repo(root)
     try:
         tracked = _git_paths(root, "--cached")
         untracked = _git_paths(root, "--others", "--exclude-standard")
@@ -227,7 +232,7 @@ def list_source_files(root: Path) -> list[str]:
         if language_for(path) is None:
             continue
         parts = path.split("/")
-        if VENDORED_DIRS.intersection(parts[:-1]) or ".min." in parts[-1]:
+        if VENDORED_DIRS.intersection(parts[:-1]) or ".min." in parts[-1] or ignore.is_ignored(path):
             continue
         files.add(path)
     return sorted(files)

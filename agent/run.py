@@ -18,6 +18,7 @@ from learnagent.agent.models.base import Completion, Model
 from learnagent.agent.tools import Tools
 from learnagent.core.config import Config
 from learnagent.core.errors import LearnagentError, UsageError
+from learnagent.core.ignore import IgnoreRules
 from learnagent.sandbox import CommandResult, Sandbox
 from learnagent.store.episodes import Store, new_episode_id
 from learnagent.store.privacy import recording_enabled
@@ -95,7 +96,10 @@ def run_episode(repo: wt.RepoInfo, task: str, cfg: Config, model: Model, store: 
     if not recording and on_warning:
         on_warning("recording is off for this repository (learnagent logs on): this episode is not stored")
     episode_id = new_episode_id()
-    path, branch = wt.create_worktree(repo.root, episode_id, repo.head)
+    # The user's rules as they stand now (their working tree's .learnagentignore, committed or
+    # not): files they hide are not checked out, and a result that touches one is refused.
+    ignore = IgnoreRules.for_repo(repo.root)
+    path, branch = wt.create_worktree(repo.root, episode_id, repo.head, ignore)
     if recording:
         store.create_episode(repo_id, task, base_commit=repo.head, branch=branch, worktree=str(path), model=model.name,
                              adapter_version=model.adapter_version, episode_id=episode_id,
@@ -104,18 +108,21 @@ def run_episode(repo: wt.RepoInfo, task: str, cfg: Config, model: Model, store: 
     recorder = StoreRecorder(store if recording else None, episode_id)
     sandbox = None
     try:
-        sandbox = Sandbox(path, mode=cfg.sandbox.mode, network=cfg.sandbox.network, on_warning=on_warning)
+        sandbox = Sandbox(path, mode=cfg.sandbox.mode, network=cfg.sandbox.network, on_warning=on_warning,
+                          hide=wt.user_repository_paths(repo.root))
         tools = Tools(path, sandbox, test_command, command_timeout=cfg.budgets.command_timeout,
                       test_timeout=cfg.test.timeout, output_cap=cfg.budgets.output_cap,
                       on_test=lambda cmd, res: recorder.test_run("agent", cmd, res))
+        tools.ignore = ignore.rooted_at(path)  # not the folder's own .learnagentignore: the agent can edit that
         repo_map = build_repo_map(repo.root, path, task, cfg.repomap.tokens, model.count_tokens)
         if recording:
             store.update_meta(episode_id, repo_map_tokens=model.count_tokens(repo_map), sandbox=sandbox.kind)
         loop = AgentLoop(model, tools, cfg.budgets, recorder, observer, cfg.model.max_response_tokens,
                          example=example)
         outcome = loop.run(task, repo_map)
-        tip = wt.commit_all(path, f"learnagent: {task.splitlines()[0][:60]}")
-        diff = wt.git(repo.root, "diff", "--binary", "--no-color", repo.head, tip) if tip else ""
+        tip = wt.commit_all(repo.root, path, base=repo.head, branch=branch, message=commit_message(task, store),
+                            ignore=ignore)
+        diff = wt.diff(repo.root, repo.head, tip) if tip else ""
         test = None
         if test_command:
             res = sandbox.run(test_command, timeout=cfg.test.timeout, output_cap=cfg.budgets.output_cap)
@@ -129,12 +136,26 @@ def run_episode(repo: wt.RepoInfo, task: str, cfg: Config, model: Model, store: 
         raise
     finally:
         if sandbox is not None:
-            sandbox.close()  # its private /tmp and home go; the worktree stays for the verdict
+            sandbox.close()  # its private /tmp and home go; the folder stays for the verdict
+    try:
+        wt.remove_agent_repository(path)  # the agent's own .git: read by nobody from here on
+    except OSError as exc:  # never worth losing the episode over; gc removes the folder later
+        if on_warning:
+            on_warning(f"could not remove the agent's .git in {path}: {exc.strerror}")
     if recording:
         store.finish_episode(episode_id, outcome.status, final_diff=diff, summary=outcome.summary)
     changed = [p for _, p in wt.changed_paths(repo.root, repo.head, tip)] if tip else []
     return EpisodeResult(episode_id, outcome.status, outcome.summary, diff, repo.head, branch, path, tip, test,
                          outcome.steps, outcome.tokens, recording, changed)
+
+
+def commit_message(task: str, store: Store) -> str:
+    """`learnagent: <the task's first line>`, redacted before it is cut: the store's scrubber (it
+    may know more secrets than the patterns), then store/redact.py `commit_subject` (first line,
+    no control characters, never half a secret or half a marker)."""
+    from learnagent.store.redact import commit_subject
+
+    return f"learnagent: {commit_subject(store.scrub(task), limit=60)}"
 
 
 def build_repo_map(repo_root: Path, worktree: Path, task: str, max_tokens: int, count_tokens) -> str:
@@ -149,30 +170,35 @@ def build_repo_map(repo_root: Path, worktree: Path, task: str, max_tokens: int, 
 
 # ---- the verdict ------------------------------------------------------------------------
 
-def accept(store: Store, repo_root: Path, result_or_episode: dict) -> list[str]:
+def accept(store: Store, repo_root: Path, result_or_episode: dict, on_note=None) -> list[str]:
     """Apply the episode's branch to the user's working tree (3-way); MergeConflict changes nothing."""
     ep = result_or_episode
-    tip = wt.git(repo_root, "rev-parse", "--verify", "--quiet", ep["branch"], check=False).strip()
+    tip = wt.git(repo_root, "rev-parse", "--verify", "--quiet", f"refs/heads/{ep['branch']}^{{commit}}",
+                 check=False).strip()
     if not tip:
         raise LearnagentError(f"episode {ep['id']}: its branch {ep['branch']} is gone; nothing to apply")
-    applied = wt.apply_to_user_tree(repo_root, ep["base_commit"], tip)
+    applied = wt.apply_to_user_tree(repo_root, ep["base_commit"], tip, on_note=on_note)
     if ep.get("recorded", True):
         store.update_meta(ep["id"], applied=True, applied_at=time.time(), applied_files=applied)
-    wt.remove_worktree(repo_root, Path(ep["worktree"]), ep["branch"], delete_branch=True)
+    wt.remove_worktree(repo_root, _folder(ep), ep["branch"], delete_branch=True)
     return applied
 
 
 def reject(store: Store, repo_root: Path, ep: dict, reason: str | None = None) -> None:
-    wt.remove_worktree(repo_root, Path(ep["worktree"]), ep["branch"], delete_branch=True)
+    wt.remove_worktree(repo_root, _folder(ep), ep["branch"], delete_branch=True)
     if ep.get("recorded", True):
         store.set_outcome(ep["id"], "rejected", reason or "rejected at review")
 
 
 def keep(store: Store, repo_root: Path, ep: dict) -> None:
     # the branch holds the agent's commit; the worktree folder is not needed to apply it later
-    wt.remove_worktree(repo_root, Path(ep["worktree"]), ep["branch"], delete_branch=False)
+    wt.remove_worktree(repo_root, _folder(ep), ep["branch"], delete_branch=False)
     if ep.get("recorded", True):
         store.set_outcome(ep["id"], "kept", "branch kept for later")
+
+
+def _folder(ep: dict) -> Path | None:
+    return Path(ep["worktree"]) if ep.get("worktree") else None
 
 
 def as_episode_dict(result: EpisodeResult) -> dict:

@@ -1,36 +1,61 @@
-"""Git plumbing for an episode: find the repository, make the episode's worktree, diff, apply, clean up.
+"""An episode's folder and branch: make the checkout, record the agent's result, clean up.
 
-The user's working tree and index are never touched here except by `apply_to_user_tree`,
-which runs only on an explicit accept and refuses (writing nothing) when the merge conflicts.
+The episode folder (`home.worktrees_dir(repo)/<id>`) is a standalone checkout with its OWN
+repository in `<folder>/.git`: a private object store holding only the base tree's blobs, and
+one commit, the base minus the files `.learnagentignore` hides. The agent may run any git command
+in it inside the sandbox; nothing it does there reaches the user's repository, which the sandbox
+cannot see at all (sandbox/bwrap.py). Why not a linked worktree (the first design) or alternates
+to the user's objects: a linked worktree shares the user's objects, refs and config with the
+sandbox (writable objects let an agent rewrite history; its HEAD decided where our commit went),
+and alternates would let `git cat-file` read every ignored file ever committed.
+
+learnagent alone writes the user's repository, with hardened plumbing (core/git.py) and never
+with the episode folder as git dir or work tree once the agent has run:
+- at the start, `refs/heads/learnagent/<id>` is created at the base (`update-ref` create-only);
+- at the end, agent/snapshot.py reads the folder in Python (no symlink followed), the new blobs go
+  in with `hash-object -w --no-filters`, the tree is built in a private index file, and the
+  branch moves with `update-ref <ref> <commit> <base>`: only from where we put it. The ref name
+  comes from the episode id, never from anything in the folder (an agent that rewrites its HEAD
+  to `ref: refs/heads/main` changes nothing but its own repository).
+- The user's working tree and index are never touched except by `apply_to_user_tree`
+  (agent/accept.py), on an explicit accept.
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
+import re
+import shutil
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from learnagent.agent import snapshot
+from learnagent.agent.accept import ApplyRefused, MergeConflict, apply_to_user_tree  # noqa: F401 (re-exported)
+from learnagent.core import git as G
 from learnagent.core import home
-from learnagent.core.errors import LearnagentError, NotAGitRepo
+from learnagent.core.errors import LearnagentError, NotAGitRepo, RepoNotReady
+from learnagent.core.gitdirs import git_dirs, main_worktree
+from learnagent.core.ignore import IgnoreRules
 
 BRANCH_PREFIX = "learnagent/"
-
-# Build and test by-products that commands leave in the worktree. They are never part of the
-# agent's change, even in a repository whose .gitignore does not list them.
-ARTIFACTS = ["__pycache__", "*.pyc", ".pytest_cache", ".mypy_cache", ".ruff_cache", "*.egg-info", ".coverage",
-             "node_modules", ".tox", ".nox", ".venv"]
-_ARTIFACT_PATHSPECS = [f":(exclude,glob)**/{name}" for name in ARTIFACTS] + \
-                      [f":(exclude,glob)**/{name}/**" for name in ARTIFACTS]
+ARTIFACTS = list(snapshot.ARTIFACTS)
+UnsafeChange = snapshot.UnsafeChange
+IDENTITY = {"GIT_AUTHOR_NAME": "learnagent", "GIT_AUTHOR_EMAIL": "learnagent@localhost",
+            "GIT_COMMITTER_NAME": "learnagent", "GIT_COMMITTER_EMAIL": "learnagent@localhost"}
+# The episode's own repository checks files out byte for byte (no eol conversion, no ident,
+# no filter: its config defines no driver and these attributes win over any .gitattributes),
+# so an unchanged file hashes to its base blob and the walk in snapshot.py sees no change.
+EPISODE_ATTRIBUTES = "* -text -filter -ident -working-tree-encoding !eol\n"
+EPISODE_CONFIG = ("[core]\n\tautocrlf = false\n\tfsmonitor = false\n[gc]\n\tauto = 0\n"
+                  "[user]\n\tname = learnagent agent\n\temail = agent@learnagent.invalid\n")
+_EPISODE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 def git(cwd: Path, *args: str, check: bool = True, input: str | None = None) -> str:
-    proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, input=input,
-                          env={**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"})
-    if check and proc.returncode != 0:
-        raise LearnagentError(f"git {args[0]} failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}")
-    return proc.stdout
+    """Hardened git (core/git.py) in `cwd`, text out; a failure is a one-line LearnagentError."""
+    return G.text(cwd, *args, input=input.encode() if input is not None else None, check=check)
 
 
 @dataclass
@@ -53,117 +78,204 @@ def find_repo(start: Path | None = None, *, need_branch: bool = True) -> RepoInf
         raise NotAGitRepo(f"{start} is a bare repository; learnagent needs a working tree")
     root = Path(repo.working_tree_dir)
     if not repo.head.is_valid():
-        raise LearnagentError("the repository has no commits yet; make a first commit so the agent has a base")
+        raise RepoNotReady("the repository has no commits yet; make a first commit so the agent has a base")
     if repo.head.is_detached and need_branch:
-        raise LearnagentError("HEAD is detached; check out a branch first (learnagent applies its work onto a branch)")
+        raise RepoNotReady("HEAD is detached; check out a branch first (learnagent applies its work onto a branch)")
     branch = "" if repo.head.is_detached else repo.active_branch.name
     return RepoInfo(root=root, head=repo.head.commit.hexsha, branch=branch)
 
 
-def create_worktree(repo_root: Path, episode_id: str, base: str) -> tuple[Path, str]:
-    """A new worktree on branch learnagent/<id> at `base`, outside the user's working tree."""
-    branch = BRANCH_PREFIX + episode_id
+def episode_branch(episode_id: str) -> str:
+    """`learnagent/<id>`: the only branch an episode ever writes."""
+    if not _EPISODE_ID.match(episode_id) or ".." in episode_id or episode_id.endswith((".", ".lock")):
+        raise LearnagentError(f"'{episode_id}' is not a valid episode id")
+    return BRANCH_PREFIX + episode_id
+
+
+def _ref(branch: str) -> str:
+    if not branch.startswith(BRANCH_PREFIX):
+        raise LearnagentError(f"{branch} is not an episode branch (learnagent only writes {BRANCH_PREFIX}*)")
+    episode_branch(branch[len(BRANCH_PREFIX):])
+    return "refs/heads/" + branch
+
+
+def user_repository_paths(repo_root: Path) -> list[Path]:
+    """The user's working tree(s) and git dirs: what the sandbox hides completely."""
+    root = Path(repo_root).resolve()
+    found = [root]
+    dirs = git_dirs(root)
+    if dirs is not None:
+        found += list(dirs)
+        main = main_worktree(root)
+        if main is not None:
+            found.append(main)
+    unique = sorted(set(found), key=lambda p: (len(p.parts), str(p)))
+    return [p for p in unique if not any(q != p and q in p.parents for q in unique)]
+
+
+# ---- the episode's checkout ---------------------------------------------------------------
+
+def create_worktree(repo_root: Path, episode_id: str, base: str,
+                    ignore: IgnoreRules | None = None) -> tuple[Path, str]:
+    """The episode folder (own repository, base minus ignored files) and branch learnagent/<id> at `base`."""
+    repo_root = Path(repo_root)
+    ignore = ignore if ignore is not None else IgnoreRules.for_repo(repo_root)
+    branch = episode_branch(episode_id)
+    base = git(repo_root, "rev-parse", "--verify", "--quiet", f"{base}^{{commit}}").strip()
     path = home.worktrees_dir(repo_root) / episode_id
     path.parent.mkdir(parents=True, exist_ok=True)
-    git(repo_root, "worktree", "add", "--quiet", "-b", branch, str(path), base)
+    path.mkdir()
+    created_ref = False
+    try:
+        git(repo_root, "update-ref", "-m", "learnagent: episode started", _ref(branch), base, _zero(repo_root))
+        created_ref = True
+        _make_checkout(repo_root, path, branch, base, ignore)
+    except BaseException:
+        remove_folder(path)
+        if created_ref:
+            git(repo_root, "update-ref", "-d", _ref(branch), base, check=False)
+        raise
     return path, branch
 
 
-def commit_all(worktree: Path, message: str) -> str | None:
-    """Commit everything the agent changed on its branch; returns the commit or None if nothing changed."""
-    git(worktree, "add", "-A", "--", ".", *_ARTIFACT_PATHSPECS)
-    if not git(worktree, "diff", "--cached", "--name-only").strip():
+def _zero(repo_root: Path) -> str:
+    return "0" * (64 if G.object_format(repo_root) == "sha256" else 40)
+
+
+def _make_checkout(repo_root: Path, path: Path, branch: str, base: str, ignore: IgnoreRules) -> None:
+    # Everything here runs before the agent's first command: the folder is still learnagent's.
+    fmt = G.object_format(repo_root)
+    G.run(path, "init", "-q", "--template=", f"--object-format={fmt}", f"--initial-branch={branch}", ".")
+    (path / ".git" / "info").mkdir(exist_ok=True)
+    (path / ".git" / "info" / "attributes").write_text(EPISODE_ATTRIBUTES)
+    with open(path / ".git" / "config", "a") as fh:
+        fh.write(EPISODE_CONFIG)
+    base_entries = G.ls_tree(repo_root, base)
+    hidden = _hidden(base, base_entries, ignore)
+    entries = {p: e for p, e in base_entries.items() if p not in hidden}
+    blobs = sorted({oid for mode, oid in entries.values() if mode != snapshot.MODE_GITLINK})
+    if blobs:  # copy the blobs as one pack: the user's object store stays out of the sandbox
+        # --window=0: no new delta search (deltas already in the user's packs are reused); 5x faster
+        G.pipe(repo_root, ["pack-objects", "--stdout", "-q", "--window=0"], path, ["index-pack", "--stdin"],
+               input="\n".join(blobs).encode() + b"\n")
+    G.run(path, "update-index", "-z", "--index-info", input=G.index_info(entries))
+    tree = G.text(path, "write-tree").strip()
+    message = f"learnagent: episode base {base[:12]}\n"
+    if hidden:
+        message += f"\n{len(hidden)} file(s) hidden by .learnagentignore are left out of this checkout.\n"
+    commit = G.text(path, "commit-tree", "--no-gpg-sign", tree, input=message.encode(), env=IDENTITY).strip()
+    G.run(path, "update-ref", "refs/heads/" + branch, commit)
+    G.run(path, "checkout-index", "--all", "--force", "-u")
+
+
+_HIDDEN: dict[tuple[str, tuple[str, ...]], set[str]] = {}
+
+
+def _hidden(base: str, base_entries: dict[str, tuple[str, str]], ignore: IgnoreRules) -> set[str]:
+    """snapshot.hidden_paths, once per (base, rules): an episode needs it at its start and its end."""
+    key = (base, tuple(ignore.user_patterns))
+    if key not in _HIDDEN:
+        if len(_HIDDEN) > 8:
+            _HIDDEN.clear()
+        _HIDDEN[key] = snapshot.hidden_paths(base_entries, ignore)
+    return _HIDDEN[key]
+
+
+# ---- the agent's result -------------------------------------------------------------------
+
+def commit_all(repo_root: Path, worktree: Path, *, base: str, branch: str, message: str,
+               ignore: IgnoreRules | None = None) -> str | None:
+    """Record the folder's final state on the episode branch; the commit, or None if nothing changed.
+
+    Raises UnsafeChange (nothing written to any ref) when the change touches an ignored file, a
+    submodule or nested repository, or holds a special file.
+    """
+    repo_root = Path(repo_root)
+    ignore = ignore if ignore is not None else IgnoreRules.for_repo(repo_root)
+    ref = _ref(branch)
+    base_entries = G.ls_tree(repo_root, base)
+    snap = snapshot.read_folder(Path(worktree), base_entries, ignore, snapshot.GitExcludes.for_repo(repo_root),
+                                G.object_format(repo_root), _hidden(base, base_entries, ignore))
+    with tempfile.TemporaryDirectory(prefix="learnagent-commit-") as scratch:
+        snapshot.write_blobs(repo_root, snap, Path(scratch))
+        tree = G.write_tree(repo_root, snap.entries, Path(scratch))
+    if tree == git(repo_root, "rev-parse", f"{base}^{{tree}}").strip():
         return None
-    git(worktree, "-c", "user.name=learnagent", "-c", "user.email=learnagent@localhost",
-        "commit", "--quiet", "--no-verify", "-m", message)
-    return git(worktree, "rev-parse", "HEAD").strip()
+    commit = G.text(repo_root, "commit-tree", "--no-gpg-sign", "-p", base, tree, input=message.encode(),
+                    env=IDENTITY).strip()
+    # moves only from the base, where create_worktree put it: anything else moved it, and we stop
+    git(repo_root, "update-ref", "-m", "learnagent: episode result", ref, commit, base)
+    return commit
 
 
-def remove_worktree(repo_root: Path, worktree: Path, branch: str | None, *, delete_branch: bool) -> None:
-    if worktree and Path(worktree).exists():
-        git(repo_root, "worktree", "remove", "--force", str(worktree), check=False)
-    git(repo_root, "worktree", "prune", check=False)
-    if delete_branch and branch:
-        git(repo_root, "branch", "-D", branch, check=False)
-
-
-# ---- accept: 3-way merge of the agent's files into the user's working tree ---------------
-
-class MergeConflict(LearnagentError):
-    pass
-
-
-def _show(repo_root: Path, rev: str, path: str) -> bytes | None:
-    proc = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=repo_root, capture_output=True)
-    return proc.stdout if proc.returncode == 0 else None
+def diff(repo_root: Path, base: str, tip: str) -> str:
+    """The episode's diff, computed between two trees of the user's repository (no work tree)."""
+    return git(repo_root, "diff", "--binary", *G.DIFF_FLAGS, base, tip)
 
 
 def changed_paths(repo_root: Path, base: str, tip: str) -> list[tuple[str, str]]:
     """(status letter, path) of every file the agent's branch changed; renames split into D + A."""
-    out = git(repo_root, "diff", "--name-status", "--no-renames", "-z", base, tip)
-    parts = [p for p in out.split("\0") if p]
+    out = G.run(repo_root, "diff", "--name-status", "--no-renames", "-z", *G.DIFF_FLAGS, base, tip)
+    parts = [os.fsdecode(p) for p in out.split(b"\0") if p]
     return [(parts[i][0], parts[i + 1]) for i in range(0, len(parts), 2)]
 
 
-def apply_to_user_tree(repo_root: Path, base: str, tip: str) -> list[str]:
-    """Merge base→tip into the user's working tree (not the index), file by file.
+# ---- clean-up -----------------------------------------------------------------------------
 
-    For each file: ours = the user's current file (with their uncommitted edits), base = the
-    episode's base commit, theirs = the agent's version. All merges are computed first; if any
-    conflicts, nothing is written and MergeConflict names the files.
-    """
-    planned: dict[str, bytes | None] = {}
-    conflicts: list[str] = []
-    for status, rel in changed_paths(repo_root, base, tip):
-        target = repo_root / rel
-        ours = target.read_bytes() if target.is_file() else None
-        old = _show(repo_root, base, rel)
-        new = _show(repo_root, tip, rel)
-        if ours == old:  # user has not touched it: take the agent's version
-            planned[rel] = new
-        elif ours == new:  # already identical
-            continue
-        elif old is None or new is None or ours is None or b"\0" in (old + new + ours):
-            conflicts.append(rel)  # add/add, delete/modify or binary: no safe automatic merge
-        else:
-            merged, ok = _merge_file(ours, old, new)
-            if ok:
-                planned[rel] = merged
-            else:
-                conflicts.append(rel)
-    if conflicts:
-        raise MergeConflict("cannot apply: the agent's changes conflict with your uncommitted changes in "
-                            + ", ".join(conflicts) + " (nothing was changed; the branch is kept)")
-    for rel, content in planned.items():
-        target = repo_root / rel
-        if content is None:
-            target.unlink(missing_ok=True)
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.learnagent-tmp")
-        tmp.write_bytes(content)
-        if target.exists():
-            os.chmod(tmp, target.stat().st_mode)
-        os.replace(tmp, target)
-    return sorted(planned)
+def remove_folder(path: Path) -> None:
+    """Delete an agent-written folder: never follows a symlink, also through folders it made read-only."""
+    path = Path(path)
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISDIR(st.st_mode):
+        path.unlink()
+        return
+
+    def unlock_and_retry(func, failed, _exc):
+        parent = os.path.dirname(failed)
+        for folder in (parent, failed):
+            try:
+                if stat.S_ISDIR(os.lstat(folder).st_mode):
+                    os.chmod(folder, 0o700)
+            except OSError:
+                pass
+        try:
+            func(failed)
+        except FileNotFoundError:
+            pass
+
+    shutil.rmtree(path, onerror=unlock_and_retry)  # fd-based on Linux: symlinks are unlinked, not followed
 
 
-def _merge_file(ours: bytes, base: bytes, theirs: bytes) -> tuple[bytes, bool]:
-    with tempfile.TemporaryDirectory() as tmp:
-        paths = []
-        for name, data in (("ours", ours), ("base", base), ("theirs", theirs)):
-            p = Path(tmp) / name
-            p.write_bytes(data)
-            paths.append(str(p))
-        proc = subprocess.run(["git", "merge-file", "-p", *paths], capture_output=True)
-        return proc.stdout, proc.returncode == 0
+def remove_agent_repository(worktree: Path) -> None:
+    """Delete the agent's `.git` once its result is read: nobody should run git in it later."""
+    remove_folder(Path(worktree) / ".git")
+
+
+def remove_worktree(repo_root: Path, worktree: Path | None, branch: str | None, *, delete_branch: bool) -> None:
+    """Remove the episode folder (and its branch when `delete_branch`); also handles the linked
+    worktrees that earlier versions made."""
+    if worktree:
+        path = Path(worktree)
+        dotgit = path / ".git"
+        if os.path.lexists(dotgit) and stat.S_ISREG(os.lstat(dotgit).st_mode):
+            # an old-style linked worktree: --force twice skips git's status check inside it
+            git(repo_root, "worktree", "remove", "--force", "--force", str(path), check=False)
+        remove_folder(path)
+        git(repo_root, "worktree", "prune", check=False)
+    if delete_branch and branch:
+        delete_episode_branch(repo_root, branch)
+
+
+def delete_episode_branch(repo_root: Path, branch: str) -> None:
+    git(repo_root, "update-ref", "-d", _ref(branch), check=False)
 
 
 def exclude_learnagent_files(repo_root: Path) -> bool:
     """List .learnagent/ in .git/info/exclude so our files never show in `git status`."""
-    common = Path(git(repo_root, "rev-parse", "--git-common-dir").strip())
-    if not common.is_absolute():
-        common = repo_root / common
+    common = Path(git(repo_root, "rev-parse", "--path-format=absolute", "--git-common-dir").strip())
     exclude = common / "info" / "exclude"
     exclude.parent.mkdir(parents=True, exist_ok=True)
     lines = exclude.read_text().splitlines() if exclude.exists() else []

@@ -19,8 +19,8 @@ EXIT_CONFLICT = 4
 
 
 def init(
-    model: Optional[str] = typer.Option(None, "--model", help="Model spec (smollm2, litellm:PROVIDER/MODEL, local:PATH, scripted:FILE)."),
-    test_command: Optional[str] = typer.Option(None, "--test-command", help="The repository's test command (detected if omitted)."),
+    model: Optional[str] = typer.Option(None, "--model", metavar="SPEC", help="Model spec (smollm2, litellm:PROVIDER/MODEL, local:PATH, scripted:FILE)."),
+    test_command: Optional[str] = typer.Option(None, "--test-command", metavar="CMD", help="The repository's test command (detected if omitted)."),
     hooks: bool = typer.Option(True, "--hooks/--no-hooks", help="Install the git hooks that record outcomes."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing configuration."),
 ):
@@ -30,45 +30,57 @@ def init(
 
     repo = wt.find_repo(need_branch=False)
     path = cfgmod.config_path(repo.root)
-    if path.exists() and not force:
-        cfg = cfgmod.load_config(repo.root)
-        created = False
+    warnings: list[str] = []
+    if path.exists() and not force:  # keep what the file sets; leave the rest to the user's config
+        cfg, keep, created = cfgmod.load_config(repo.root, user=False), cfgmod.repo_settings(repo.root), False
     else:
-        cfg, created = cfgmod.Config(), True
+        cfg, keep, created = cfgmod.Config(), set(), True
     if model:
         from learnagent.core.modelhub import resolve_model
 
         resolve_model(model)  # unknown specs fail here, not at the first `do`
         cfg.model.name = model
+        keep.add(("model", "name"))
+        try:
+            _check_credentials(model)
+        except UsageError as exc:  # not fatal here: the key may be set later, before `do`
+            warnings.append(str(exc).replace("; nothing was run", " before `learnagent do`"))
     if test_command is not None:
         cfg.test.command = test_command
     elif created or not cfg.test.command:
         cfg.test.command = cfgmod.detect_test_command(repo.root)
-    cfgmod.save_config(repo.root, cfg)
+    keep.add(("test", "command"))
+    cfgmod.save_config(repo.root, cfg, keep=keep)
     wt.exclude_learnagent_files(repo.root)
+    effective = cfgmod.load_config(repo.root)  # what `do` will use: the user's config included
+    source = cfgmod.setting_source(repo.root, "model", "name")
     table = Table(show_header=False, box=None)
     table.add_row("config", str(path) + ("" if created else " (updated)"))
-    table.add_row("model", cfg.model.name)
+    where = {str(path): "", "default": f" [dim](the default; yours goes in {cfgmod.user_config_path()})[/]"}
+    table.add_row("model", effective.model.name + where.get(source, f" [dim](from {source})[/]"))
     table.add_row("tests", cfg.test.command or "[yellow]none found — set one with --test-command[/]")
-    table.add_row("budgets", f"{cfg.budgets.max_steps} steps, {cfg.budgets.max_tokens} tokens, {cfg.budgets.max_seconds}s")
+    table.add_row("budgets", f"{effective.budgets.max_steps} steps, {effective.budgets.max_tokens} tokens, "
+                  f"{effective.budgets.max_seconds}s")
     if hooks:
         from learnagent.core.githooks import install_hooks
 
         done = install_hooks(repo.root)
         table.add_row("hooks", ", ".join(done) if done else "already installed")
+    for warning in warnings:
+        table.add_row("[yellow]warning[/]", warning)
     Console().print(table)
 
 
 def do(
-    task: str = typer.Argument(..., help="What the agent should do."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model spec; overrides the repo config."),
+    task: str = typer.Argument(..., metavar="TASK", help="What the agent should do."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", metavar="SPEC", help="Model spec; overrides the repo config."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Accept without asking: apply the result to your working tree."),
     no_apply: bool = typer.Option(False, "--no-apply", help="Do not apply; keep the branch for later."),
-    max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1),
-    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1),
-    max_seconds: Optional[int] = typer.Option(None, "--max-seconds", min=1),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, metavar="N", help="Stop after N agent steps (default: budgets.max_steps in the config)."),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1, metavar="N", help="Stop after N prompt + completion tokens."),
+    max_seconds: Optional[int] = typer.Option(None, "--max-seconds", min=1, metavar="SECONDS", help="Stop after this much wall time."),
     no_tests: bool = typer.Option(False, "--no-tests", help="Run without a test command."),
-    sandbox: Optional[str] = typer.Option(None, "--sandbox", help="auto | require | none"),
+    sandbox: Optional[str] = typer.Option(None, "--sandbox", metavar="auto|require|none", help="Run the agent's commands under bubblewrap if it works here (auto), always (require), or never (none)."),
     allow_network: bool = typer.Option(False, "--allow-network", help="Let the agent's commands use the network."),
     no_adapter: bool = typer.Option(False, "--no-adapter", help="Do not load the repo's promoted adapter."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not stream the model's text."),
@@ -106,9 +118,17 @@ def do(
         if not cfg.test.command:
             raise UsageError("no test command found (pytest, npm test, go test, cargo test, make test): "
                              "set one with `learnagent init --test-command CMD` or pass --no-tests")
+    _check_credentials(cfg.model.name)
     lm = load_model(cfg.model, repo.root, on_info=lambda msg: console.print(f"[dim]{msg}[/]"))
     console.print(f"[bold]learnagent[/] · {lm.name}" + (f" + adapter {lm.adapter_version}" if lm.adapter_version else "")
                   + f" · {repo.root.name}@{repo.branch}")
+    console.print(f"[dim]sandbox:[/] {_sandbox_state(cfg.sandbox)}", highlight=False)
+    unseen = _uncommitted(repo.root)
+    if unseen:
+        shown = ", ".join(unseen[:3]) + (f" and {len(unseen) - 3} more" if len(unseen) > 3 else "")
+        console.print(f"[yellow]note:[/] your uncommitted changes ({shown}) are invisible to the agent: it works on "
+                      f"a checkout of HEAD ({repo.head[:10]}); accepting merges its work into your working tree",
+                      highlight=False)
     with Store() as store:
         observer = LiveObserver(console, stream_model=not quiet)
         result = runner.run_episode(repo, task, cfg, lm, store, observer=observer, run_tests=not no_tests,
@@ -125,7 +145,7 @@ def do(
         code = 0
         if verdict == "accept":
             try:
-                files = runner.accept(store, repo.root, ep)
+                files = runner.accept(store, repo.root, ep, on_note=lambda m: console.print(f"[yellow]note:[/] {m}"))
                 console.print(f"[green]Applied to your working tree:[/] {', '.join(files) or 'no files'} "
                               "(review with git diff; commit when happy)")
             except wt.MergeConflict as exc:
@@ -153,6 +173,51 @@ def do(
     raise typer.Exit(code)
 
 
+def _check_credentials(spec: str) -> None:
+    """A litellm model whose provider key is not set: one line now, not a provider error at step 1."""
+    from learnagent.core.modelhub import resolve_model
+
+    backend, target = resolve_model(spec)
+    if backend != "litellm":
+        return
+    from learnagent.agent.models.litellm_model import missing_credentials
+
+    missing = missing_credentials(target)
+    if missing:
+        names = " and ".join(missing)
+        raise UsageError(f"{spec} needs {names} in the environment (export {missing[0]}=...); nothing was run")
+
+
+def _sandbox_state(sandbox_cfg) -> str:
+    """What `Sandbox` will do with this config, said before the run (it decides the same way)."""
+    from learnagent.sandbox import runner
+
+    if sandbox_cfg.mode == "none":
+        return "[yellow]off[/] (mode none): the agent's commands run as you, with network"
+    if runner.bwrap_available():
+        return "on (bubblewrap; " + ("[yellow]network allowed[/])" if sandbox_cfg.network else "no network)")
+    if sandbox_cfg.mode == "require":
+        return "required, but bubblewrap cannot run here"  # Sandbox refuses with the way out
+    return "[yellow]off[/]: bubblewrap is not usable here (install it; see the warning below)"
+
+
+def _uncommitted(root: Path) -> list[str]:
+    """Paths with changes git has not committed (staged, unstaged, untracked; not ignored)."""
+    from learnagent.agent import worktree as wt
+
+    out = wt.git(root, "status", "--porcelain=v1", "-z", "--untracked-files=normal")
+    paths, records = [], out.split("\0")
+    i = 0
+    while i < len(records):
+        record = records[i]
+        if len(record) > 3:
+            paths.append(record[3:])
+            if record[0] in "RC":  # a rename or copy: the next record is its source
+                i += 1
+        i += 1
+    return paths
+
+
 def _verdict(console: Console, result, yes: bool, no_apply: bool) -> str:
     if not result.diff.strip():
         return "none"
@@ -171,7 +236,7 @@ def _verdict(console: Console, result, yes: bool, no_apply: bool) -> str:
     return {"a": "accept", "r": "reject", "k": "keep"}[answer]
 
 
-def apply(episode: str = typer.Argument(..., help="Episode id (or a unique prefix) whose kept branch to apply.")):
+def apply(episode: str = typer.Argument(..., metavar="ID", help="Episode id (or a unique prefix) whose kept branch to apply.")):
     """Apply a kept episode's branch to your working tree (3-way merge; refuses on conflict)."""
     from learnagent.agent import run as runner
     from learnagent.agent import worktree as wt
@@ -184,9 +249,10 @@ def apply(episode: str = typer.Argument(..., help="Episode id (or a unique prefi
             raise LearnagentError(f"episode {ep['id']} is {ep['outcome']}, not kept; only a kept branch can be applied")
         if Path(ep["repo_path"]).resolve() != repo.root.resolve():
             raise LearnagentError(f"episode {ep['id']} belongs to {ep['repo_path']}, not this repository")
-        files = runner.accept(store, repo.root, ep)
+        console = Console()
+        files = runner.accept(store, repo.root, ep, on_note=lambda m: console.print(f"[yellow]note:[/] {m}"))
         store.set_outcome(ep["id"], "pending", "applied from kept branch")
-    Console().print(f"[green]Applied:[/] {', '.join(files) or 'no files'}")
+    console.print(f"[green]Applied:[/] {', '.join(files) or 'no files'}")
 
 
 def register(app: typer.Typer) -> None:

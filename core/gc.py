@@ -9,12 +9,15 @@ An episode's git traces are its worktree (under `home.worktrees_dir(repo)`) and 
   branch only when the episode was forgotten (an unrecorded run's branch may be the user's work).
 Never touched: a live run (its pid answers on this host), an outcome still 'pending' (the
 user may still accept it), and an outcome 'kept' (the user said to keep it).
+
+Also, for any repository: sandbox private tmp folders whose process is gone (`kill -9` skips the
+Sandbox's own cleanup); `sandbox_items` below, the rules in `sandbox/tmpdirs.py`.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
+import os
 import socket
 import time
 from dataclasses import dataclass
@@ -33,7 +36,7 @@ UNKNOWN_GRACE_S = 600
 @dataclass
 class GcItem:
     episode_id: str
-    what: str  # worktree | branch | episode
+    what: str  # worktree | branch | episode | sandbox tmp
     target: str  # a path, a branch name, or the new status
     reason: str
     done: bool = False
@@ -115,25 +118,37 @@ def plan(store, repo_root: Path, *, now: float | None = None) -> list[GcItem]:
     return items
 
 
-def collect(store, repo_root: Path, *, dry_run: bool = False, now: float | None = None) -> list[GcItem]:
-    """Carry out `plan` (unless dry_run); returns the items with `done` set."""
+def sandbox_items(tmp_root: Path | None = None, now: float | None = None) -> list[GcItem]:
+    """Orphaned sandbox tmp folders (their process is gone), in any repository's name."""
+    from learnagent.sandbox import tmpdirs
+
+    return [GcItem("-", "sandbox tmp", str(path), reason) for path, reason in tmpdirs.orphans(tmp_root, now)]
+
+
+def collect(store, repo_root: Path, *, dry_run: bool = False, now: float | None = None,
+            tmp_root: Path | None = None) -> list[GcItem]:
+    """Carry out `plan` and remove orphaned sandbox tmp folders (unless dry_run); returns the items with
+    `done` set."""
+    from learnagent.sandbox import tmpdirs
+
     root = Path(repo_root).resolve()
-    items = plan(store, root, now=now)
+    items = plan(store, root, now=now) + sandbox_items(tmp_root, now)
     if dry_run:
         return items
     for item in items:
-        if item.what == "episode":
+        if item.what == "sandbox tmp":
+            item.done = tmpdirs.remove_tree(item.target)
+        elif item.what == "episode":
             store.conn.execute(
                 "UPDATE episodes SET status = 'interrupted', ended_at = COALESCE(ended_at, ?),"
                 " error = COALESCE(error, 'the learnagent process ended without finishing (found by gc)')"
                 " WHERE id = ? AND status = 'running'", (time.time(), item.episode_id))
             item.done = True
         elif item.what == "worktree":
-            # twice --force: also a worktree left locked by a `git worktree add` that was killed
-            _git(root, "worktree", "remove", "--force", "--force", item.target)
-            if Path(item.target).exists():  # not a registered worktree any more: a plain folder
-                shutil.rmtree(item.target, ignore_errors=True)
-            item.done = not Path(item.target).exists()
+            from learnagent.agent.worktree import remove_worktree  # follows no symlink; old linked worktrees too
+
+            remove_worktree(root, Path(item.target), None, delete_branch=False)
+            item.done = not os.path.lexists(item.target)
         elif item.what == "branch":
             _git(root, "worktree", "prune")  # a branch checked out in a stale worktree cannot be deleted
             _git(root, "branch", "-D", item.target)

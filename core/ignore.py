@@ -53,6 +53,11 @@ class IgnoreRules:
                 lines += (folder / IGNORE_FILE).read_text(errors="replace").splitlines()
         return cls(root=root, user_patterns=lines)
 
+    def rooted_at(self, root: Path) -> "IgnoreRules":
+        """The same patterns for another folder: an episode's checkout obeys the user's rules as
+        they were read from the user's working tree when the episode started."""
+        return IgnoreRules(root=Path(root).resolve(), user_patterns=list(self.user_patterns))
+
     def relative(self, path: str | os.PathLike) -> str | None:
         """`path` as a POSIX path relative to the root; None when it lies outside the repository."""
         p = Path(path)
@@ -80,7 +85,12 @@ class IgnoreRules:
             return True
         if not rel:
             return False  # the repository root itself
-        return self._defaults.match_file(rel) or self._user.match_file(rel)
+        return self.matches(rel)
+
+    def matches(self, rel: str) -> bool:
+        """`is_ignored` for a path already relative, POSIX and normalised (git's own paths):
+        skips the normalisation, which costs as much as the matching."""
+        return bool(self._defaults.match_file(rel) or self._user.match_file(rel))
 
     def filter(self, relpaths):
         """The paths that are not ignored, in order."""

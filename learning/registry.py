@@ -217,6 +217,8 @@ class Registry:
                    "finished_at": time.time(), "episodes": episode_ids, "config": config}
         write_json_atomic(folder / LINEAGE, lineage)
         _checkpoint("lineage-written")
+        # adapter weights are distilled from the user's episodes: private like the store (core/home.py)
+        home.make_private([folder, *folder.rglob("*")], quiet=True)
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             self.conn.execute("UPDATE adapters SET metrics = ? WHERE repo_id = ? AND version = ?",

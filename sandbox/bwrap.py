@@ -5,19 +5,20 @@ Layout inside the sandbox (later mounts cover earlier ones):
   /dev, /proc            minimal devices, a /proc for the new pid namespace
   /tmp                   the Sandbox's private tmp folder (read-write; HOME is /tmp/home)
   secrets                empty read-only tmpfs (folders) or /dev/null (files), see policy.py
-  data_home()            empty tmpfs: the episode DB, adapters and other worktrees vanish
-  <main repo>/.git       read-only (the worktree's `.git` file points into it)
-    .git/worktrees/<n>   read-write: the worktree's own index and HEAD, so `git add` works
-    .git/objects         read-write: `git add` writes blobs there (content-addressed, append-only)
-    .git/config, hooks   read-only again on top: a written hook or core.hooksPath/fsmonitor
-                         would run on the user's machine at their next git command
-    commondir, gitdir    read-only: rewritten, they would point the user's git elsewhere
-  <worktree>             read-write, except its `.git` pointer file (read-only)
-A plain clone (`.git` a folder inside the worktree, not what learnagent creates) is weaker:
-its config and hooks are read-only, but the rest of `.git` is writable because `git add`
-must create `.git/index.lock` there.
+  hidden folders         empty tmpfs, read-only at the end: the user's repository (working tree
+                         and git dirs, `Sandbox(hide=...)`): its objects, refs, config, hooks,
+                         untracked and ignored files (`.env`) are not there to read or write
+  data_home()            empty tmpfs: the episode DB, adapters and other episodes' folders vanish
+  interpreter roots      read-only again where a hidden folder covered them (a venv inside the
+                         repository or under /tmp must stay usable for `python -m pytest`)
+  <worktree>             read-write: the episode folder with its own `.git` (agent/worktree.py);
+                         the agent may do anything there, learnagent never runs git on it later
 Capabilities are dropped (`--cap-drop ALL`): run as root, bwrap otherwise keeps them all and
 the command could simply remount / read-write.
+Hidden folders are mounted tmpfs (writable while bwrap builds the layout, so the mount points
+of the later binds can be made inside them) and made read-only at the end with `--remount-ro`,
+which in bwrap 0.8 is not recursive: binds inside stay as they were (tested:
+tests/test_sandbox_escapes.py).
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from learnagent.core.gitdirs import git_dirs
 from learnagent.sandbox import policy
 
 PRIVATE_HOME = "/tmp/home"
@@ -48,50 +48,31 @@ def probe_bwrap() -> bool:
         return False
 
 
-def _worktree_config_enabled(common: Path) -> bool:
-    try:
-        text = (common / "config").read_text(errors="replace").lower().replace(" ", "")
-    except OSError:
-        return False
-    return "worktreeconfig=true" in text
-
-
-def _git_mounts(worktree: Path) -> list[str]:
-    dirs = git_dirs(worktree)
-    if dirs is None:
-        return []
-    gitdir, common = dirs
-    args = ["--ro-bind", str(common), str(common), "--bind", str(gitdir), str(gitdir)]
-    if (common / "objects").is_dir():
-        args += ["--bind", str(common / "objects"), str(common / "objects")]
-    # Files git executes or obeys, read-only again on top of the writable binds above.
-    for path in (common / "config", common / "hooks", gitdir / "hooks", gitdir / "config"):
-        if path.exists():
-            args += ["--ro-bind", str(path), str(path)]
-    if gitdir == common and not (common / "hooks").exists():
-        args += ["--ro-bind", "/dev/null", str(common / "hooks")]  # block creating a hooks folder
-    # Pointer files: rewritten, they would send the user's next git command in this worktree
-    # to a folder the command controls (with its own config: core.fsmonitor runs programs).
-    for path in (gitdir / "commondir", gitdir / "gitdir"):
-        if path.is_file():
-            args += ["--ro-bind", str(path), str(path)]
-    worktree_config = gitdir / "config.worktree"
-    if worktree_config.exists():
-        args += ["--ro-bind", str(worktree_config), str(worktree_config)]
-    elif gitdir != common and _worktree_config_enabled(common):
-        # The mount point becomes an empty file on the host: harmless, and it blocks writing one.
-        args += ["--ro-bind", "/dev/null", str(worktree_config)]
-    return args
-
-
 def _hide(path: Path) -> list[str]:
     if path.is_dir():
         return ["--tmpfs", str(path), "--remount-ro", str(path)]
     return ["--ro-bind", "/dev/null", str(path)]
 
 
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def _folders_to_hide(hide: tuple[Path, ...], worktree: Path) -> list[Path]:
+    """Existing folders to cover; those under /tmp are gone already (the private /tmp), and `/` or
+    an ancestor of /tmp cannot be covered without losing the system."""
+    out = []
+    for folder in hide:
+        if not folder.is_dir() or _inside(folder, Path(PRIVATE_TMP)) or _inside(Path(PRIVATE_TMP), folder):
+            continue
+        if folder == worktree:
+            continue
+        out.append(folder)
+    return out
+
+
 def build_argv(command: str, *, worktree: Path, private_tmp: Path, network: bool,
-               bwrap_exe: str = "bwrap", shell: str = "bash") -> list[str]:
+               bwrap_exe: str = "bwrap", shell: str = "bash", hide: tuple[Path, ...] = ()) -> list[str]:
     """The full bwrap argv running `shell -c command` in `worktree`."""
     worktree = worktree.resolve()
     args = [bwrap_exe, "--die-with-parent", "--unshare-pid", "--new-session", "--unshare-ipc",
@@ -100,19 +81,23 @@ def build_argv(command: str, *, worktree: Path, private_tmp: Path, network: bool
         args.append("--unshare-net")
     args += ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
              "--bind", str(private_tmp), PRIVATE_TMP, "--dir", PRIVATE_HOME]
-    for root in policy.interpreter_roots():  # a venv under /tmp would vanish behind the private /tmp
-        if Path(PRIVATE_TMP) in root.parents and root.is_dir():
-            args += ["--ro-bind", str(root), str(root)]
     for secret in policy.hidden_paths():
         if secret == worktree or secret in worktree.parents:
             continue  # never hide the worktree itself (it is bound again below anyway)
         args += _hide(secret)
+    hidden = _folders_to_hide(tuple(Path(p).resolve() for p in hide), worktree)
+    for folder in hidden:
+        args += ["--tmpfs", str(folder)]
+    covered = [Path(PRIVATE_TMP), *hidden]
     data = policy.learnagent_data_home()
     if data.is_dir() and data != worktree:
         args += ["--tmpfs", str(data)]  # the worktree inside it is bound again below
-    args += _git_mounts(worktree)
+        covered.append(data)
+    for root in policy.interpreter_roots():
+        if root.is_dir() and any(_inside(root, c) for c in covered):
+            args += ["--ro-bind", str(root), str(root)]
     args += ["--bind", str(worktree), str(worktree)]
-    if (worktree / ".git").is_file():  # the worktree's own pointer to its gitdir, same reason
-        args += ["--ro-bind", str(worktree / ".git"), str(worktree / ".git")]
+    for folder in hidden:
+        args += ["--remount-ro", str(folder)]
     args += ["--chdir", str(worktree), "--", shell, "-c", command]
     return args

@@ -1,7 +1,8 @@
 """`Sandbox`: runs every command of an episode (tool calls and the test run).
 
 With bubblewrap (kind "bwrap"): no network unless `network=True`, only the worktree and a
-private /tmp writable, secrets and the learnagent data home hidden (layout in bwrap.py).
+private /tmp writable, secrets, the learnagent data home and the `hide` folders (the user's
+repository) invisible (layout in bwrap.py).
 Without it (kind "none"): the same timeouts, output cap, process-tree kill, pids limit and
 minimal environment, but no filesystem or network isolation - mode "auto" says so once per
 process through `on_warning` (or `warnings.warn` when no callback is given), mode "require"
@@ -18,15 +19,14 @@ lasts as long as the Sandbox, so state like ~/.cache survives between an episode
 from __future__ import annotations
 
 import shutil
-import tempfile
 import warnings
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 from learnagent.core.errors import LearnagentError, UsageError
-from learnagent.sandbox import bwrap, limits, policy
+from learnagent.sandbox import bwrap, limits, policy, tmpdirs
 from learnagent.sandbox.process import run_process
 
 MODES = ("auto", "require", "none")
@@ -79,7 +79,9 @@ class CommandResult:
 class Sandbox:
     def __init__(self, worktree: Path, mode: str = "auto", network: bool = False,
                  on_warning: Callable[[str], None] | None = None, env: dict | None = None,
-                 max_pids: int = DEFAULT_MAX_PIDS):
+                 max_pids: int = DEFAULT_MAX_PIDS, hide: Iterable[Path] = ()):
+        """`hide`: folders the command must not see at all under bwrap (the user's repository:
+        its working tree and git dirs); an episode's folder is bound again on top of them."""
         if mode not in MODES:
             raise UsageError(f"sandbox mode '{mode}' is not one of: {', '.join(MODES)}")
         self.worktree = Path(worktree).resolve()
@@ -89,6 +91,7 @@ class Sandbox:
         self.network = bool(network)
         self.extra_env = dict(env or {})
         self.max_pids = int(max_pids)
+        self.hide = tuple(Path(p).resolve() for p in hide)
         self._shell = shutil.which("bash")
         if self._shell is None:
             raise LearnagentError("bash is not installed; learnagent runs agent commands with bash")
@@ -104,9 +107,10 @@ class Sandbox:
             self._kind = "none"
             _warn_no_bwrap_once(on_warning)
 
-        self._tmp = Path(tempfile.mkdtemp(prefix="learnagent-sandbox-"))  # mode 0700
+        # mode 0700, named after this process so that `learnagent gc` can tell an orphan (tmpdirs.py)
+        self._tmp = tmpdirs.make_private_tmp()
         (self._tmp / "home").mkdir()
-        self._cleanup = weakref.finalize(self, shutil.rmtree, str(self._tmp), True)
+        self._cleanup = weakref.finalize(self, tmpdirs.remove_tree, str(self._tmp))
 
     @property
     def kind(self) -> str:
@@ -127,7 +131,7 @@ class Sandbox:
         if self._kind == "bwrap":
             return bwrap.build_argv(command, worktree=self.worktree, private_tmp=self._tmp,
                                     network=self.network, bwrap_exe=shutil.which("bwrap") or "bwrap",
-                                    shell=self._shell)
+                                    shell=self._shell, hide=self.hide)
         return [self._shell, "-c", command]
 
     def run(self, command: str, timeout: float = 120, output_cap: int = 20_000) -> CommandResult:

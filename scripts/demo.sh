@@ -20,7 +20,7 @@ def test_add():
     assert add(2, 3) == 5
 PY
 git add -A && git -c user.name=demo -c user.email=demo@localhost commit -qm "calc: add"
-learnagent init
+learnagent init --model smollm2  # the embedded model, whatever your own config says
 # --no-apply: keep the result on its branch; the 135M model may well not finish (see README).
 # Exit 1 (tests failed) and 3 (budget used up) are outcomes of the run, not set-up failures.
 rc=0

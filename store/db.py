@@ -13,6 +13,7 @@ from importlib import resources
 from pathlib import Path
 
 from learnagent.core.errors import StoreError
+from learnagent.core.home import PRIVATE_DIR_MODE, create_private_file, make_private
 
 BUSY_TIMEOUT_MS = 30_000
 
@@ -78,10 +79,19 @@ def check_header(path: Path, settle_s: float = 2.0) -> None:
         time.sleep(0.05)
 
 
+def store_files(path: Path) -> list[Path]:
+    """The database file and SQLite's companions (write-ahead log, shared-memory index)."""
+    return [path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")]
+
+
 def connect(path: Path) -> sqlite3.Connection:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    # The store holds what the agent saw of the user's code: its folder 0700, its files 0600. SQLite
+    # gives the -wal and -shm files the database file's mode, so that one is created 0600 first.
+    path.parent.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
     check_header(path)
+    create_private_file(path)
+    make_private([path.parent, *store_files(path)])  # an older, looser store: tightened, said once
     try:
         conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
         conn.row_factory = sqlite3.Row

@@ -37,6 +37,8 @@ SKIP_GLOBS = ["*.min.js", "*.min.css", "*.map", "*.lock", "package-lock.json", "
 class ImportReport:
     imported: list[str] = field(default_factory=list)  # episode ids
     skipped: dict[str, int] = field(default_factory=dict)  # reason -> commits
+    commits: int = 0  # non-merge commits in the range (since..HEAD)
+    capped: bool = False  # stopped at max_commits with commits left unexamined
 
     def skip(self, reason: str) -> None:
         self.skipped[reason] = self.skipped.get(reason, 0) + 1
@@ -77,15 +79,21 @@ def _changed_files(root: Path, parent: str, sha: str) -> list[tuple[str, int | N
 
 
 def import_history(store, root: Path, *, since: str | None = None, max_commits: int = 200,
-                   max_diff_lines: int = MAX_DIFF_LINES) -> ImportReport:
+                   max_diff_lines: int = MAX_DIFF_LINES, progress=None) -> ImportReport:
+    """`progress(examined, commits, imported)` is called after each commit looked at."""
     root = Path(root)
     repo_id = store.ensure_repo(root)
     report = ImportReport()
     args = ["rev-list", "--no-merges"] + ([f"--since={since}"] if since else []) + ["HEAD"]
     done = {r["sha"] for r in store.conn.execute("SELECT sha FROM imported_commits WHERE repo_id = ?", (repo_id,))}
     ignore = IgnoreRules.for_repo(root)  # .learnagentignore: never read secrets files into episodes
-    for sha in gitutil.git(root, *args).split():
+    shas = gitutil.git(root, *args).split()
+    report.commits = len(shas)
+    for examined, sha in enumerate(shas):
+        if progress is not None and examined:
+            progress(examined, len(shas), len(report.imported))
         if len(report.imported) >= max_commits:
+            report.capped = True
             break
         if sha in done:
             report.skip("already imported")

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import struct
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
-from learnagent.core.errors import LearnagentError, UsageError
+from learnagent.core.errors import LearnagentError
 
 
 class AdapterCorrupt(LearnagentError):
@@ -50,17 +50,6 @@ def set_recording(store, repo_id: str, enabled: bool) -> None:
 
 
 # ---- choosing what to forget ---------------------------------------------------------------------
-
-def parse_since(text: str) -> float:
-    """`2024-05-01`, `2024-05-01T14:30` (local time unless it names a zone) -> epoch seconds."""
-    try:
-        when = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise UsageError(f"--since '{text}' is not a date; use YYYY-MM-DD or YYYY-MM-DDTHH:MM") from None
-    if when.tzinfo is None:
-        when = when.astimezone()  # naive: the user's local time
-    return when.timestamp()
-
 
 def select_episodes(store, *, repo_id: str | None, ids: list[str] = (), since: float | None = None,
                     everything: bool = False) -> list[dict]:
@@ -157,14 +146,14 @@ def forget(store, episodes: list[dict], *, remove_git: bool = True) -> ForgetRes
 
 
 def _remove_git_traces(episodes: list[dict], result: ForgetResult) -> None:
-    from learnagent.agent.worktree import git  # git plumbing lives with the agent
+    from learnagent.agent.worktree import git, remove_worktree  # git plumbing lives with the agent
 
     for ep in episodes:
         root = Path(ep["repo_path"])
         if not (root / ".git").exists():
             continue
-        if ep.get("worktree") and Path(ep["worktree"]).exists():
-            git(root, "worktree", "remove", "--force", ep["worktree"], check=False)
+        if ep.get("worktree") and os.path.lexists(ep["worktree"]):
+            remove_worktree(root, Path(ep["worktree"]), None, delete_branch=False)
             result.removed_worktrees.append(ep["worktree"])
         branch = ep.get("branch")
         if not branch or not git(root, "branch", "--list", branch, check=False).strip():

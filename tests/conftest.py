@@ -17,7 +17,20 @@ def learnagent_home(tmp_path_factory, monkeypatch):
     """Every test gets its own data home; the model cache stays shared (slow tests need the real model)."""
     home = tmp_path_factory.mktemp("lahome")
     monkeypatch.setenv("LEARNAGENT_HOME", str(home))
+    monkeypatch.setenv("LEARNAGENT_CONFIG", str(home / "no-user-config.toml"))  # not the developer's own
     return home
+
+
+@pytest.fixture(autouse=True)
+def private_system_tmp(tmp_path_factory, monkeypatch):
+    """Every test gets its own system tmp dir (TMPDIR, also for the CLI subprocesses): sandbox tmp folders
+    land there, and `gc` in a test sees only that test's orphans, never other processes' on the machine."""
+    import tempfile
+
+    tmp = tmp_path_factory.mktemp("systmp")
+    monkeypatch.setenv("TMPDIR", str(tmp))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # gettempdir() reads TMPDIR again
+    return tmp
 
 
 def git(cwd, *args, check=True, env=None):

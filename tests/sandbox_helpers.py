@@ -9,15 +9,15 @@ from pathlib import Path
 
 import psutil
 
-from conftest import git
 from learnagent.core import home
 
 
 def make_worktree(repo: Path, name: str = "ep1") -> Path:
-    """A linked git worktree where learnagent puts one: under data_home()/worktrees/<key>/."""
-    path = home.worktrees_dir(repo) / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    git(repo, "worktree", "add", "-q", "-b", f"learnagent/{name}", str(path))
+    """An episode folder as `learnagent do` makes one (agent/worktree.py: its own `.git`, branch
+    learnagent/<name> in the user's repository), under data_home()/worktrees/<key>/."""
+    from learnagent.agent.worktree import create_worktree
+
+    path, _ = create_worktree(repo, name, "HEAD")
     return path
 
 

@@ -175,20 +175,22 @@ def test_step_budget_ends_run_with_nonzero_exit(git_repo, tmp_path):
     assert res["status"] == "budget_exceeded" and res["steps"] == 3
 
 
-@pytest.mark.parametrize("setup,args,message", [
-    ("nogit", ["do", "x"], "not a git repository"),
-    ("empty", ["do", "x"], "no commits"),
-    ("detached", ["do", "x"], "detached"),
-    ("ok", ["do", "   "], "task is empty"),
-    ("ok", ["do", "x", "--model", "nonsense-model"], "unknown model"),
-    ("ok", ["do", "x", "--model", "scripted:/nope.json"], "not found"),
-    ("notests", ["do", "x", "--model", "scripted:demo"], "no test command found"),
-    ("ok", ["do", "x", "--model", "local:/nonexistent/folder"], "no model folder"),
-    ("nomodel", ["do", "x"], "default model is not installed"),
-    ("ok", ["show", "zzzz"], "no episode"),
-    ("ok", ["do", "x", "--yes", "--no-apply"], "contradict"),
+@pytest.mark.parametrize("setup,args,message,code", [
+    ("nogit", ["do", "x"], "not a git repository", 2),
+    ("empty", ["do", "x"], "no commits", 2),
+    ("detached", ["do", "x"], "detached", 2),
+    ("ok", ["do", "   "], "task is empty", 2),
+    ("ok", ["do", "x", "--model", "nonsense-model"], "unknown model", 2),
+    ("ok", ["do", "x", "--model", "scripted:/nope.json"], "not found", 2),
+    ("notests", ["do", "x", "--model", "scripted:demo"], "no test command found", 2),
+    ("ok", ["do", "x", "--model", "local:/nonexistent/folder"], "no model folder", 2),
+    ("nomodel", ["do", "x"], "default model is not installed", 2),
+    ("ok", ["init", "--model", "nonsense-model"], "unknown model", 2),
+    ("ok", ["sleep", "--model", "scripted:demo"], "sleep trains a local model", 2),
+    ("ok", ["show", "zzzz"], "no episode", 1),
+    ("ok", ["do", "x", "--yes", "--no-apply"], "contradict", 2),
 ])
-def test_bad_input_one_line_error(tmp_path, git_repo, setup, args, message, monkeypatch):
+def test_bad_input_one_line_error(tmp_path, git_repo, setup, args, message, code, monkeypatch):
     cwd = git_repo
     if setup == "nomodel":
         monkeypatch.setenv("LEARNAGENT_CACHE", str(tmp_path / "empty-cache"))
@@ -210,8 +212,8 @@ def test_bad_input_one_line_error(tmp_path, git_repo, setup, args, message, monk
         git(cwd, "commit", "-q", "-m", "c")
     before = _status(cwd) if setup not in ("nogit",) else None
     out = run_cli(*args, cwd=cwd)
-    assert out.returncode != 0
     err = out.stderr.strip()
+    assert out.returncode == code, err  # 2: bad input (README, exit codes)
     assert message in err and len(err.splitlines()) == 1, err
     assert "Traceback" not in out.stderr
     if before is not None:

@@ -19,7 +19,9 @@ pytestmark = [
 def test_real_do_step_with_smollm2(git_repo):
     assert run_cli("init", "--no-hooks", cwd=git_repo).returncode == 0
     cfg = git_repo / ".learnagent" / "config.toml"
-    cfg.write_text(cfg.read_text().replace("max_response_tokens = 512", "max_response_tokens = 48"))
+    text = cfg.read_text().replace("# max_response_tokens = 512", "max_response_tokens = 48")  # init comments defaults
+    assert "\nmax_response_tokens = 48\n" in text
+    cfg.write_text(text)
     out = run_cli("do", "Add a function sub(a, b) to calc.py that returns a - b", "--max-steps", "2",
                   "--no-apply", "--json", cwd=git_repo, timeout=900)
     assert out.returncode in (0, 1, 3), out.stderr  # finished, tests failed, or out of steps: all real outcomes

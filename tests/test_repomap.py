@@ -337,3 +337,26 @@ def test_a_corrupt_cache_only_costs_a_reparse(tmp_path):
     first.cache_file.write_bytes(b"this is not a database" * 100)
     assert "a.py" in first.render(100)
     assert first.stats.parsed == 2
+
+
+def test_ignored_files_give_no_definitions_to_the_map(tmp_path):
+    """issue 10: a default-ignored file (`secrets.py`, `*.key`) and a `.learnagentignore` path are not in the
+    map, tracked or untracked, however strongly the task points at them; the files next to them are."""
+    repo = make_repo(tmp_path / "repo", {
+        "app.py": "from secrets import load_vault_password\n\ndef start_app():\n    return load_vault_password()\n",
+        "secrets.py": "def load_vault_password():\n    return 'x'\n",  # default: secrets.*
+        "private/keys.py": "def private_signing_helper():\n    pass\n",  # the user's .learnagentignore
+        ".learnagentignore": "private/\n",
+    })
+    (repo / "settings.secret").write_text("def not_even_python(): pass\n")
+    (repo / "secrets").mkdir()
+    (repo / "secrets" / "vault.py").write_text("def vault_master_key():\n    pass\n")  # untracked
+    (repo / ".learnagentignore").write_text("private/\nsecrets/\n")  # uncommitted rules count at once
+
+    assert list_source_files(repo) == ["app.py"]
+    rm = RepoMap(repo, cache_dir=tmp_path / "cache")
+    text = rm.render(4000, mentioned_files={"secrets.py", "private/keys.py"},
+                     mentioned_idents={"load_vault_password", "private_signing_helper", "vault_master_key"})
+    assert "start_app" in text
+    for name in ("secrets.py", "def load_vault_password", "private_signing_helper", "vault_master_key"):
+        assert name not in text

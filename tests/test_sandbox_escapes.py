@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from learnagent.agent.worktree import user_repository_paths
 from learnagent.core import home
 from learnagent.sandbox import PathOutsideWorktree, Sandbox, bwrap_available, resolve_in_worktree
 from learnagent.sandbox import limits
@@ -105,28 +106,37 @@ def test_data_home_is_hidden_except_own_worktree(var_repo):
 
 @needs_bwrap
 def test_git_works_but_hooks_and_config_are_read_only(var_repo):
+    """Inside: the episode's own repository works (status, diff, add, commit). The user's `.git`
+    (hooks, config, refs, objects) is not even visible, so nothing there can be written."""
     git_repo = var_repo
     worktree = make_worktree(git_repo)
     common = git_repo / ".git"
-    config_before = (common / "config").read_text()
-    sb = Sandbox(worktree, mode="require")
-    res = sb.run("echo '# changed' >> calc.py && git add -A && git status --short && git diff --cached --stat")
+    before = {p: p.read_bytes() for p in common.rglob("*") if p.is_file()}
+    sb = Sandbox(worktree, mode="require", hide=user_repository_paths(git_repo))
+    res = sb.run("echo '# changed' >> calc.py && git add -A && git status --short && git diff --cached --stat "
+                 "&& git commit -qm mine && git log --oneline | wc -l")
     assert res.exit_code == 0, res.output
-    assert "M  calc.py" in res.output and "1 insertion" in res.output
-    attack = sb.run(f"echo 'touch /pwned' > {common}/hooks/post-commit; chmod +x {common}/hooks/post-commit; "
-                    f"git config core.hooksPath /tmp; git config core.fsmonitor 'touch /pwned'; "
-                    f"echo x > {common}/refs/heads/main")
-    assert attack.output.count("Read-only file system") >= 1, attack.output
-    assert not (common / "hooks" / "post-commit").exists()
-    assert (common / "config").read_text() == config_before
-    # Pointer files that would redirect the user's next git command to a planted repository.
-    admin = common / "worktrees" / worktree.name
-    pointers = {p: p.read_text() for p in (worktree / ".git", admin / "commondir", admin / "gitdir")}
-    redirect = sb.run(f"mkdir -p evil && echo 'gitdir: {worktree}/evil' > .git; echo {worktree}/evil > {admin}/commondir; "
-                      f"echo x > {admin}/gitdir; rm -f .git {admin}/commondir")
-    assert "Read-only file system" in redirect.output or "busy" in redirect.output, redirect.output
-    assert {p: p.read_text() for p in pointers} == pointers
+    assert "M  calc.py" in res.output and "1 insertion" in res.output and res.output.endswith("2\n")
+    attack = sb.run(f"ls {common}; echo 'touch /pwned' > {common}/hooks/post-commit; chmod +x {common}/hooks/post-commit; "
+                    f"git --git-dir={common} config core.fsmonitor 'touch /pwned'; echo x > {common}/refs/heads/main; "
+                    f"cat {git_repo}/calc.py; mkdir -p {common}/hooks; echo x > {git_repo}/planted")
+    assert f"cannot access '{common}': No such file or directory" in attack.output, attack.output
+    assert "Read-only file system" in attack.output, attack.output  # nor can anything be created there
+    assert "def add" not in attack.output  # the user's working tree is not there to read either
+    assert not (common / "hooks" / "post-commit").exists() and not (git_repo / "planted").exists()
+    assert {p: p.read_bytes() for p in common.rglob("*") if p.is_file()} == before
     assert sb.run("git status --short").exit_code == 0
+
+
+@needs_bwrap
+def test_hidden_folder_keeps_the_interpreter_usable(worktree):
+    """Hiding a folder that holds the venv (learnagent run on its own repository) keeps `python`
+    working: the interpreter is bound read-only again, and nothing else of the folder shows."""
+    import sys
+
+    around = Path(sys.prefix).resolve().parent
+    res = Sandbox(worktree, mode="require", hide=[around]).run(f"python -c 'print(42)'; ls -A {around}")
+    assert res.exit_code == 0 and res.output.splitlines() == ["42", Path(sys.prefix).resolve().name], res.output
 
 
 @needs_bwrap

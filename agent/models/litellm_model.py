@@ -75,3 +75,16 @@ class LiteLLMModel:
 
     def count_tokens(self, text: str) -> int:
         return max(1, len(text) // 4) if text else 0
+
+
+def missing_credentials(model: str) -> list[str]:
+    """The credential variables litellm needs for `model` and does not find in the environment
+    (`litellm.validate_environment`), so a run can refuse before it starts instead of failing at its
+    first step. Only keys and tokens: a missing *_API_BASE has a default for the providers that
+    need none (Ollama's localhost). An OpenAI-compatible server (LEARNAGENT_API_BASE) still wants
+    OPENAI_API_KEY set through litellm, to any value if the server checks none."""
+    try:
+        report = _litellm().validate_environment(model=model)
+    except Exception:  # an unknown provider: litellm reports it at the first call
+        return []
+    return [key for key in report.get("missing_keys") or [] if not key.endswith(("_API_BASE", "_BASE_URL"))]
