@@ -38,8 +38,9 @@ def sleep(
     method: str = typer.Option("opsd", "--method", metavar="opsd|sft", help="opsd (on-policy self-distillation) or sft (baseline)."),
     steps: int = typer.Option(None, "--steps", min=1, metavar="N", help="Training steps (default: one pass over the "
                               "training pairs, at least 8, at most 120)."),
-    max_minutes: float = typer.Option(None, "--max-minutes", min=0.01, metavar="MINUTES", help="Stop training after this long; "
-                                      "the next sleep resumes."),
+    max_minutes: float = typer.Option(None, "--max-minutes", min=0.01, metavar="MINUTES", help="Stop training after this long: "
+                                      "after at least 8 steps the adapter so far is gated, else the next sleep "
+                                      "resumes it."),
     model: str = typer.Option(None, "--model", metavar="SPEC", help="Model spec (default: the repository config's)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show what would be trained, train nothing."),
     drift_budget: float = typer.Option(0.5, "--drift-budget", min=0.0, metavar="NATS", help="Max KL to the base model on general "

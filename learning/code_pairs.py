@@ -323,17 +323,28 @@ class CodeCorpus:
         return self._contexts[key]
 
     def samples(self, docs: list[CodeDoc] | None = None, *, per_doc: int = 8, target_lines: int = 4,
-                prefix_tokens: int = 1024) -> list[CodeSample]:
-        """Up to `per_doc` cuts per document, spread evenly over its lines to predict (a stable,
-        path-dependent offset), as `CodeSample`s. Default: the training documents."""
+                prefix_tokens: int = 1024, cuts: str = "spread") -> list[CodeSample]:
+        """Up to `per_doc` cuts per document as `CodeSample`s. Default: the training documents.
+
+        `cuts="spread"`: spread evenly over the document's lines to predict (a stable, path-dependent
+        offset). `cuts="blocks"`: first the lines that start a top-level block (`block_starts`:
+        imports, module-level names, decorators, class and function headers), spread the same way,
+        then other lines if there are fewer block starts than `per_doc`. A repository's house style
+        shows where a new block starts (what a module imports first, what decorates a function,
+        how its parameters are named and typed), which a cut in the middle of a body rarely shows."""
+        if cuts not in ("spread", "blocks"):
+            raise ValueError(f"cuts must be spread or blocks, got {cuts!r}")
         out = []
         for doc in self.train if docs is None else docs:
             if not doc.lines:
                 continue
-            step = max(len(doc.lines) / per_doc, 1.0)
-            offset = int(hashlib.sha256(doc.key.encode()).hexdigest()[:8], 16) % max(int(step), 1)
-            chosen = sorted({doc.lines[min(int(offset + i * step), len(doc.lines) - 1)]
-                             for i in range(min(per_doc, len(doc.lines)))})
+            if cuts == "blocks":
+                starts = block_starts(doc)
+                chosen = _spread(doc.key, starts, per_doc)
+                rest = [o for o in doc.lines if o not in set(starts)]
+                chosen = sorted(set(chosen) | set(_spread(doc.key, rest, per_doc - len(chosen))))
+            else:
+                chosen = _spread(doc.key, list(doc.lines), per_doc)
             for cut in chosen:
                 end = cut
                 for _ in range(target_lines):
@@ -354,6 +365,31 @@ class CodeCorpus:
                                       prefix=prefix, target=doc.text[len(before):end].rstrip("\n"),
                                       context=context, retrieved=paths, heldout=doc.heldout))
         return out
+
+
+def _spread(key: str, offsets: list[int], n: int) -> list[int]:
+    """Up to `n` of `offsets`, evenly spaced, from a stable offset derived from `key`."""
+    if n <= 0 or not offsets:
+        return []
+    step = max(len(offsets) / n, 1.0)
+    first = int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) % max(int(step), 1)
+    return sorted({offsets[min(int(first + i * step), len(offsets) - 1)] for i in range(min(n, len(offsets)))})
+
+
+def block_starts(doc: CodeDoc) -> list[int]:
+    """The lines to predict that start a top-level block: not indented, not closing a bracket, not
+    right after a decorator line or a line that continues (open bracket, comma, backslash)."""
+    out, previous = [], ""
+    lines = set(doc.lines)
+    pos = 0
+    for line in doc.text.split("\n"):
+        if pos in lines and line[:1] not in ("", " ", "\t", ")", "]", "}") \
+                and not previous.startswith("@") and not previous.rstrip().endswith(("(", "[", "{", ",", "\\")):
+            out.append(pos)
+        if line.strip():
+            previous = line
+        pos += len(line) + 1
+    return out
 
 
 def mine_code(repo_root: Path, store=None, repo_id: str | None = None, *, heldout_fraction: float = 0.2,

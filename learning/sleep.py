@@ -17,6 +17,7 @@ import contextlib
 import fcntl
 import json
 import math
+import shutil
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -30,6 +31,8 @@ from learnagent.learning.registry import Registry, is_complete, write_json_atomi
 METHODS = ("opsd", "sft")
 CODE_CUTS_PER_FILE = 8  # code-continuation pairs per file (code_pairs.CodeCorpus.samples)
 CODE_TARGET_LINES = 16  # lines of real continuation per pair (learn-method's bench: 16)
+CODE_PREFIX_TOKENS = 512  # code before the cut a pair keeps (the student's pass, with grad, is most of a step)
+CODE_CUTS = "blocks"  # cut where top-level blocks start (code_pairs.block_starts): docs/sleep.md "Plan"
 PLAN = "plan.json"
 
 Progress = Callable[[str], None]
@@ -114,6 +117,10 @@ def _trainer(method: str):
 PLAN_EPOCHS = 1
 PLAN_MIN_STEPS = 8
 PLAN_MAX_STEPS = 120
+# A run stopped by its time limit (--max-minutes) after at least this many steps is gated as it is
+# (a shorter plan, not a broken one: the first third of a pass already moved held-out behaviour,
+# docs/OPSD.md); below it, the candidate waits for the next sleep to resume it (nights_message).
+PARTIAL_MIN_STEPS = PLAN_MIN_STEPS
 
 
 def plan_steps(n_pairs: int, grad_accum: int = 1) -> int:
@@ -157,9 +164,11 @@ def _ids(pairs) -> list[str]:
 
 
 def run_sleep(repo_root: Path, options: SleepOptions | None = None, *, store=None,
-              progress: Progress | None = None, train_progress=None) -> SleepResult:
+              progress: Progress | None = None, train_progress=None,
+              time_up: Callable[[], bool] | None = None) -> SleepResult:
     """One sleep. `progress(message)` gets stage messages; `train_progress` goes to the trainer
-    (None: its own rich bar, False: silent, or a rich Progress / callable(step, total, stats))."""
+    (None: its own rich bar, False: silent, or a rich Progress / callable(step, total, stats)).
+    `time_up()` is a caller's own time limit, read like `--max-minutes` after every step."""
     opts = options or SleepOptions()
     if opts.method not in METHODS:
         raise UsageError(f"--method {opts.method}: use one of {', '.join(METHODS)}")
@@ -176,7 +185,7 @@ def run_sleep(repo_root: Path, options: SleepOptions | None = None, *, store=Non
         store = Store()
     try:
         with sleep_lock(repo_root):
-            result = _sleep(Path(repo_root).resolve(), opts, store, say, started, train_progress)
+            result = _sleep(Path(repo_root).resolve(), opts, store, say, started, train_progress, time_up)
     finally:
         if own_store:
             store.close()
@@ -184,7 +193,8 @@ def run_sleep(repo_root: Path, options: SleepOptions | None = None, *, store=Non
     return result
 
 
-def _sleep(root: Path, opts: SleepOptions, store, say: Progress, started: float, train_progress) -> SleepResult:
+def _sleep(root: Path, opts: SleepOptions, store, say: Progress, started: float, train_progress,
+           time_up: Callable[[], bool] | None = None) -> SleepResult:
     from learnagent.learning import code_pairs
     from learnagent.learning import pairs as pairs_mod
 
@@ -233,7 +243,8 @@ def _sleep(root: Path, opts: SleepOptions, store, say: Progress, started: float,
         base.message = (f"{len(new_ids)} new good episode(s) but no held-out code to check an adapter on "
                         "(the repository needs two committed code files); commit more code first")
         return base
-    code_train = code_pairs.to_pairs(code.samples(per_doc=CODE_CUTS_PER_FILE, target_lines=CODE_TARGET_LINES))
+    code_train = code_pairs.to_pairs(code.samples(per_doc=CODE_CUTS_PER_FILE, target_lines=CODE_TARGET_LINES,
+                                                        prefix_tokens=CODE_PREFIX_TOKENS, cuts=CODE_CUTS))
     exclude = tuple(sorted(new_ids | set(_ids(heldout))))
     replay = pairs_mod.replay_prompts(store, reg.repo_id, exclude, opts.replay) if opts.replay else []
     base.replay_prompts = len(replay)
@@ -260,17 +271,29 @@ def _sleep(root: Path, opts: SleepOptions, store, say: Progress, started: float,
                                           "method": opts.method, "model": spec})
     base.version = version
     deadline = started + opts.max_minutes * 60 if opts.max_minutes else None
-    should_stop = (lambda: time.monotonic() > deadline) if deadline else None
+    if deadline or time_up:
+        def should_stop() -> bool:
+            return bool((deadline and time.monotonic() > deadline) or (time_up and time_up()))
+    else:
+        should_stop = None
     say(f"training {version} ({opts.method}) on {len(train)} pairs from {base.train_episodes} episodes "
         f"and {len(code_train)} from the repository's code")
     result = train_fn(model_path, train + code_train, replay, prev_adapter=parent_folder, out_dir=folder,
                       config=config, progress=train_progress, should_stop=should_stop)
     stats = _result_dict(result)
     base.train = stats
-    if stats.get("interrupted") or stats.get("stopped") or not (folder / "adapter_config.json").is_file():
+    partial = stats.get("stopped") == "should_stop" and (stats.get("steps") or 0) >= PARTIAL_MIN_STEPS
+    if stats.get("interrupted") or not (folder / "adapter_config.json").is_file() \
+            or (stats.get("stopped") and not partial):
         base.status = "interrupted"
         base.message = nights_message(version, stats, opts.max_minutes)
         return base
+    if partial:  # out of time with enough steps done: gate what was learnt; the rest of the plan is dropped
+        from learnagent.learning.train_common import CHECKPOINT
+
+        shutil.rmtree(folder / CHECKPOINT, ignore_errors=True)
+        say(f"time is up after {stats['steps']} of {stats.get('target_steps')} steps: gating what {version} "
+            "learnt so far")
 
     say(f"gating {version} on the held-out code ({len(code.heldout)} documents) and {len(heldout)} held-out pairs")
     from learnagent.learning.evaluate import load_with_adapters
@@ -293,6 +316,8 @@ def _sleep(root: Path, opts: SleepOptions, store, say: Progress, started: float,
         reg.reject(version, gate.reason)
         kept = parent or "the base model"
         base.status, base.message = "rejected", f"kept {kept}; {version} rejected: {gate.reason}"
+    if partial:
+        base.message += f" (trained {stats['steps']} of {stats.get('target_steps')} planned steps: time was up)"
     return base
 
 

@@ -104,6 +104,28 @@ def test_samples_cut_files_at_lines_and_the_target_is_what_was_written(history):
         .samples(per_doc=3, target_lines=2)
 
 
+def test_block_starts_are_the_top_level_statements_and_block_cuts_prefer_them(tmp_path):
+    text = ("# pkg/mod.py\n\"\"\"Doc.\"\"\"\nimport os\nfrom pkg.log import (\n    get,\n)\n\nlog = get(__name__)\n\n\n"
+            "@audited\ndef f(a,\n      b):\n    return a\n\n\nclass E(Exception):\n    pass\n")
+    lines = tuple(i + 1 for i, ch in enumerate(text) if ch == "\n" and i + 1 < len(text) and text[i + 1] != "\n"
+                  and i > text.index("\n") - 1)
+    doc = code_pairs.CodeDoc("pkg/mod.py", text, "file", None, False, lines)
+    starts = [text[o:text.index("\n", o)] for o in code_pairs.block_starts(doc)]
+    # not: the import's continuation and its closing bracket, the def under its decorator, bodies
+    assert starts == ['"""Doc."""', "import os", "from pkg.log import (", "log = get(__name__)", "@audited",
+                      "class E(Exception):"]
+    corpus = code_pairs.CodeCorpus(root=tmp_path, files={doc.path: text[len("# pkg/mod.py\n"):]}, docs=[doc],
+                                   conventions="", heldout_fraction=0.0)
+    cut_lines = lambda samples: [s.next_line for s in samples]  # noqa: E731
+    assert cut_lines(corpus.samples([doc], per_doc=6, cuts="blocks")) == starts
+    few = cut_lines(corpus.samples([doc], per_doc=3, cuts="blocks"))
+    assert len(few) == 3 and set(few) <= set(starts)
+    more = cut_lines(corpus.samples([doc], per_doc=8, cuts="blocks"))  # every block start, then other lines
+    assert len(more) == 8 and set(starts) < set(more)
+    with pytest.raises(ValueError, match="cuts"):
+        corpus.samples([doc], cuts="random")
+
+
 def test_lines_only_held_out_episodes_wrote_never_train(history):
     root, store, rid = history
     corpus = mine_code(root, store, rid, heldout_fraction=FRACTION)

@@ -260,3 +260,32 @@ def test_interrupted_sleep_resumes_into_the_same_version(git_repo, tiny_model_di
                                               gate=gate), train_progress=False)
     assert second.version == "v0001" and second.status in ("promoted", "rejected")
     assert second.train["resumed_from"] == 1 and second.train["steps"] == 3
+
+
+def test_a_sleep_out_of_time_after_enough_steps_gates_what_it_learnt(git_repo, tiny_model_dir):
+    """--max-minutes (here the same limit through `time_up`) that ends training after at least
+    PARTIAL_MIN_STEPS steps: the adapter so far is gated and registered, not left for another night;
+    fewer steps: interrupted, and the next sleep resumes it."""
+    import itertools
+
+    from learnagent.learning.gate import GateConfig
+    from learnagent.learning.sleep import PARTIAL_MIN_STEPS, SleepOptions, run_sleep
+
+    with Store() as store:
+        _history_episodes(store, store.ensure_repo(git_repo))
+    opts = SleepOptions(steps=PARTIAL_MIN_STEPS + 6, model=f"local:{tiny_model_dir}", train_overrides=FAST,
+                        gate=GateConfig(samples=1, max_new_tokens=6, drift_max_new_tokens=6))
+    calls = itertools.count(1)  # asked after every step but the last
+    short = run_sleep(git_repo, opts, train_progress=False, time_up=lambda: next(calls) >= PARTIAL_MIN_STEPS - 1)
+    assert short.status == "interrupted" and short.train["steps"] == PARTIAL_MIN_STEPS - 1, short.message
+    assert (home.adapters_dir(git_repo) / "v0001" / "checkpoint" / "state.pt").is_file()
+    calls = itertools.count(1)
+    done = run_sleep(git_repo, opts, train_progress=False, time_up=lambda: next(calls) >= 2)  # resumed: 9 steps
+    assert done.version == "v0001" and done.status in ("promoted", "rejected"), done.message
+    assert done.train["resumed_from"] == PARTIAL_MIN_STEPS - 1 and done.train["steps"] == PARTIAL_MIN_STEPS + 1
+    assert done.train["target_steps"] == PARTIAL_MIN_STEPS + 6 and done.gate is not None
+    assert f"(trained {PARTIAL_MIN_STEPS + 1} of {PARTIAL_MIN_STEPS + 6} planned steps: time was up)" in done.message
+    assert not (home.adapters_dir(git_repo) / "v0001" / "checkpoint").exists()
+    with Store() as store:
+        row = Registry(store, git_repo).get("v0001")
+    assert row["status"] == done.status and row["metrics"]["train"]["steps"] == PARTIAL_MIN_STEPS + 1
