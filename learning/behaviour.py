@@ -379,15 +379,10 @@ def aggregate(lines: list[LineScore]) -> dict:
 
 
 def internalization(base: float | None, ceiling: float | None, adapter: float | None) -> float | None:
-    """(adapter − base) / (ceiling − base); None when a value is missing or the context changes nothing."""
-    if base is None or ceiling is None or adapter is None:
-        return None
-    if any(isinstance(v, float) and math.isnan(v) for v in (base, ceiling, adapter)):
-        return None
-    span = ceiling - base
-    if abs(span) < 1e-9:
-        return None
-    return (adapter - base) / span
+    """(adapter − base) / (ceiling − base), as for probes (evaluate.internalization)."""
+    from learnagent.learning.evaluate import internalization as ratio
+
+    return ratio(base, ceiling, adapter)
 
 
 @dataclass
