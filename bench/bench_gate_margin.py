@@ -81,7 +81,7 @@ between two seeds: median {statistics.median(rel):.1%}, max {max(rel):.1%}.
 
 This noise is why the gap no longer decides promotion (learning/gate.py): a candidate whose samples
 differ from its parent's can land this far from it by chance. The gate now compares what the adapters
-write on held-out code, teacher-forced on the same lines (deterministic: docs/benchmarks/gate_behaviour.md);
+write on held-out code, teacher-forced on the same lines (deterministic; verdicts over sampling seeds: docs/benchmarks/sleep.md);
 the gap is recorded as a secondary number.
 """
     Path(args.out).write_text(text)
