@@ -19,7 +19,8 @@ context), with internalization ratios (adapter - base) / (context - base):
     python bench/bench_sleep.py [--max-minutes M] [--seeds 5] [--dir DIR] [--out docs/benchmarks/sleep.md]
 
 `--dir` keeps the repository and data home; a second call with the same --dir measures the adapter
-already there instead of sleeping again. Writes the markdown report and DIR/result.json.
+already there instead of sleeping again. Writes the markdown report (keeping the analysis written
+under it by hand) and DIR/result.json.
 """
 
 from __future__ import annotations
@@ -213,7 +214,7 @@ def write_report(args, work: Path, r: dict) -> None:
     option = f" --max-minutes {s['max_minutes']:g}" if s.get("max_minutes") else ""
     text = f"""# `learnagent sleep` at its defaults on the convention repository
 
-`python bench/bench_sleep.py{' --max-minutes ' + format(s['max_minutes'], 'g') if s.get('max_minutes') else ''} --seeds {args.seeds}`, {date.today()}, {platform.machine()} CPU, 2 cores shared with other
+`python bench/bench_sleep.py{' --max-minutes ' + format(s['max_minutes'], 'g') if s.get('max_minutes') else ''} --seeds {args.seeds} --threads {args.threads}`, {date.today()}, {platform.machine()} CPU, 2 cores shared with other
 engineers' runs (load average {la[0]:.1f} / {la[1]:.1f} / {la[2]:.1f} before sleep, {lb[0]:.1f} / {lb[1]:.1f} /
 {lb[2]:.1f} after it, {le_[0]:.1f} at the end). SmolLM2-135M-Instruct, the real CLI: `learnagent history import`,
 then `learnagent sleep{option}`.
@@ -256,7 +257,9 @@ identical for every seed; the chat drift and the secondary distillation gap are 
 |---|---|---|---|---|---|---|---|
 {seed_rows}
 """
-    Path(args.out).write_text(text)
+    from report_file import write_keeping_analysis
+
+    write_keeping_analysis(Path(args.out), text)
     print(text)
 
 
