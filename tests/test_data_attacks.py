@@ -108,6 +108,7 @@ def test_a_fifo_does_not_hang_the_run(git_repo, tmp_path):
         '<edit path="pipe">\n<<<<<<< SEARCH\nx\n=======\ny\n>>>>>>> REPLACE\n</edit>',
         '<write path="pipe">\nx\n</write>',
         '<search pattern="return"/>',  # a tree walk that meets the FIFO
+        "<run>rm pipe</run>",  # a FIFO left in the final change is refused (exit 5): test_episode_checkout.py
         "<finish>done</finish>",
     ])
     ep = episode(git_repo, out)
