@@ -5,7 +5,8 @@ imported), adapters are trained for real (transformers + peft LoRA r16, CPU) and
 with the base model on the held-out code, as `learning/gate.py` does:
 
 - sft-N:   SFT on the repository's code-continuation pairs (code_pairs.to_pairs), N steps: genuine;
-- opsd-N:  on-policy OPSD (the trainer's objective on main) with the retrieved contexts, N steps;
+- opsd-N:  on-policy OPSD (train_common.ON_POLICY, sleep's objective before issue 9) with the retrieved
+           contexts, N steps;
 - opsd-shuffled-N: the same with every pair's context taken from another pair (nothing to learn);
 - zero:    a fresh LoRA (B = 0): exactly the base model;
 - noise:   a LoRA with random B (moved weights, nothing learnt).
@@ -46,7 +47,7 @@ def train_adapters(model_path: str, corpus, out: Path, steps: int, opsd_steps: i
     from learnagent.learning.pairs import Pair
     from learnagent.learning.rollout import GENERAL_PROMPTS
     from learnagent.learning.sft import train_sft
-    from learnagent.learning.train_common import TrainConfig
+    from learnagent.learning.train_common import ON_POLICY, TrainConfig
 
     pairs = to_pairs(corpus.samples(per_doc=6, target_lines=8))
     shuffled = [Pair(p.episode_id, p.prompt, pairs[(i + len(pairs) // 2) % len(pairs)].context, p.target)
@@ -61,7 +62,10 @@ def train_adapters(model_path: str, corpus, out: Path, steps: int, opsd_steps: i
             print(f"reusing {name}", flush=True)
             continue
         t = time.time()
-        cfg = TrainConfig(steps=n, samples_per_prompt=2, max_new_tokens=24, **common)
+        # opsd rows: the on-policy objective (the student's own samples); today's default reads the real
+        # continuation, which would learn the code whatever the (shuffled) context says
+        cfg = TrainConfig(steps=n, samples_per_prompt=2, max_new_tokens=24, **common,
+                          **(ON_POLICY if fn is train_opsd else {}))
         fn(model_path, data, GENERAL_PROMPTS, prev_adapter=None, out_dir=out / name, config=cfg, progress=False)
         print(f"trained {name}: {n} steps in {time.time() - t:.0f} s", flush=True)
     for name, scale in (("zero", None), ("noise", 0.02)):
