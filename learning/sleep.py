@@ -31,7 +31,8 @@ from learnagent.learning.registry import Registry, is_complete, write_json_atomi
 METHODS = ("opsd", "sft")
 CODE_CUTS_PER_FILE = 8  # code-continuation pairs per file (code_pairs.CodeCorpus.samples)
 CODE_TARGET_LINES = 16  # lines of real continuation per pair (learn-method's bench: 16)
-CODE_PREFIX_TOKENS = 512  # code before the cut a pair keeps (the student's pass, with grad, is most of a step)
+CODE_PREFIX_TOKENS = 512  # code before a cut a pair keeps (bounds the student's pass, with grad, on long
+#   files; block-start cuts on the convention repository average ~50 tokens, so there it rarely binds)
 CODE_CUTS = "blocks"  # cut where top-level blocks start (code_pairs.block_starts): docs/sleep.md "Plan"
 PLAN = "plan.json"
 
