@@ -24,14 +24,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-SELF_CLOSING = ("list", "read", "search", "test")
-WITH_BODY = ("edit", "write", "run", "finish")
-TOOLS = SELF_CLOSING + WITH_BODY
-REQUIRED = {"read": ("path",), "search": ("pattern",), "edit": ("path",), "write": ("path",)}
+from learnagent.agent.tooltable import TABLE, ToolSpec
 
-_TAG = re.compile(r"<(?P<name>[a-z]+)\b(?P<attrs>[^<>]*?)(?P<selfclose>/?)>", re.S)
+# Derived from the tool table (agent/tooltable.py), the one place that defines the tools.
+TOOLS = tuple(TABLE)
+SELF_CLOSING = tuple(name for name, spec in TABLE.items() if spec.self_closing)
+WITH_BODY = tuple(name for name, spec in TABLE.items() if not spec.self_closing)
+REQUIRED = {name: spec.required for name, spec in TABLE.items() if spec.required}
+
+_TAG = re.compile(rf"<(?P<name>{'|'.join(TOOLS)})\b(?P<attrs>[^<>]*?)(?P<selfclose>/?)>", re.S)
 _ATTR = re.compile(r'(\w+)\s*=\s*"([^"]*)"')
-_BLOCK = re.compile(r"<<<<<<< SEARCH\n(?P<search>.*?)\n?=======\n(?P<replace>.*?)\n?>>>>>>> REPLACE", re.S)
 
 
 class FormatError(Exception):
@@ -45,6 +47,11 @@ class Action:
     body: str = ""
     extra_actions: int = 0  # further actions in the same response, which are not run
 
+    @property
+    def spec(self) -> ToolSpec:
+        """This action's row of the tool table: its handler, attributes and body rules."""
+        return TABLE[self.name]
+
     def as_record(self) -> dict:
         record = dict(self.args)
         if self.body:
@@ -53,21 +60,24 @@ class Action:
 
 
 def parse_action(text: str) -> Action:
-    found = []
-    for m in _TAG.finditer(text):
-        name = m.group("name")
-        if name not in TOOLS:
-            continue
+    """The first action in `text`; any later ones are only counted (`extra_actions`), never run.
+    Tags inside an action's body are its content (a <write> of a file that mentions <test/>)."""
+    found: list[Action] = []
+    pos = 0
+    while m := _TAG.search(text, pos):
+        name, pos = m.group("name"), m.end()
         attrs = dict(_ATTR.findall(m.group("attrs")))
         if m.group("selfclose") or name in SELF_CLOSING:
             found.append(Action(name, attrs))
             continue
         close = text.find(f"</{name}>", m.end())
         if close < 0:
+            if found:  # an unfinished extra action is ignored like a finished one
+                found.append(Action(name, attrs))
+                break
             raise FormatError(f"<{name}> is not closed: end it with </{name}>.")
         found.append(Action(name, attrs, _strip_body(text[m.end():close])))
-        if len(found) > 1:
-            break
+        pos = close + len(f"</{name}>")
     if not found:
         raise FormatError(
             "no action found. End every reply with exactly one action, e.g. <read path=\"FILE\"/>, "
@@ -75,24 +85,15 @@ def parse_action(text: str) -> Action:
         )
     action = found[0]
     action.extra_actions = len(found) - 1
-    for key in REQUIRED.get(action.name, ()):
+    spec = action.spec
+    for key in spec.required:
         if not action.args.get(key):
             raise FormatError(f'<{action.name}> needs a {key}="..." attribute.')
-    if action.name == "run" and not action.body.strip():
-        raise FormatError("<run> needs a command between <run> and </run>.")
+    if spec.body_required and not action.body.strip():
+        raise FormatError(f"<{action.name}> needs a {spec.body.lower()} between <{action.name}> and </{action.name}>.")
     return action
 
 
 def _strip_body(body: str) -> str:
     # a body usually starts right after the tag's newline; keep everything else verbatim
     return body[1:] if body.startswith("\n") else body
-
-
-def parse_edit_blocks(body: str) -> list[tuple[str, str]]:
-    blocks = [(m.group("search"), m.group("replace")) for m in _BLOCK.finditer(body)]
-    if not blocks:
-        raise FormatError(
-            "<edit> needs one or more blocks of the form\n<<<<<<< SEARCH\nexact lines from the file\n"
-            "=======\nnew lines\n>>>>>>> REPLACE"
-        )
-    return blocks

@@ -14,7 +14,6 @@ Limits (docs/SANDBOX.md, "Tool limits"), because the model and the files it made
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import re
@@ -24,15 +23,19 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-from learnagent.agent.actions import Action, FormatError, parse_edit_blocks
+from learnagent.agent.edits import EditError, apply_blocks, parse_edit_blocks
 from learnagent.agent.fileio import (NotRegularFile, bounded_lines, from_display, looks_binary, open_regular,
                                      printable)
+from learnagent.core.errors import LearnagentError
 from learnagent.core.ignore import IgnoreRules
 from learnagent.sandbox import CommandResult, Sandbox
 from learnagent.sandbox.paths import resolve_in_worktree
 from learnagent.sandbox.process import CappedBuffer
+
+if TYPE_CHECKING:  # the tool table (agent/tooltable.py) imports this module for its handlers
+    from learnagent.agent.actions import Action
 
 MAX_READ_LINES = 400
 MAX_LINE_CHARS = 2000  # a longer line is cut; the result says how to read the rest
@@ -74,11 +77,12 @@ class Tools:
         self.ignore = IgnoreRules.for_repo(self.worktree)
 
     def run(self, action: Action) -> str:
-        """The tool's result, valid UTF-8 and at most `output_cap` bytes; a ToolError's message likewise."""
-        handler = getattr(self, f"tool_{action.name}")
+        """The tool's result, valid UTF-8 and at most `output_cap` bytes; any error as a ToolError likewise."""
+        handler = action.spec.handler  # the row of the tool table (agent/tooltable.py) the parser found
         try:
-            return cap_bytes(printable(handler(action)), self.output_cap)
-        except ToolError as exc:
+            return cap_bytes(printable(handler(self, action)), self.output_cap)
+        except (ToolError, EditError, LearnagentError, OSError, UnicodeError) as exc:
+            # errors are capped like results: the path guard's, for one, quotes the model's path
             raise ToolError(cap_bytes(printable(str(exc)), self.output_cap)) from None
 
     # ---- files ----------------------------------------------------------------------
@@ -224,18 +228,14 @@ class Tools:
     def tool_edit(self, action: Action) -> str:
         rel = action.args["path"]
         path = self._path(rel)
-        try:
-            blocks = parse_edit_blocks(action.body)
-        except FormatError as exc:
-            raise ToolError(str(exc)) from None
+        blocks = parse_edit_blocks(action.body)  # an EditError reaches the model as a ToolError (run)
         fd = self._open(path, rel)
         with os.fdopen(fd, "rb") as fh:
             if os.fstat(fd).st_size > MAX_EDIT_BYTES:
                 raise ToolError(f"{rel} is larger than {MAX_EDIT_BYTES >> 20} MB; change it with a command "
                                 "(<run>sed -i ...</run>) instead of <edit>")
             text = fh.read().decode("utf-8")
-        for i, (search, replace) in enumerate(blocks, 1):
-            text = _apply_block(text, search, replace, i, rel)
+        text = apply_blocks(text, blocks, rel)
         self._write(path, rel, text)
         return f"edited {self._rel(path)}: {len(blocks)} block(s) applied"
 
@@ -326,27 +326,3 @@ def _int_arg(action: Action, key: str, default: int) -> int:
 def _command_report(result: CommandResult, timeout: int) -> str:
     status = f"timed out after {timeout}s (killed)" if result.timed_out else f"exit code {result.exit_code}"
     return f"{result.output.rstrip()}\n[{status}, {result.duration_s:.1f}s]".lstrip("\n")
-
-
-def _apply_block(text: str, search: str, replace: str, index: int, name: str) -> str:
-    if search == "":
-        if text.strip():
-            raise ToolError(f"block {index}: an empty SEARCH only works on an empty file; quote the lines to replace")
-        return replace + ("\n" if replace and not replace.endswith("\n") else "")
-    count = text.count(search)
-    if count == 1:
-        return text.replace(search, replace, 1)
-    if count > 1:
-        raise ToolError(f"block {index}: SEARCH matches {count} places in {name}; include more lines to make it unique")
-    # tolerate differences in trailing whitespace, a common slip of small models
-    lines, wanted = text.splitlines(keepends=True), search.splitlines()
-    stripped = [l.rstrip() for l in wanted]
-    for start in range(len(lines) - len(wanted) + 1):
-        if [l.rstrip() for l in lines[start:start + len(wanted)]] == stripped:
-            new = replace + ("\n" if not replace.endswith("\n") and start + len(wanted) < len(lines) else "")
-            return "".join(lines[:start]) + new + "".join(lines[start + len(wanted):])
-    # lines cut to 300 characters: difflib on a 5 MB line would take minutes
-    close = difflib.get_close_matches(wanted[0].strip()[:300], [l.strip()[:300] for l in lines], n=3, cutoff=0.5)
-    hint = ("; lines that look close: " + " | ".join(close)) if close else ""
-    raise ToolError(f"block {index}: SEARCH does not match any lines in {name} exactly (read the file and quote "
-                    f"the lines as they are){hint}")
