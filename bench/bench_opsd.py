@@ -45,7 +45,9 @@ def run(model, label, steps, config_kw, tmp):
     from learnagent.learning.sft import train_sft
 
     rows = []
-    cfg = TrainConfig(steps=steps, checkpoint_every=0, low_priority=False, **config_kw)
+    from learnagent.learning.train_common import ON_POLICY
+
+    cfg = TrainConfig(steps=steps, checkpoint_every=0, low_priority=False, **(ON_POLICY | config_kw))
     started = time.perf_counter()
     r = train_opsd(model, _pairs(4), GENERAL_PROMPTS[:2], prev_adapter=None, out_dir=tmp / f"{label}-opsd",
                    config=cfg, progress=_say)

@@ -67,9 +67,9 @@ def load(spec):
 
 
 def our_config(spec, steps):
-    from learnagent.learning.train_common import TrainConfig
+    from learnagent.learning.train_common import ON_POLICY, TrainConfig
 
-    return TrainConfig(steps=steps, samples_per_prompt=spec["G"], max_new_tokens=spec["max_new_tokens"],
+    return TrainConfig(**ON_POLICY, steps=steps, samples_per_prompt=spec["G"], max_new_tokens=spec["max_new_tokens"],
                        lr=spec["lr"], k=spec["k"], skip_first=spec["skip_first"], kl_clip=spec["kl_clip"],
                        lambda_ret=spec["lambda_ret"], grad_accum=1, rank=spec["rank"], seed=spec["seed"],
                        checkpoint_every=0, device="cpu", dtype="float32", warmup_steps=spec["warmup_steps"],

@@ -36,15 +36,18 @@ def _when(ts: float | None) -> str:
 
 def sleep(
     method: str = typer.Option("opsd", "--method", metavar="opsd|sft", help="opsd (on-policy self-distillation) or sft (baseline)."),
-    steps: int = typer.Option(None, "--steps", min=1, metavar="N", help="Training steps (default: the trainer's)."),
-    max_minutes: float = typer.Option(None, "--max-minutes", min=0.01, metavar="MINUTES", help="Stop training after this long; "
-                                      "the next sleep resumes."),
+    steps: int = typer.Option(None, "--steps", min=1, metavar="N", help="Training steps (default: one pass over the "
+                              "training pairs, at least 8, at most 120)."),
+    max_minutes: float = typer.Option(None, "--max-minutes", min=0.01, metavar="MINUTES", help="Stop training after this long: "
+                                      "after at least 8 steps the adapter so far is gated, else the next sleep "
+                                      "resumes it."),
     model: str = typer.Option(None, "--model", metavar="SPEC", help="Model spec (default: the repository config's)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show what would be trained, train nothing."),
     drift_budget: float = typer.Option(0.5, "--drift-budget", min=0.0, metavar="NATS", help="Max KL to the base model on general "
                                        "prompts (nats/token) for promotion."),
-    min_improvement: float = typer.Option(0.10, "--min-improvement", min=0.0, max=0.99, metavar="FRACTION",
-                                          help="Share of the previous held-out gap the new adapter must close."),
+    min_improvement: float = typer.Option(0.02, "--min-improvement", min=0.0, max=0.99, metavar="FRACTION",
+                                          help="How much lower (relative) the new adapter's NLL on the held-out "
+                                               "code must be than the previous adapter's."),
     install_schedule: bool = typer.Option(False, "--install-schedule", help="Run sleep nightly (cron or systemd)."),
     at: str = typer.Option(None, "--at", metavar="HH:MM", help="HH:MM for --install-schedule (default 03:00)."),
     uninstall_schedule: bool = typer.Option(False, "--uninstall-schedule", help="Remove the nightly run."),
@@ -70,7 +73,7 @@ def sleep(
     from learnagent.learning.sleep import SleepOptions, run_sleep
 
     opts = SleepOptions(method=method, steps=steps, max_minutes=max_minutes, model=model, dry_run=dry_run,
-                        drift_budget=drift_budget, min_relative_improvement=min_improvement)
+                        drift_budget=drift_budget, min_nll_gain=min_improvement)
     train_progress = None  # on a terminal: the trainer's own bar
     if not console.is_terminal:  # cron, a pipe, a log file: a line every few steps instead of nothing
         from learnagent.cli.display import StepProgress
@@ -87,11 +90,16 @@ def sleep(
     table.add_column("what")
     table.add_column("value")
     g = result.gate
+    c = g.comparison
+    code = [("held-out code", f"{c.lines} lines in {c.documents} files"),
+            ("code NLL: new / previous", f"{_num(c.nll)} / {_num(c.prev_nll)} ({c.gain:+.1%})"),
+            ("next-line exact: new / previous", f"{_num(c.exact, True)} / {_num(c.prev_exact, True)}")] if c else \
+        [("held-out code", "none")]
     rows = [("method", method), ("parent", result.parent or "base model"),
             ("episodes trained / held out", f"{result.train_episodes} / {result.heldout_episodes}"),
-            ("replay prompts", str(result.replay_prompts)),
-            ("held-out gap (new)", _num(g.gap)), ("held-out gap (previous)", _num(g.prev_gap)),
-            ("drift (budget)", f"{_num(g.drift)} ({g.drift_budget:g})"),
+            ("replay prompts", str(result.replay_prompts)), *code,
+            ("held-out gap: new / previous", f"{_num(g.gap)} / {_num(g.prev_gap)}"),
+            ("drift: chat / code (budget)", f"{_num(g.drift)} / {_num(g.code_drift)} ({g.drift_budget:g})"),
             ("train steps", str(result.train.get("steps", "?"))), ("time", f"{result.seconds:.0f} s")]
     for k, v in rows:
         table.add_row(k, v)
@@ -103,15 +111,21 @@ def sleep(
 # ---------------------------------------------------------------- eval
 
 def eval_cmd(
-    probes: Path = typer.Option(None, "--probes", metavar="FILE", help="JSON lines: {id, prompt, context, expect}. Default: the "
-                                "held-out episodes (no regex: adherence n/a)."),
+    probes: Path = typer.Option(None, "--probes", metavar="FILE", help="JSON lines: {id, prompt, context, expect, mode}; mode "
+                                "\"text\" continues the prompt as raw text, \"chat\" (default) answers it as a "
+                                "user message. Optional: the held-out code is measured either way."),
     adapter: str = typer.Option(None, "--adapter", metavar="VERSION", help="Adapter version (default: the promoted one)."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
     samples: int = typer.Option(4, "--samples", min=1, metavar="N", help="Completions per probe and variant."),
     max_new_tokens: int = typer.Option(48, "--max-new-tokens", min=1, metavar="N", help="Tokens per completion."),
     model: str = typer.Option(None, "--model", metavar="SPEC", help="Model spec (default: the repository config's)."),
+    code: bool = typer.Option(True, "--code/--no-code", help="Measure what the model writes on the repository's "
+                              "held-out code: per-token NLL and next-line exact match of the code the user wrote."),
+    max_tokens: int = typer.Option(12_000, "--max-tokens", min=100, metavar="N", help="Held-out code tokens to measure "
+                                   "(the same subset every time)."),
 ):
-    """Measure adherence, distillation gap, internalization and drift for base, base+context, base+adapter."""
+    """Base, base + context and base + adapter: on the held-out code (NLL, exact match) and on probes
+    (adherence, distillation gap); internalization ratios and drift."""
     from learnagent.learning import evaluate
     from learnagent.learning.registry import Registry, is_complete
     from learnagent.learning.sleep import resolve_local_model
@@ -119,6 +133,8 @@ def eval_cmd(
 
     root = _repo_root()
     probe_list = evaluate.load_probes(probes) if probes is not None else None  # bad file: fail before loading
+    if probe_list is None and not code:
+        raise UsageError("nothing to measure: pass --probes FILE.jsonl, or drop --no-code")
     spec, model_path = resolve_local_model(model, root)
     with Store() as store:
         reg = Registry(store, root)
@@ -130,42 +146,83 @@ def eval_cmd(
         else:
             current = reg.current()
             adapter, folder = current if current else (None, None)
-        if probe_list is None:
-            from learnagent.learning.pairs import build_pairs
+        corpus = None
+        if code:
+            from learnagent.learning.code_pairs import mine_code
 
-            _train, heldout = build_pairs(store, reg.repo_id, conventions_root=root)
-            probe_list = evaluate.probes_from_pairs(heldout)
-            if not probe_list:
-                raise UsageError("no held-out episodes to evaluate on yet; pass --probes FILE.jsonl")
+            corpus = mine_code(root, store, reg.repo_id)
+            if not corpus.heldout:
+                if probe_list is None:
+                    raise UsageError("no held-out code to measure in this repository yet (it needs two committed "
+                                     "code files); pass --probes FILE.jsonl")
+                corpus = None
         model_obj, tokenizer = evaluate.load_with_adapters(model_path, {adapter: folder} if adapter else {})
-        report = evaluate.evaluate(model_obj, tokenizer, probe_list, adapter=adapter, samples=samples,
-                                   max_new_tokens=max_new_tokens)
-        report["model"] = spec
-        report["probe_source"] = str(probes) if probes is not None else "held-out episodes"
+        report: dict = {"adapter": adapter, "model": spec}
+        if probe_list is not None:
+            report |= evaluate.evaluate(model_obj, tokenizer, probe_list, adapter=adapter, samples=samples,
+                                        max_new_tokens=max_new_tokens)
+            report["probe_source"] = str(probes)
+        report["code"] = _measure_code(model_obj, tokenizer, corpus, adapter, max_tokens) if corpus else None
         if adapter:
-            reg.update_metrics(adapter, eval={k: report[k] for k in ("variants", "internalization", "probes",
-                                                                       "samples", "probe_source")})
+            kept = ("variants", "internalization", "probes", "samples", "probe_source")
+            reg.update_metrics(adapter, eval={k: report[k] for k in kept if k in report} | {"code": report["code"]})
     if as_json:
         print(json.dumps(report, indent=2))
         return
     _print_eval(report)
 
 
+def _measure_code(model, tokenizer, corpus, adapter: str | None, max_tokens: int) -> dict:
+    import time
+
+    from learnagent.learning.behaviour import MeasureConfig, measure
+
+    err = Console(stderr=True)
+    last = [0.0]
+
+    def progress(variant: str, done: int, total: int) -> None:  # a line at most every 5 s: logs stay readable
+        if time.monotonic() - last[0] > 5 or done == total:
+            last[0] = time.monotonic()
+            err.print(f"[dim]held-out code, {variant}: {done}/{total} documents[/]", highlight=False)
+
+    report, _lines = measure(model, tokenizer, corpus, adapter=adapter, config=MeasureConfig(max_tokens=max_tokens),
+                             progress=progress)
+    return report.as_dict()
+
+
 def _print_eval(report: dict) -> None:
     console = Console()
-    title = (f"eval: {report['probes']} probes × {report['samples']} samples, adapter "
-             f"{report['adapter'] or '(none promoted)'}")
-    table = Table(title=title, header_style="bold")
-    for col in ("variant", "adherence", "gap (nats/tok)", "drift (nats/tok)"):
-        table.add_column(col, justify="left" if col == "variant" else "right")
     labels = {"base": "base", "context": "base + context (ceiling)", "adapter": "base + adapter"}
-    for name, m in report["variants"].items():
-        table.add_row(labels[name], _num(m["adherence"], True), _num(m["gap"]), _num(m["drift"]))
-    console.print(table)
-    ratios = report["internalization"]
-    console.print(f"internalization: adherence {_num(ratios['adherence'])}, gap {_num(ratios['gap'])} "
-                  "(1 = the adapter does without context what the context does; 0 = nothing learnt)",
-                  highlight=False)
+    adapter = report["adapter"] or "(none promoted)"
+    if "variants" in report:
+        title = f"probes: {report['probes']} × {report['samples']} samples, adapter {adapter}"
+        table = Table(title=title, header_style="bold")
+        for col in ("variant", "adherence", "gap (nats/tok)", "drift (nats/tok)"):
+            table.add_column(col, justify="left" if col == "variant" else "right")
+        for name, m in report["variants"].items():
+            table.add_row(labels[name], _num(m["adherence"], True), _num(m["gap"]), _num(m["drift"]))
+        console.print(table)
+        ratios = report["internalization"]
+        console.print(f"internalization: adherence {_num(ratios['adherence'])}, gap {_num(ratios['gap'])} "
+                      "(1 = the adapter does without context what the context does; 0 = nothing learnt)",
+                      highlight=False)
+    code = report.get("code")
+    if code:
+        first = next(iter(code["variants"].values()))
+        table = Table(title=f"held-out code: {first['lines']} lines ({first['tokens']} tokens) in "
+                            f"{code['documents']} documents, adapter {adapter}", header_style="bold")
+        for col in ("variant", "NLL (nats/tok)", "next-line exact"):
+            table.add_column(col, justify="left" if col == "variant" else "right")
+        for name, m in code["variants"].items():
+            table.add_row(labels[name], _num(m["nll"]), _num(m["exact"], True))
+        console.print(table)
+        ratios = code["internalization"]
+        drift = f"; drift on unrelated code {_num(code['code_drift'])} nats/tok" if code.get("code_drift") is not None \
+            else ""
+        console.print(f"internalization: NLL {_num(ratios['nll'])}, exact match {_num(ratios['exact'])}{drift}",
+                      highlight=False)
+    elif "variants" not in report:
+        console.print("nothing measured")
 
 
 # ---------------------------------------------------------------- report
@@ -185,11 +242,13 @@ def report_cmd(out: Path = typer.Option(None, "--out", metavar="FILE", help="Wri
         rates = report.outcome_rates(store.conn, reg.repo_id)
     console = Console()
     table = Table(title=f"learning curve: {root.name}", header_style="bold")
-    for col in ("version", "status", "episodes", "gap", "prev gap", "drift", "adherence"):
+    for col in ("version", "status", "episodes", "code NLL", "base NLL", "exact", "base exact", "gap", "prev gap",
+                "drift", "adherence"):
         table.add_column(col, justify="left" if col in ("version", "status") else "right")
     for p in curve:
-        table.add_row(p["version"], p["status"], str(p["episodes"]), _num(p["gap"]), _num(p["prev_gap"]),
-                      _num(p["drift"]), _num(p["adherence"], True))
+        table.add_row(p["version"], p["status"], str(p["episodes"]), _num(p["code_nll"]), _num(p["base_code_nll"]),
+                      _num(p["code_exact"], True), _num(p["base_code_exact"], True), _num(p["gap"]),
+                      _num(p["prev_gap"]), _num(p["drift"]), _num(p["adherence"], True))
     console.print(table if curve else "no adapters yet: run `learnagent sleep`")
     rt = Table(title="episodes by the adapter the agent ran with", header_style="bold")
     for col in ("adapter", "episodes", "accepted", "tests passed"):
@@ -219,16 +278,20 @@ def adapters_list(as_json: bool = typer.Option(False, "--json")):
     if not rows:
         Console().print("no adapters yet: run `learnagent sleep`")
         return
+    from learnagent.learning.registry import code_metrics
+
     table = Table(title="adapters", header_style="bold")
-    for col in ("version", "status", "parent", "method", "episodes", "gap", "drift", "created", "reason"):
-        table.add_column(col, justify="right" if col in ("episodes", "gap", "drift") else "left")
+    numeric = ("episodes", "code NLL", "exact", "gap", "drift")
+    for col in ("version", "status", "parent", "method") + numeric + ("created", "reason"):
+        table.add_column(col, justify="right" if col in numeric else "left")
     colour = {"promoted": "green", "rejected": "red", "retired": "dim", "candidate": "yellow"}
     for r in rows:
         m = r["metrics"]
+        code = ((code_metrics(m) or {}).get("variants") or {}).get("adapter") or {}
         status = r["status"] + (" (tainted)" if r["tainted"] else "")
         table.add_row(r["version"], f"[{colour.get(r['status'], '')}]{status}[/]", r["parent"] or "-", r["method"],
-                      str(r["episodes"]), _num(m.get("gap")), _num(m.get("drift")), _when(r["created_at"]),
-                      r["reason"] or "")
+                      str(r["episodes"]), _num(code.get("nll")), _num(code.get("exact"), True), _num(m.get("gap")),
+                      _num(m.get("drift")), _when(r["created_at"]), r["reason"] or "")
     Console().print(table)
 
 

@@ -6,7 +6,11 @@ probe's context: the ceiling) and `adapter` (base + adapter, no context). For ea
 - gap: mean per-token KL to the base+context teacher on the variant's own samples (the
   ceiling's gap is 0 by definition: it IS the teacher);
 - drift: KL to the base model on general prompts (0 for base and for base+context, which
-  share the base weights).
+  share the base weights): chat questions for chat probes, starts of unrelated code for text ones.
+Probes come in two forms (`mode`): "chat" (default), the prompt is one user message and the
+context a system message before it; "text", the prompt is raw text the model continues, and the
+ceiling reads `context + "\n\n" + prompt` (rollout.encode). Small models read their context
+best as raw text.
 Internalization ratio = (adapter − base) / (context − base), for adherence and for the gap:
 1 means the adapter does without the context what the context does, 0 means nothing learnt.
 """
@@ -24,13 +28,22 @@ from learnagent.core.errors import UsageError
 VARIANTS = ("base", "context", "adapter")
 
 
+MODES = ("chat", "text")
+
+
 @dataclass
 class Probe:
     id: str
-    prompt: list[dict]  # chat messages (a probe file's string becomes one user message)
+    prompt: list[dict] | str  # chat messages (mode "chat": a file's string is one user message) or raw text
     context: str
     expect: str | None = None  # regex; None: adherence is not measured for this probe
     _regex: re.Pattern | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def mode(self) -> str:
+        """"text": the prompt is raw text the model continues, after `context + "\n\n"` in the
+        ceiling's view; "chat": one user message after the context as a system message."""
+        return "text" if isinstance(self.prompt, str) else "chat"
 
     def matches(self, text: str) -> bool:
         if self.expect is None:
@@ -69,10 +82,14 @@ def load_probes(path: Path) -> list[Probe]:
                 re.compile(expect)
             except re.error as exc:
                 raise UsageError(f"{where}: 'expect' is not a valid regular expression ({exc})") from None
+        mode = data.get("mode", "chat")
+        if mode not in MODES:
+            raise UsageError(f"{where}: 'mode' must be \"chat\" or \"text\", not {json.dumps(mode)}")
         if data["id"] in seen:
             raise UsageError(f"{where}: duplicate probe id '{data['id']}'")
         seen.add(data["id"])
-        probes.append(Probe(data["id"], [{"role": "user", "content": data["prompt"]}], data["context"], expect))
+        prompt = data["prompt"] if mode == "text" else [{"role": "user", "content": data["prompt"]}]
+        probes.append(Probe(data["id"], prompt, data["context"], expect))
     if not probes:
         raise UsageError(f"{path}: no probes (expected JSON lines with id, prompt, context, expect)")
     return probes
@@ -80,7 +97,17 @@ def load_probes(path: Path) -> list[Probe]:
 
 def probes_from_pairs(pairs) -> list[Probe]:
     """Held-out episodes as probes: no regex, so only the gap and drift are measured."""
-    return [Probe(str(p.episode_id), list(p.prompt), p.context, None) for p in pairs if p.context]
+    return [Probe(str(p.episode_id), p.prompt if isinstance(p.prompt, str) else list(p.prompt), p.context, None)
+            for p in pairs if p.context]
+
+
+def drift_prompts_for(probes: list[Probe]) -> list:
+    """General prompts in the forms the probes use: chat questions, and raw starts of unrelated code."""
+    from learnagent.learning.behaviour import GENERAL_CODE_STARTS
+    from learnagent.learning.rollout import GENERAL_PROMPTS
+
+    modes = {p.mode for p in probes}
+    return (list(GENERAL_PROMPTS) if "chat" in modes else []) + (list(GENERAL_CODE_STARTS) if "text" in modes else [])
 
 
 def internalization(base: float | None, ceiling: float | None, adapter: float | None) -> float | None:
@@ -162,7 +189,7 @@ def evaluate(model, tokenizer, probes: list[Probe], *, adapter: str | None, samp
                 kl_sum, tokens = kl_sum + terms[0], tokens + terms[1]
         gap = 0.0 if variant == "context" else kl_sum / max(tokens, 1)  # the teacher scored against itself: 0
         if variant == "adapter":
-            drift = rollout.drift(model, tokenizer, drift_prompts or rollout.GENERAL_PROMPTS, adapter=adapter,
+            drift = rollout.drift(model, tokenizer, drift_prompts or drift_prompts_for(probes), adapter=adapter,
                                   seed=seed)
         else:
             drift = 0.0

@@ -1,135 +1,200 @@
-"""The promotion gate: a new adapter replaces the previous one only if it is measurably better.
+"""The promotion gate: a new adapter replaces the previous one only if it writes held-out code better.
 
-On held-out episodes (never trained on), both adapters are scored against the same teacher —
-the PREVIOUS adapter (or the base model) reading the experience context. The distillation gap is
-the mean per-token KL from the student (adapter, no context) to that teacher, on the student's
-own samples: how much of what the context teaches the adapter already does without it.
-The candidate must close a clear share of that gap beyond what the previous adapter did, and its
-drift (KL to the base model on general coding prompts, no context) must stay within a budget.
+What counts is behaviour on code no adapter trained on (learning/behaviour.py): for every line of
+the held-out files (and the lines held-out episodes wrote), the NLL of what the user actually
+wrote given the code before it, and whether greedy decoding writes that line. Candidate and
+previous adapter (the base model on the first night) are scored on the SAME lines, no context:
+a paired comparison, and deterministic (teacher forcing, no sampling), so a verdict does not
+depend on a sampling seed.
 
-Relative margin: 10% by default. The candidate's gap must be below (1 - 0.10) * prev_gap, not
-merely below it. An adapter that learned nothing useful lands within noise of its parent, on
-either side, so "any decrease" promotes it about half the time. Measured (docs/sleep.md): on a
-tiny model that reads two context-dependent rules, an adapter trained by OPSD on SHUFFLED contexts
-(each prompt family with the other family's rule, which that model ignores) moved the held-out
-gap by -3.6%..+0.05% over 5 training seeds (the plain rule promoted it for one seed), while
-training on the genuine contexts closed 94-97% of it; on the random tiny model an adapter trained
-on swapped contexts came out 5.4% below its parent against 35% for genuine training. 10% sits
-about twice above the largest useless gain seen and far below the genuine ones. The margin is
-relative because gaps scale with the model and the context (1e-4 nats/token on the random tiny
-model, 0.2+ on one that reads its context); `min_improvement` adds an absolute floor (nats/token).
-It is no guarantee against sampling noise between DISSIMILAR models: on SmolLM2 with 6 held-out
-pairs the same model's gap varies by ~11% (std) across sampling seeds (docs/benchmarks/gate_margin.md).
-Override with `GateConfig(min_relative_improvement=..., min_improvement=...)`.
+Rule (`decide`), in order:
+1. there is held-out code to check on, and every number is finite;
+2. drift within the budget: KL to the base model on general chat prompts (sampled, as before) and
+   on code that belongs to no repository (`code_drift`, teacher-forced);
+3. the held-out code NLL per token is at least `min_nll_gain` (relative) below the previous one;
+4. the gain holds across the held-out lines, not on a few: the lower end of a bootstrap interval
+   over lines (`confidence`) of the relative gain is above 0;
+5. it writes at least as many held-out lines exactly as the previous adapter (greedy next line).
+The distillation gap on held-out episodes (KL to the context-reading teacher) is still measured and
+recorded as a secondary number; it no longer decides (issue 9: an adapter closed 41% of it on two
+prompts and wrote no convention on 48 probes, exactly like the base model).
 
-Drift budget: 0.5 nats/token by default. A LoRA that only absorbed repository conventions moves
-a 135M model's general-prompt distribution by ~0.01–0.2 nats/token in our runs; values above
-0.5 mean it rewrote its general behaviour (forgetting), which no repository convention justifies.
-Override with `GateConfig(drift_budget=...)` or `learnagent sleep --drift-budget`.
+Margins measured in docs/sleep.md ("Gate"): see there for the numbers behind the defaults.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 DEFAULT_DRIFT_BUDGET = 0.5  # nats per token
-DEFAULT_MIN_RELATIVE_IMPROVEMENT = 0.10  # share of the previous gap the candidate must close
+DEFAULT_MIN_NLL_GAIN = 0.02  # the candidate's held-out code NLL must be 2% below the previous one's
+DEFAULT_CONFIDENCE = 0.95  # one-sided bootstrap interval over held-out lines
+BOOTSTRAP_ROUNDS = 1000
 
 
 @dataclass
 class GateConfig:
     drift_budget: float = DEFAULT_DRIFT_BUDGET
-    min_relative_improvement: float = DEFAULT_MIN_RELATIVE_IMPROVEMENT  # gap < (1 - r) * prev_gap
-    min_improvement: float = 0.0  # absolute floor, nats/token: gap < prev_gap - min_improvement too
-    samples: int = 2  # completions per held-out prompt when measuring the gap
+    min_nll_gain: float = DEFAULT_MIN_NLL_GAIN  # relative: 1 - nll / prev_nll must reach it
+    confidence: float = DEFAULT_CONFIDENCE  # of the bootstrap lower bound that must stay above 0
+    samples: int = 2  # completions per held-out prompt for the (secondary) distillation gap
     max_new_tokens: int = 48
     drift_max_new_tokens: int = 32
-    seed: int = 0
+    drift_prompts: int | None = None  # how many of rollout.GENERAL_PROMPTS (None: all 12)
+    seed: int = 0  # sampling seed of the gap and the chat drift (the code measure samples nothing)
+    code_tokens: int = 12_000  # held-out code tokens measured (behaviour.MeasureConfig.max_tokens)
+    with_context: bool = True  # also measure base + retrieved context (the ceiling, for the ratios)
+
+
+@dataclass
+class CodeComparison:
+    """Candidate vs previous on the same held-out lines (from behaviour.score)."""
+
+    lines: int
+    tokens: int
+    documents: int
+    nll: float  # candidate, nats per token
+    prev_nll: float
+    exact: float  # share of lines greedy decoding writes exactly
+    prev_exact: float
+    gain: float  # 1 - nll / prev_nll
+    gain_low: float  # lower end of the bootstrap interval of `gain` over lines
+    lines_better: int  # lines whose NLL went down (by more than 1e-3 nats)
+    lines_worse: int
+    exact_won: int  # lines the candidate writes and the previous did not
+    exact_lost: int
+    docs_better: int  # documents whose NLL per token went down
 
 
 @dataclass
 class GateResult:
     accepted: bool
     reason: str
-    gap: float  # the candidate's distillation gap on held-out prompts
-    prev_gap: float  # the previous adapter's (or the base model's) gap on the same prompts
-    drift: float  # the candidate's KL to the base model on general prompts
+    drift: float  # the candidate's KL to the base model on general chat prompts (sampled)
     drift_budget: float
-    heldout: int  # held-out prompts it was measured on
-    required_gap: float = math.nan  # the gap the candidate had to stay below
-    improvement: float | None = None  # 1 - gap / prev_gap: the share of the previous gap it closed
+    code_drift: float  # ... on code that belongs to no repository (teacher-forced)
+    comparison: CodeComparison | None  # on the held-out code; None when there was none
+    gap: float | None = None  # secondary: the candidate's distillation gap on held-out episodes
+    prev_gap: float | None = None  # ... and the previous adapter's (or the base model's)
+    heldout: int = 0  # held-out episodes the gap was measured on
+    code: dict = field(default_factory=dict)  # behaviour report: base, context, previous, adapter
 
     def as_metrics(self) -> dict:
         return asdict(self)
 
 
-def required_gap(prev_gap: float, *, min_relative_improvement: float = DEFAULT_MIN_RELATIVE_IMPROVEMENT,
-                 min_improvement: float = 0.0) -> float:
-    """The gap a candidate must stay below: both margins, whichever is larger, under prev_gap."""
-    return prev_gap - max(min_relative_improvement * prev_gap, min_improvement)
+def compare(prev, cand, *, confidence: float = DEFAULT_CONFIDENCE, rounds: int = BOOTSTRAP_ROUNDS,
+            seed: int = 0) -> CodeComparison:
+    """Paired comparison of two variants' LineScores on the same lines (same order)."""
+    import torch
+
+    if len(prev) != len(cand) or any((p.doc, p.line) != (c.doc, c.line) for p, c in zip(prev, cand)):
+        raise ValueError("the two variants were not scored on the same lines")
+    n = len(prev)
+    p_nll = torch.tensor([s.nll for s in prev], dtype=torch.float64)
+    c_nll = torch.tensor([s.nll for s in cand], dtype=torch.float64)
+    tokens = sum(s.tokens for s in prev)
+    gain = 1.0 - float(c_nll.sum() / p_nll.sum()) if n and float(p_nll.sum()) > 0 else math.nan
+    gain_low = math.nan
+    if n and float(p_nll.sum()) > 0:
+        # lines resampled with replacement; a fixed generator: the same lines give the same bound
+        idx = torch.randint(0, n, (rounds, n), generator=torch.Generator().manual_seed(seed))
+        gains = 1.0 - c_nll[idx].sum(1) / p_nll[idx].sum(1).clamp_min(1e-12)
+        gain_low = float(torch.quantile(gains, 1.0 - confidence))
+    docs: dict[str, list[float]] = {}
+    for p, c in zip(prev, cand):
+        d = docs.setdefault(p.doc, [0.0, 0.0])
+        d[0], d[1] = d[0] + p.nll, d[1] + c.nll
+    delta = p_nll - c_nll
+    return CodeComparison(
+        lines=n, tokens=tokens, documents=len(docs),
+        nll=float(c_nll.sum()) / tokens if tokens else math.nan,
+        prev_nll=float(p_nll.sum()) / tokens if tokens else math.nan,
+        exact=sum(s.exact for s in cand) / n if n else math.nan,
+        prev_exact=sum(s.exact for s in prev) / n if n else math.nan,
+        gain=gain, gain_low=gain_low,
+        lines_better=int((delta > 1e-3).sum()), lines_worse=int((delta < -1e-3).sum()),
+        exact_won=sum(c.exact and not p.exact for p, c in zip(prev, cand)),
+        exact_lost=sum(p.exact and not c.exact for p, c in zip(prev, cand)),
+        docs_better=sum(c < p for p, c in docs.values()))
 
 
-def _requirement(min_relative_improvement: float, min_improvement: float) -> str:
-    parts = ([f"{min_relative_improvement:.0%}"] if min_relative_improvement > 0 else []) + \
-            ([f"{min_improvement:g} nats/token"] if min_improvement > 0 else [])
-    return f"at least {' and '.join(parts)} below" if parts else "below"
-
-
-def decide(gap: float, prev_gap: float, drift: float, *, drift_budget: float = DEFAULT_DRIFT_BUDGET,
-           min_relative_improvement: float = DEFAULT_MIN_RELATIVE_IMPROVEMENT, min_improvement: float = 0.0,
-           heldout: int = 1, previous: str | None = None) -> GateResult:
+def decide(comparison: CodeComparison | None, drift: float, code_drift: float, *,
+           drift_budget: float = DEFAULT_DRIFT_BUDGET, min_nll_gain: float = DEFAULT_MIN_NLL_GAIN,
+           previous: str | None = None, **secondary) -> GateResult:
     """The rule itself, on numbers already measured (pure, so it is tested on hand-made values)."""
-    if not 0.0 <= min_relative_improvement < 1.0:
-        raise ValueError(f"min_relative_improvement must be in [0, 1), got {min_relative_improvement}")
     against = previous or "the base model"
-    needed = required_gap(prev_gap, min_relative_improvement=min_relative_improvement,
-                          min_improvement=min_improvement)
-    closed = 1.0 - gap / prev_gap if prev_gap > 0 and math.isfinite(gap) else None
-    common = dict(gap=gap, prev_gap=prev_gap, drift=drift, drift_budget=drift_budget, heldout=heldout,
-                  required_gap=needed, improvement=closed)
-    if heldout <= 0:
-        return GateResult(False, "no held-out episodes to check it on", **common)
-    if any(not math.isfinite(v) for v in (gap, prev_gap, drift)):
+    common = dict(drift=drift, drift_budget=drift_budget, code_drift=code_drift, comparison=comparison) | secondary
+    c = comparison
+    if c is None or c.lines == 0:
+        return GateResult(False, "no held-out code to check it on (the repository needs two committed code files)",
+                          **common)
+    if any(not math.isfinite(v) for v in (c.nll, c.prev_nll, c.gain, drift, code_drift)):
         return GateResult(False, "a gate metric is not a finite number (training diverged?)", **common)
     if drift > drift_budget:
         return GateResult(False, f"drift {drift:.3f} nats/token exceeds the budget {drift_budget:.3f}", **common)
-    requirement = _requirement(min_relative_improvement, min_improvement)
-    if not gap < needed:
-        extra = "" if requirement == "below" else f" (needs < {needed:.4f})"
-        return GateResult(False, f"held-out gap {gap:.4f} is not {requirement} {against}'s {prev_gap:.4f}"
-                                 f"{extra}", **common)
-    share = f"{closed:.0%} closed, " if closed is not None else ""
-    return GateResult(True, f"held-out gap {gap:.4f} < {against}'s {prev_gap:.4f} ({share}needs < {needed:.4f}); "
-                            f"drift {drift:.3f} within {drift_budget:.3f}", **common)
+    if code_drift > drift_budget:
+        return GateResult(False, f"drift on unrelated code {code_drift:.3f} nats/token exceeds the budget "
+                                 f"{drift_budget:.3f}", **common)
+    where = f"on {c.lines} held-out lines of code"
+    if c.gain < min_nll_gain:
+        return GateResult(False, f"held-out code NLL {c.nll:.4f} is not {min_nll_gain:.0%} below {against}'s "
+                                 f"{c.prev_nll:.4f} ({c.gain:+.1%}) {where}", **common)
+    if not c.gain_low > 0:
+        return GateResult(False, f"held-out code NLL {c.gain:+.1%} against {against}, but not on most lines "
+                                 f"(bootstrap lower bound {c.gain_low:+.1%}; {c.lines_better} lines better, "
+                                 f"{c.lines_worse} worse)", **common)
+    if c.exact < c.prev_exact:
+        return GateResult(False, f"it writes fewer held-out lines exactly than {against}: {c.exact:.1%} < "
+                                 f"{c.prev_exact:.1%} ({c.exact_lost} lost, {c.exact_won} won)", **common)
+    return GateResult(True, f"held-out code NLL {c.nll:.4f} < {against}'s {c.prev_nll:.4f} ({c.gain:.1%} lower, "
+                            f"≥ {c.gain_low:.1%} on resampled lines), next-line exact {c.prev_exact:.1%} -> "
+                            f"{c.exact:.1%} {where}; drift {drift:.3f} / {code_drift:.3f} within {drift_budget:g}",
+                      **common)
 
 
-def measure(model, tokenizer, heldout_pairs, *, candidate: str, previous: str | None,
-            config: GateConfig | None = None) -> dict:
-    """Gap of the candidate and of the previous adapter against previous+context, and the candidate's drift.
-
-    `model` is one PeftModel holding the adapters by name (`candidate`, and `previous` unless None,
-    which means the base model); the base weights are shared by every variant.
-    """
-    from learnagent.learning import rollout
+def measure(model, tokenizer, heldout_pairs, code, *, candidate: str, previous: str | None,
+            config: GateConfig | None = None, progress=None) -> dict:
+    """Everything the rule reads. `model` is one PeftModel holding the adapters by name (`candidate`,
+    and `previous` unless None: the base model); `code` is the repository's CodeCorpus (or None)."""
+    from learnagent.learning import behaviour, rollout
 
     cfg = config or GateConfig()
-    if not heldout_pairs:
-        return {"gap": math.nan, "prev_gap": math.nan, "drift": math.nan, "heldout": 0}
+    out: dict = {"comparison": None, "code": {}, "heldout": len(heldout_pairs)}
+    if code is not None and code.heldout:
+        variants = [behaviour.Variant("base")] + ([behaviour.Variant("context", context=True)]
+                                                   if cfg.with_context else [])
+        if previous:
+            variants.append(behaviour.Variant("previous", previous))
+        variants.append(behaviour.Variant("adapter", candidate))
+        scores = behaviour.score(model, tokenizer, code, code.heldout, variants,
+                                 config=behaviour.MeasureConfig(max_tokens=cfg.code_tokens), progress=progress)
+        out["comparison"] = compare(scores["previous" if previous else "base"], scores["adapter"],
+                                    confidence=cfg.confidence)
+        report = behaviour.summarize(scores)
+        report.code_drift = behaviour.code_drift(model, tokenizer, candidate)
+        out["code"] = report.as_dict()
+    out["code_drift"] = out["code"].get("code_drift") if out["code"] else behaviour.code_drift(model, tokenizer,
+                                                                                              candidate)
     kwargs = dict(samples=cfg.samples, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
-    gap = rollout.distillation_gap(model, tokenizer, heldout_pairs, student_adapter=candidate,
-                                   teacher_adapter=previous, **kwargs)
-    prev_gap = rollout.distillation_gap(model, tokenizer, heldout_pairs, student_adapter=previous,
-                                        teacher_adapter=previous, **kwargs)
-    drift = rollout.drift(model, tokenizer, rollout.GENERAL_PROMPTS, adapter=candidate,
-                          max_new_tokens=cfg.drift_max_new_tokens, seed=cfg.seed)
-    return {"gap": float(gap), "prev_gap": float(prev_gap), "drift": float(drift), "heldout": len(heldout_pairs)}
+    out["gap"] = out["prev_gap"] = None
+    if heldout_pairs:
+        out["gap"] = float(rollout.distillation_gap(model, tokenizer, heldout_pairs, student_adapter=candidate,
+                                                    teacher_adapter=previous, **kwargs))
+        out["prev_gap"] = float(rollout.distillation_gap(model, tokenizer, heldout_pairs, student_adapter=previous,
+                                                         teacher_adapter=previous, **kwargs))
+    general = rollout.GENERAL_PROMPTS[: cfg.drift_prompts]
+    out["drift"] = float(rollout.drift(model, tokenizer, general, adapter=candidate,
+                                       max_new_tokens=cfg.drift_max_new_tokens, seed=cfg.seed))
+    return out
 
 
-def run_gate(model, tokenizer, heldout_pairs, *, candidate: str, previous: str | None,
-             config: GateConfig | None = None) -> GateResult:
+def run_gate(model, tokenizer, heldout_pairs, *, candidate: str, previous: str | None, code=None,
+             config: GateConfig | None = None, progress=None) -> GateResult:
     cfg = config or GateConfig()
-    m = measure(model, tokenizer, heldout_pairs, candidate=candidate, previous=previous, config=cfg)
-    return decide(m["gap"], m["prev_gap"], m["drift"], drift_budget=cfg.drift_budget,
-                  min_relative_improvement=cfg.min_relative_improvement, min_improvement=cfg.min_improvement,
-                  heldout=m["heldout"], previous=previous)
+    m = measure(model, tokenizer, heldout_pairs, code, candidate=candidate, previous=previous, config=cfg,
+                progress=progress)
+    return decide(m["comparison"], m["drift"], m["code_drift"], drift_budget=cfg.drift_budget,
+                  min_nll_gain=cfg.min_nll_gain, previous=previous, gap=m["gap"], prev_gap=m["prev_gap"],
+                  heldout=m["heldout"], code=m["code"])

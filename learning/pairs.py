@@ -29,9 +29,14 @@ HISTORY_SYSTEM = ("You are a coding agent working in the repository '{repo}'. Ma
 @dataclass
 class Pair:
     episode_id: str
-    prompt: list[dict]  # x: chat messages without hindsight
+    prompt: list[dict] | str  # x: chat messages without hindsight, or raw text to continue (mode "text")
     context: str  # c: experience
-    target: str | None  # the accepted diff, for SFT
+    target: str | None  # the accepted diff (or, in text form, the code written next), for SFT
+
+    @property
+    def mode(self) -> str:
+        """"chat" (messages, chat template) or "text" (raw text the model continues; see rollout.encode)."""
+        return "text" if isinstance(self.prompt, str) else "chat"
 
 
 # ---------------------------------------------------------------- selection and split
@@ -161,7 +166,9 @@ def test_story(ep: dict, tail_lines: int = 6) -> str:
     return "\n\n".join(parts)
 
 
-def conventions_text(root: Path | None, max_chars: int) -> str:
+def conventions_text(root: Path | None, max_chars: int, header: str = "{name}:\n") -> str:
+    """The repository's conventions files, each under `header` (code contexts use "# {name}\n", the
+    form every file takes there), clipped to an equal share of `max_chars`, scrubbed of secrets."""
     if root is None:
         return ""
     found = [(name, (Path(root) / name)) for name in CONVENTION_FILES if (Path(root) / name).is_file()]
@@ -169,7 +176,7 @@ def conventions_text(root: Path | None, max_chars: int) -> str:
         return ""
     each = max_chars // len(found)
     # read from disk, not from the store: scrub here, or a token in AGENTS.md reaches training
-    return "\n\n".join(f"{name}:\n{_clip(redact_text(path.read_text(errors='replace').strip()), each)}"
+    return "\n\n".join(header.format(name=name) + _clip(redact_text(path.read_text(errors="replace").strip()), each)
                        for name, path in found)
 
 
@@ -200,13 +207,29 @@ def _episodes(store, repo_id: str) -> list[dict]:
     return store.list_episodes(repo_id, limit=1_000_000)[::-1]  # oldest first
 
 
+def without_files(ep: dict, drop) -> dict | None:
+    """`ep` with the files `drop(path)` selects taken out of its diff and its code before; None
+    when nothing of the diff is left."""
+    sections = re.split(r"(?m)^(?=diff --git )", ep.get("final_diff") or "")
+    kept = [s for s in sections if s.strip() and not any(drop(p) for p in diff_files(s))]
+    if len(kept) == len([s for s in sections if s.strip()]):
+        return ep
+    if not kept:
+        return None
+    meta = dict(ep.get("meta") or {})
+    if isinstance(meta.get("before"), dict):
+        meta["before"] = {p: t for p, t in meta["before"].items() if not drop(p)}
+    return ep | {"final_diff": "".join(kept), "meta": meta}
+
+
 def build_pairs(store, repo_id: str, *, conventions_root: Path | None = None, heldout_fraction: float = 0.2,
-                seed: int = 0, exclude_ids=(), context_tokens: int = 1024,
-                prompt_tokens: int = 2048) -> tuple[list[Pair], list[Pair]]:
+                seed: int = 0, exclude_ids=(), context_tokens: int = 1024, prompt_tokens: int = 2048,
+                heldout_files=None) -> tuple[list[Pair], list[Pair]]:
     """(train, heldout) pairs of the repository's good episodes.
 
     `seed` only orders the training pairs (the split never depends on it); `exclude_ids`
-    are left out of both lists.
+    are left out of both lists. `heldout_files(path) -> bool` (code_pairs.heldout_file's split):
+    training pairs lose those files' hunks and code, so held-out files never reach training.
     """
     import random
 
@@ -221,10 +244,15 @@ def build_pairs(store, repo_id: str, *, conventions_root: Path | None = None, he
         ep = store.get_episode(summary["id"])
         if not is_good(ep):
             continue
+        held = is_heldout(ep["id"], heldout_fraction)
+        if heldout_files is not None and not held:
+            ep = without_files(ep, heldout_files)
+            if ep is None:
+                continue
         pair = Pair(episode_id=ep["id"], prompt=episode_prompt(ep, prompt_tokens * CHARS_PER_TOKEN),
                     context=experience_context(ep, conventions, context_tokens),
                     target=(ep.get("final_diff") or "").strip() or None)
-        (heldout if is_heldout(ep["id"], heldout_fraction) else train).append(pair)
+        (heldout if held else train).append(pair)
     random.Random(seed).shuffle(train)
     return train, heldout
 
@@ -232,14 +260,14 @@ def build_pairs(store, repo_id: str, *, conventions_root: Path | None = None, he
 def replay_prompts(store, repo_id: str, exclude_ids, n: int, *, prompt_tokens: int = 2048) -> list[list[dict]]:
     """Up to `n` prompts x' of earlier episodes (any outcome) for the retention term, topped up
     with general coding prompts so retention also guards general ability."""
-    from learnagent.learning.rollout import GENERAL_PROMPTS
+    from learnagent.learning.rollout import RETENTION_PROMPTS
 
     excluded = set(exclude_ids)
     ids = [e["id"] for e in _episodes(store, repo_id) if e["id"] not in excluded]
     ids.sort(key=lambda i: hashlib.sha256(i.encode()).hexdigest())  # a stable, spread-out choice
     prompts = [episode_prompt(store.get_episode(i), prompt_tokens * CHARS_PER_TOKEN) for i in ids[:n]]
-    for general in GENERAL_PROMPTS:
+    for general in RETENTION_PROMPTS:  # not GENERAL_PROMPTS: those measure drift (the gate, eval)
         if len(prompts) >= n:
             break
-        prompts.append([dict(m) for m in general])
+        prompts.append([dict(m) for m in general] if isinstance(general, list) else general)
     return prompts[:n]

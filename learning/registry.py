@@ -105,6 +105,13 @@ def promoted_adapter(repo_root: Path) -> tuple[str, Path] | None:
     return None
 
 
+def code_metrics(metrics: dict) -> dict | None:
+    """An adapter's held-out code numbers (learning/behaviour.py's report): the gate's, measured when
+    sleep made it (`metrics["code"]`), else the last `learnagent eval`'s. Variants: "base",
+    "context", "adapter" (this version), and "previous" when the gate compared it with a parent."""
+    return metrics.get("code") or (metrics.get("eval") or {}).get("code") or None
+
+
 def list_adapters(repo_root: Path, store=None) -> list[dict]:
     """Every adapter of the repository, newest first (opens the default store when none is given)."""
     if store is not None:

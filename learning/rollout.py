@@ -44,6 +44,26 @@ GENERAL_PROMPTS: list[list[dict]] = [
     )
 ]
 
+# Replay prompts for the retention term when a repository has few earlier episodes: general work
+# in both forms the adapter is used in (chat, and raw code it continues). Kept apart from
+# GENERAL_PROMPTS, which measure drift: a drift measured on prompts trained on would flatter.
+RETENTION_PROMPTS: list[list[dict] | str] = [
+    [{"role": "user", "content": text}] for text in (
+        "Write a Python function that merges two sorted lists.",
+        "What is a Python generator? Answer briefly.",
+        "Write a shell command that finds the largest files in a directory.",
+        "Write a Go function that reverses a slice of ints.",
+        "Explain the difference between a list and a tuple in Python.",
+        "Write a Python class for a bank account with deposit and withdraw methods.",
+    )
+] + [  # raw text ends on a non-blank character (a trailing "\n\n" is one token files never end a line with)
+    '"""Count word frequencies in a text file."""\n\nimport sys\nfrom collections import Counter',
+    "import json\n\n\ndef load_config(path):",
+    '"""A minimal HTTP health check."""\n\nimport urllib.request',
+    "class LinkedList:\n    def __init__(self):\n        self.head = None\n\n    def append(self, value):",
+    "def binary_search(items, target):",
+    '"""Train a linear regression on a CSV file."""\n\nimport pandas as pd',
+]
 
 # ---------------------------------------------------------------- adapters
 
@@ -89,17 +109,47 @@ def context_message(context: str) -> dict:
     return {"role": "system", "content": EXPERIENCE_HEADER + context}
 
 
-def encode(tokenizer, prompt_messages: Sequence[dict], context: str | None = None) -> torch.LongTensor:
-    """Chat-template `prompt_messages` (with the generation prompt) into ids [1, T].
+def text_with_context(prompt: str, context: str | None) -> str:
+    """A raw-text prompt as the teacher reads it: the context, one blank line, the prompt."""
+    return context + "\n\n" + prompt if context else prompt
 
-    With `context`, the teacher's view: the experience as a system message BEFORE x.
+
+def encode(tokenizer, prompt: Sequence[dict] | str, context: str | None = None) -> torch.LongTensor:
+    """The prompt as ids [1, T], in one of two forms.
+
+    Chat (`prompt` is a list of messages): the chat template with the generation prompt; with
+    `context`, the teacher's view puts the experience as a system message BEFORE x.
+    Text (`prompt` is a str, probes' `mode: text` and code-continuation pairs): the raw text the
+    model continues, no template; with `context`, `context + "\n\n" + prompt`.
     """
-    messages = list(prompt_messages)
+    if isinstance(prompt, str):
+        return encode_text(tokenizer, prompt, context)
+    messages = list(prompt)
     if context:
         messages = [context_message(context)] + messages
     out = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True,
                                         return_tensors="pt")
     return out["input_ids"].long()
+
+
+def at_token_boundary(prompt, target: str | None):
+    """A raw-text pair cut where a file's tokens would be cut: the prompt's trailing whitespace
+    moves to the start of the target. BPE tokenizers merge whitespace with what follows ("\n    "
+    + " return", "\n","\n","from"), so a prompt ending in "\n" or "\n\n" ends with a token that
+    never stands there in a file, and the model reads it as "more whitespace follows". Chat
+    prompts are returned unchanged."""
+    if not isinstance(prompt, str):
+        return prompt, target
+    kept = prompt.rstrip()
+    return kept, (prompt[len(kept):] + target) if target is not None else None
+
+
+def encode_text(tokenizer, text: str, context: str | None = None) -> torch.LongTensor:
+    """Raw text into ids [1, T] (no chat template); with `context`, the context first, then one
+    blank line. An empty text (a file from its start) is the end-of-text token, so there is a
+    position that predicts the first token."""
+    ids = tokenizer(text_with_context(text, context))["input_ids"] or [tokenizer.eos_token_id]
+    return torch.tensor([ids], dtype=torch.long)
 
 
 def _eos_ids(model, tokenizer) -> set[int]:
@@ -262,10 +312,6 @@ def completion_logprobs(model, prompt_ids: torch.LongTensor, completion_ids: tor
 
 # ---------------------------------------------------------------- metrics
 
-def _as_messages(prompt) -> list[dict]:
-    return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
-
-
 @torch.no_grad()
 def distillation_gap(model, tokenizer, pairs: Iterable, *, student_adapter: str | None,
                      teacher_adapter: str | None, samples: int = 1, max_new_tokens: int = 48,
@@ -306,13 +352,13 @@ def drift(model, tokenizer, prompts: Sequence, *, adapter: str | None, max_new_t
           seed: int = 0) -> float:
     """Mean per-token KL(adapter || base) on the adapter's own samples for general prompts.
 
-    `prompts` are message lists (or plain strings, taken as one user message).
+    `prompts` are message lists, or plain strings: raw text the model continues (mode "text").
     """
     if adapter is None:
         return 0.0
     total, count = 0.0, 0
     for i, prompt in enumerate(prompts):
-        ids = encode(tokenizer, _as_messages(prompt))
+        ids = encode(tokenizer, prompt)
         with adapter_context(model, adapter):
             completions = sample(model, tokenizer, ids, 1, max_new_tokens, 1.0, seed=seed + i)
             a_logp, mask = batch_completion_logprobs(model, ids, completions)

@@ -12,24 +12,28 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from learnagent.core.errors import LearnagentError
-from learnagent.learning.opsd import data_order
-from learnagent.learning.rollout import adapter_context, batch_completion_logprobs, encode
-from learnagent.learning.train_common import STUDENT, TrainConfig, TrainResult, load_student, run_training
+from learnagent.learning.rollout import adapter_context, at_token_boundary, batch_completion_logprobs, encode
+from learnagent.learning.train_common import (STUDENT, TrainConfig, TrainResult, data_order, load_student,
+                                              run_training)
 
 MAX_TARGET_TOKENS = 512  # a diff longer than this is cut (the head carries the change's shape)
 
 
-def target_ids(tokenizer, target: str, max_tokens: int = MAX_TARGET_TOKENS):
-    """The assistant's answer as ids, closed by the end-of-turn token as the chat template does."""
+def target_ids(tokenizer, target: str, max_tokens: int = MAX_TARGET_TOKENS, *, text: bool = False):
+    """The answer as ids: a chat answer is closed by the end-of-turn token as the chat template
+    does; a raw-text continuation (`text`, a cut of a file) is not, the file goes on."""
     import torch
 
+    if text:
+        return torch.tensor(tokenizer(target, add_special_tokens=False)["input_ids"][:max_tokens], dtype=torch.long)
     ids = tokenizer(target, add_special_tokens=False)["input_ids"][: max_tokens - 1]
     return torch.tensor(ids + [tokenizer.eos_token_id], dtype=torch.long)
 
 
 def sft_micro_step(model, tokenizer, pair, max_target_tokens: int = MAX_TARGET_TOKENS):
-    x_ids = encode(tokenizer, pair.prompt)
-    y = target_ids(tokenizer, pair.target, max_target_tokens)
+    prompt, target = at_token_boundary(pair.prompt, pair.target)
+    x_ids = encode(tokenizer, prompt)
+    y = target_ids(tokenizer, target, max_target_tokens, text=isinstance(prompt, str))
     with adapter_context(model, STUDENT):
         logp, _ = batch_completion_logprobs(model, x_ids, [y])
     nll = -logp[0].gather(-1, y.to(logp.device).unsqueeze(-1)).squeeze(-1)

@@ -16,6 +16,8 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import math
+import shutil
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -27,6 +29,11 @@ from learnagent.learning.gate import GateConfig, GateResult
 from learnagent.learning.registry import Registry, is_complete, write_json_atomic
 
 METHODS = ("opsd", "sft")
+CODE_CUTS_PER_FILE = 8  # code-continuation pairs per file (code_pairs.CodeCorpus.samples)
+CODE_TARGET_LINES = 16  # lines of real continuation per pair (learn-method's bench: 16)
+CODE_PREFIX_TOKENS = 512  # code before a cut a pair keeps (bounds the student's pass, with grad, on long
+#   files; block-start cuts on the convention repository average ~50 tokens, so there it rarely binds)
+CODE_CUTS = "blocks"  # cut where top-level blocks start (code_pairs.block_starts): docs/sleep.md "Plan"
 PLAN = "plan.json"
 
 Progress = Callable[[str], None]
@@ -35,12 +42,12 @@ Progress = Callable[[str], None]
 @dataclass
 class SleepOptions:
     method: str = "opsd"
-    steps: int | None = None  # None: the trainer's default
+    steps: int | None = None  # None: the plan, plan_steps(number of training pairs)
     max_minutes: float | None = None
     model: str | None = None  # None: the repository config's model
     dry_run: bool = False
     drift_budget: float = GateConfig.drift_budget
-    min_relative_improvement: float = GateConfig.min_relative_improvement
+    min_nll_gain: float = GateConfig.min_nll_gain  # the gate: relative drop of the held-out code NLL
     heldout_fraction: float = 0.2
     replay: int = 16  # replay prompts from already-learnt episodes (retention term)
     seed: int = 0
@@ -103,11 +110,50 @@ def _trainer(method: str):
     return TrainConfig, train
 
 
-def _train_config(TrainConfig, options: SleepOptions):
+# The default plan: passes over the training pairs, not a fixed step count. A repository with
+# 15 pairs gets 15 steps, not 100. Measured (docs/OPSD.md "Learning that sticks"): on the
+# convention repository's 108 code pairs, 36 steps (a third of a pass, 3 CPU-minutes) of the
+# default method moved the held-out next line past the context ceiling with drift 0.08-0.10
+# nats/token, and drift grows with training (SFT: 0.27-0.40 after 80 steps), so one pass, capped.
+PLAN_EPOCHS = 1
+PLAN_MIN_STEPS = 8
+PLAN_MAX_STEPS = 120
+# A run stopped by its time limit (--max-minutes) after at least this many steps is gated as it is
+# (a shorter plan, not a broken one: the first third of a pass already moved held-out behaviour,
+# docs/OPSD.md); below it, the candidate waits for the next sleep to resume it (nights_message).
+PARTIAL_MIN_STEPS = PLAN_MIN_STEPS
+
+
+def plan_steps(n_pairs: int, grad_accum: int = 1) -> int:
+    """Optimizer steps of the default plan for `n_pairs` training pairs."""
+    steps = -(-PLAN_EPOCHS * n_pairs // max(grad_accum, 1))
+    return max(PLAN_MIN_STEPS, min(PLAN_MAX_STEPS, steps))
+
+
+def nights_message(version: str, train: dict, max_minutes: float | None) -> str:
+    """What an interrupted sleep says: where it stopped and, at the rate it trained, how long (and
+    how many nights of the same --max-minutes) the rest needs."""
+    steps, target, seconds = train.get("steps") or 0, train.get("target_steps") or 0, train.get("seconds") or 0.0
+    resume = "run `learnagent sleep` again to resume it"
+    if not steps or not target or seconds <= 0:
+        return f"stopped before {version} finished training; {resume}"
+    rate = seconds / steps
+    left = (target - steps) * rate
+    text = (f"stopped {version} at step {steps} of {target} ({seconds / 60:.1f} min so far, {rate:.1f} s/step); "
+            f"at this rate the rest needs about {left / 60:.0f} min")
+    if max_minutes:
+        nights = max(1, math.ceil(left / (max_minutes * 60)))
+        text += f": {nights} more night{'s' if nights > 1 else ''} of --max-minutes {max_minutes:g}"
+    return f"{text}; {resume}"
+
+
+def _train_config(TrainConfig, options: SleepOptions, n_pairs: int):
     names = {f.name for f in fields(TrainConfig)}
     values = {"seed": options.seed} | dict(options.train_overrides)
     if options.steps is not None:
         values["steps"] = options.steps
+    elif "steps" not in values:
+        values["steps"] = plan_steps(n_pairs, values.get("grad_accum", 1))
     unknown = set(values) - names
     if unknown:
         raise UsageError(f"unknown training setting(s): {', '.join(sorted(unknown))}")
@@ -119,9 +165,11 @@ def _ids(pairs) -> list[str]:
 
 
 def run_sleep(repo_root: Path, options: SleepOptions | None = None, *, store=None,
-              progress: Progress | None = None, train_progress=None) -> SleepResult:
+              progress: Progress | None = None, train_progress=None,
+              time_up: Callable[[], bool] | None = None) -> SleepResult:
     """One sleep. `progress(message)` gets stage messages; `train_progress` goes to the trainer
-    (None: its own rich bar, False: silent, or a rich Progress / callable(step, total, stats))."""
+    (None: its own rich bar, False: silent, or a rich Progress / callable(step, total, stats)).
+    `time_up()` is a caller's own time limit, read like `--max-minutes` after every step."""
     opts = options or SleepOptions()
     if opts.method not in METHODS:
         raise UsageError(f"--method {opts.method}: use one of {', '.join(METHODS)}")
@@ -138,7 +186,7 @@ def run_sleep(repo_root: Path, options: SleepOptions | None = None, *, store=Non
         store = Store()
     try:
         with sleep_lock(repo_root):
-            result = _sleep(Path(repo_root).resolve(), opts, store, say, started, train_progress)
+            result = _sleep(Path(repo_root).resolve(), opts, store, say, started, train_progress, time_up)
     finally:
         if own_store:
             store.close()
@@ -146,7 +194,9 @@ def run_sleep(repo_root: Path, options: SleepOptions | None = None, *, store=Non
     return result
 
 
-def _sleep(root: Path, opts: SleepOptions, store, say: Progress, started: float, train_progress) -> SleepResult:
+def _sleep(root: Path, opts: SleepOptions, store, say: Progress, started: float, train_progress,
+           time_up: Callable[[], bool] | None = None) -> SleepResult:
+    from learnagent.learning import code_pairs
     from learnagent.learning import pairs as pairs_mod
 
     spec, model_path = resolve_local_model(opts.model, root)
@@ -169,9 +219,12 @@ def _sleep(root: Path, opts: SleepOptions, store, say: Progress, started: float,
         plan = json.loads((reg.folder(resume["version"]) / PLAN).read_text())
 
     learnt = reg.trained_episode_ids(parent)
+    # the repository's own code: code-continuation pairs to train on, held-out files for the gate
+    code = code_pairs.mine_code(root, store, reg.repo_id, heldout_fraction=opts.heldout_fraction,
+                                exclude_ids=tuple(sorted(learnt)))
     train, heldout = pairs_mod.build_pairs(store, reg.repo_id, conventions_root=root,
                                            heldout_fraction=opts.heldout_fraction, seed=opts.seed,
-                                           exclude_ids=tuple(sorted(learnt)))
+                                           exclude_ids=tuple(sorted(learnt)), heldout_files=code.is_heldout_file)
     if plan:  # the same split as when this candidate started (episodes that came later wait)
         everything = train + heldout
         train = [p for p in everything if str(p.episode_id) in set(plan["train"])]
@@ -187,21 +240,24 @@ def _sleep(root: Path, opts: SleepOptions, store, say: Progress, started: float,
         base.message = (f"nothing new to learn {since}: no new good episodes"
                         + (" (the last candidate already tried these and was rejected)" if new_ids else ""))
         return base
-    if not heldout:
-        base.message = (f"{len(new_ids)} new good episode(s) but none held out yet to check an adapter on "
-                        f"(about {opts.heldout_fraction:.0%} of episodes are); record more episodes first")
+    if not code.heldout:
+        base.message = (f"{len(new_ids)} new good episode(s) but no held-out code to check an adapter on "
+                        "(the repository needs two committed code files); commit more code first")
         return base
+    code_train = code_pairs.to_pairs(code.samples(per_doc=CODE_CUTS_PER_FILE, target_lines=CODE_TARGET_LINES,
+                                                        prefix_tokens=CODE_PREFIX_TOKENS, cuts=CODE_CUTS))
     exclude = tuple(sorted(new_ids | set(_ids(heldout))))
     replay = pairs_mod.replay_prompts(store, reg.repo_id, exclude, opts.replay) if opts.replay else []
     base.replay_prompts = len(replay)
     TrainConfig, train_fn = _trainer(opts.method)
-    config = _train_config(TrainConfig, opts)
+    config = _train_config(TrainConfig, opts, len(train) + len(code_train))
     if opts.dry_run:
         version = resume["version"] if resume else "(next version)"
         base.status, base.version = "dry-run", None
         base.message = (f"would train {version} with {opts.method} on {len(train)} pairs "
-                        f"({base.train_episodes} episodes), hold out {base.heldout_episodes}, "
-                        f"replay {len(replay)}; parent {parent or 'base model'}; model {spec}")
+                        f"({base.train_episodes} episodes) and {len(code_train)} from the repository's code, "
+                        f"hold out {base.heldout_episodes} episodes and {len(code.heldout_files)} code files, "
+                        f"replay {len(replay)}; {config.steps} steps; parent {parent or 'base model'}; model {spec}")
         return base
 
     if resume:
@@ -216,26 +272,39 @@ def _sleep(root: Path, opts: SleepOptions, store, say: Progress, started: float,
                                           "method": opts.method, "model": spec})
     base.version = version
     deadline = started + opts.max_minutes * 60 if opts.max_minutes else None
-    should_stop = (lambda: time.monotonic() > deadline) if deadline else None
-    say(f"training {version} ({opts.method}) on {len(train)} pairs from {base.train_episodes} episodes")
-    result = train_fn(model_path, train, replay, prev_adapter=parent_folder, out_dir=folder, config=config,
-                      progress=train_progress, should_stop=should_stop)
+    if deadline or time_up:
+        def should_stop() -> bool:
+            return bool((deadline and time.monotonic() > deadline) or (time_up and time_up()))
+    else:
+        should_stop = None
+    say(f"training {version} ({opts.method}) on {len(train)} pairs from {base.train_episodes} episodes "
+        f"and {len(code_train)} from the repository's code")
+    result = train_fn(model_path, train + code_train, replay, prev_adapter=parent_folder, out_dir=folder,
+                      config=config, progress=train_progress, should_stop=should_stop)
     stats = _result_dict(result)
     base.train = stats
-    if stats.get("interrupted") or stats.get("stopped") or not (folder / "adapter_config.json").is_file():
+    partial = stats.get("stopped") == "should_stop" and (stats.get("steps") or 0) >= PARTIAL_MIN_STEPS
+    if stats.get("interrupted") or not (folder / "adapter_config.json").is_file() \
+            or (stats.get("stopped") and not partial):
         base.status = "interrupted"
-        base.message = f"stopped before {version} finished training; run `learnagent sleep` again to resume it"
+        base.message = nights_message(version, stats, opts.max_minutes)
         return base
+    if partial:  # out of time with enough steps done: gate what was learnt; the rest of the plan is dropped
+        from learnagent.learning.train_common import CHECKPOINT
 
-    say(f"gating {version} on {len(heldout)} held-out pairs")
+        shutil.rmtree(folder / CHECKPOINT, ignore_errors=True)
+        say(f"time is up after {stats['steps']} of {stats.get('target_steps')} steps: gating what {version} "
+            "learnt so far")
+
+    say(f"gating {version} on the held-out code ({len(code.heldout)} documents) and {len(heldout)} held-out pairs")
     from learnagent.learning.evaluate import load_with_adapters
     from learnagent.learning.gate import run_gate
 
     adapters = {version: folder} | ({parent: parent_folder} if parent else {})
     model, tokenizer = load_with_adapters(model_path, adapters)
-    gate = run_gate(model, tokenizer, heldout, candidate=version, previous=parent,
+    gate = run_gate(model, tokenizer, heldout, candidate=version, previous=parent, code=code,
                     config=opts.gate or GateConfig(drift_budget=opts.drift_budget, seed=opts.seed,
-                                                   min_relative_improvement=opts.min_relative_improvement))
+                                                   min_nll_gain=opts.min_nll_gain))
     del model
     base.gate = gate
     metrics = gate.as_metrics() | {"train": stats, "heldout_ids": _ids(heldout),
@@ -248,6 +317,8 @@ def _sleep(root: Path, opts: SleepOptions, store, say: Progress, started: float,
         reg.reject(version, gate.reason)
         kept = parent or "the base model"
         base.status, base.message = "rejected", f"kept {kept}; {version} rejected: {gate.reason}"
+    if partial:
+        base.message += f" (trained {stats['steps']} of {stats.get('target_steps')} planned steps: time was up)"
     return base
 
 

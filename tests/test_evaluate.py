@@ -9,6 +9,8 @@ from learnagent.core.errors import UsageError
 from learnagent.learning import evaluate, rollout
 from learnagent.learning.evaluate import Probe, adherence, internalization, load_probes, summarize
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 def test_internalization_against_hand_computed_values():
     assert internalization(0.2, 0.8, 0.5) == pytest.approx(0.5)  # adherence: half way to the ceiling
@@ -47,7 +49,16 @@ def test_load_probes(tmp_path):
     assert probes[1].expect is None and not probes[1].matches("anything")
 
 
+def test_load_probes_in_both_forms(tmp_path):
+    path = write(tmp_path, [json.dumps({"id": "t", "prompt": "import os\n", "context": "c", "mode": "text"}),
+                            json.dumps({"id": "c", "prompt": "p", "context": "c", "mode": "chat"})])
+    text, chat = load_probes(path)
+    assert text.mode == "text" and text.prompt == "import os\n"
+    assert chat.mode == "chat" and chat.prompt == [{"role": "user", "content": "p"}]
+
+
 @pytest.mark.parametrize("line, message", [
+    ('{"id": "b", "prompt": "p", "context": "c", "mode": "raw"}', r"probes.jsonl:2: 'mode' must be \"chat\" or \"text\""),
     ("{not json", r"probes.jsonl:2: not valid JSON"),
     ('["a"]', r"probes.jsonl:2: expected a JSON object"),
     ('{"id": "b", "prompt": "", "context": "c"}', r"probes.jsonl:2: 'prompt' must be a non-empty string"),
@@ -128,3 +139,30 @@ def test_without_adapter_only_base_and_ceiling(tiny_model_dir):
     out = evaluate.evaluate(model, tok, PROBES[:1], adapter=None, samples=1, max_new_tokens=4)
     assert set(out["variants"]) == {"base", "context"}
     assert out["internalization"] == {"adherence": None, "gap": None}
+
+
+TEXT_PROBES = [Probe("t-any", "def add(a, b):\n", "Use snake_case names and type hints.", r"[\s\S]*"),
+               Probe("t-never", "import os\n", "print('hello world')", r"(?!)")]
+
+
+def test_text_probes_are_raw_text_for_every_metric(tiny_with_adapters):
+    from learnagent.learning.behaviour import GENERAL_CODE_STARTS
+    from learnagent.learning.pairs import Pair
+
+    model, tok = tiny_with_adapters
+    assert evaluate.drift_prompts_for(TEXT_PROBES) == list(GENERAL_CODE_STARTS)
+    assert evaluate.drift_prompts_for(PROBES[:1] + TEXT_PROBES) == list(rollout.GENERAL_PROMPTS) + \
+        list(GENERAL_CODE_STARTS)
+    out = evaluate.evaluate(model, tok, TEXT_PROBES, adapter="moved", samples=2, max_new_tokens=6)
+    v = out["variants"]
+    assert [v[k]["adherence"] for k in ("base", "context", "adapter")] == [0.5, 0.5, 0.5]
+    # the gap is scored on raw text: the same number as the distillation gap of text-form pairs
+    direct = rollout.distillation_gap(model, tok, [Pair(p.id, p.prompt, p.context, None) for p in TEXT_PROBES],
+                                      student_adapter=None, teacher_adapter=None, samples=2, max_new_tokens=6)
+    assert v["base"]["gap"] == pytest.approx(direct) and direct > 0
+    chat_twin = [Probe(p.id, [{"role": "user", "content": p.prompt}], p.context, p.expect) for p in TEXT_PROBES]
+    assert evaluate.evaluate(model, tok, chat_twin, adapter=None, samples=2, max_new_tokens=6)["variants"]["base"][
+        "gap"] != pytest.approx(v["base"]["gap"])  # the chat form is another input
+    # drift on raw starts of unrelated code, the adapter's own samples
+    assert v["adapter"]["drift"] == pytest.approx(rollout.drift(model, tok, list(GENERAL_CODE_STARTS), adapter="moved"))
+    assert v["adapter"]["drift"] > 1e-3

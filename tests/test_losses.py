@@ -4,8 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from learnagent.learning.losses import (clip_per_token, distill_loss, full_reverse_kl, masked_mean,
-                                        topk_reverse_kl)
+from learnagent.learning.losses import (bucketed_kl, clip_per_token, distill_kl, distill_loss, full_reverse_kl,
+                                        masked_mean, support_mask, teacher_topk, token_nll, topk_reverse_kl)
 
 
 def _logp(*rows):
@@ -112,3 +112,93 @@ def test_descending_the_loss_moves_student_to_teacher():
 def test_shape_mismatch_is_a_clear_error():
     with pytest.raises(ValueError, match="shapes differ"):
         distill_loss(torch.zeros(2, 5), torch.zeros(3, 5))
+
+
+# ---------------------------------------------------------------- supports and directions
+
+S4 = [0.5, 0.3, 0.15, 0.05]
+T4 = [0.2, 0.1, 0.3, 0.4]
+
+
+def test_teacher_support_forward_kl_by_hand():
+    s, t = _logp(S4), _logp(T4)
+    # the teacher's top-2 ids are 3 and 2; tails: student 0.8, teacher 0.3. Forward = KL(teacher || student)
+    expected = 0.4 * math.log(0.4 / 0.05) + 0.3 * math.log(0.3 / 0.15) + 0.3 * math.log(0.3 / 0.8)
+    got = distill_kl(s, t, k=2, support="teacher", forward_weight=1.0)
+    assert got.item() == pytest.approx(expected, abs=1e-6)
+    # reverse on the same support: KL(student || teacher)
+    expected_rev = 0.05 * math.log(0.05 / 0.4) + 0.15 * math.log(0.15 / 0.3) + 0.8 * math.log(0.8 / 0.3)
+    assert distill_kl(s, t, k=2, support="teacher").item() == pytest.approx(expected_rev, abs=1e-6)
+
+
+def test_union_support_and_mixture_by_hand():
+    s, t = _logp(S4), _logp(T4)
+    # student top-1 = id 0, teacher top-1 = id 3: support {0, 3}; tails: student 0.45, teacher 0.4
+    mask = support_mask(s, t, "both", 1)
+    assert mask.tolist() == [[True, False, False, True]]
+    rev = 0.5 * math.log(0.5 / 0.2) + 0.05 * math.log(0.05 / 0.4) + 0.45 * math.log(0.45 / 0.4)
+    fwd = 0.2 * math.log(0.2 / 0.5) + 0.4 * math.log(0.4 / 0.05) + 0.4 * math.log(0.4 / 0.45)
+    assert bucketed_kl(s, t, mask).item() == pytest.approx(rev, abs=1e-6)
+    assert bucketed_kl(t, s, mask).item() == pytest.approx(fwd, abs=1e-6)
+    got = distill_kl(s, t, k=1, support="both", forward_weight=0.25)
+    assert got.item() == pytest.approx(0.75 * rev + 0.25 * fwd, abs=1e-6)
+
+
+def test_student_support_matches_the_gathered_topk():
+    torch.manual_seed(3)
+    s = torch.randn(2, 5, 40).log_softmax(-1)
+    t = (torch.randn(2, 5, 40) * 2).log_softmax(-1)
+    mask = support_mask(s, t, "student", 6)
+    assert torch.allclose(bucketed_kl(s, t, mask), topk_reverse_kl(s, t, 6), atol=1e-5)
+    # a full support is the exact KL in both directions, whatever k says
+    everything = torch.ones_like(mask)
+    assert torch.allclose(bucketed_kl(s, t, everything), full_reverse_kl(s, t), atol=1e-5)
+    assert torch.allclose(distill_kl(s, t, k=None, forward_weight=1.0), full_reverse_kl(t, s), atol=1e-5)
+
+
+def test_forward_kl_on_teacher_support_finds_a_mode_the_student_misses():
+    """The case that motivates the teacher's support: the teacher's favourite token sits outside
+    the student's top-k. Descending the forward KL on the teacher's top-k raises it to the top."""
+    target = torch.full((1, 16), -8.0)
+    target[0, 11] = 0.0  # the teacher's mode
+    target = target.log_softmax(-1)
+    init = torch.zeros(1, 16)
+    init[0, :4] = 3.0  # the student is sure of ids 0-3
+    logits = init.clone().requires_grad_(True)
+    opt = torch.optim.SGD([logits], lr=1.0)
+    for _ in range(100):
+        loss, _ = distill_loss(logits.log_softmax(-1), target, k=4, support="teacher", forward_weight=1.0)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert logits.argmax().item() == 11
+
+
+def test_bad_support_or_weight_is_an_error():
+    s = torch.zeros(1, 4).log_softmax(-1)
+    with pytest.raises(ValueError, match="support"):
+        distill_kl(s, s, k=2, support="nobody", forward_weight=0.5)
+    with pytest.raises(ValueError, match="forward_weight"):
+        distill_kl(s, s, k=2, forward_weight=1.5)
+
+
+def test_kept_teacher_topk_gives_the_same_loss_and_gradient():
+    torch.manual_seed(4)
+    logits = torch.randn(2, 6, 50, requires_grad=True)
+    t = (torch.randn(2, 6, 50) * 2).log_softmax(-1)
+    mask = support_mask(logits.log_softmax(-1), t, "teacher", 5)
+    for w in (0.0, 0.5, 1.0):
+        by_mask = (1 - w) * bucketed_kl(logits.log_softmax(-1), t, mask) + w * bucketed_kl(t, logits.log_softmax(-1), mask)
+        full, _ = distill_loss(logits.log_softmax(-1), t, k=5, support="teacher", forward_weight=w)
+        kept, _ = distill_loss(logits.log_softmax(-1), teacher_topk(t, 5), forward_weight=w)
+        assert torch.allclose(full, by_mask.mean(), atol=1e-5) and torch.allclose(kept, full, atol=1e-6)
+        g_full = torch.autograd.grad(full, logits)[0]
+        g_kept = torch.autograd.grad(kept, logits)[0]
+        assert torch.allclose(g_full, g_kept, atol=1e-6)
+    with pytest.raises(ValueError, match="shapes differ"):
+        distill_loss(logits.log_softmax(-1)[:1], teacher_topk(t, 5))
+
+
+def test_token_nll_by_hand():
+    logp = _logp([0.5, 0.3, 0.2], [0.1, 0.6, 0.3])
+    assert token_nll(logp, torch.tensor([0, 2])).tolist() == pytest.approx([-math.log(0.5), -math.log(0.3)])

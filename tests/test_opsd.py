@@ -17,7 +17,7 @@ from learnagent.learning.rollout import (GENERAL_PROMPTS, adapter_context, batch
                                          build_prefix_cache, completion_logprobs, distillation_gap, drift, encode,
                                          sample)
 from learnagent.learning.sft import train_sft
-from learnagent.learning.train_common import CHECKPOINT
+from learnagent.learning.train_common import CHECKPOINT, ON_POLICY
 from tiny_model import make_tiny_model, save_model_dir, teach
 
 RULE = "Always print hello world."
@@ -37,7 +37,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 def fast_config(**kw):
     base = dict(steps=4, samples_per_prompt=2, max_new_tokens=6, lr=3e-3, k=20, skip_first=0, kl_clip=None,
-                lambda_ret=0.0, grad_accum=1, rank=4, checkpoint_every=0, low_priority=False)
+                lambda_ret=0.0, grad_accum=1, rank=4, checkpoint_every=0, low_priority=False, **ON_POLICY)
     return TrainConfig(**(base | kw))
 
 
@@ -274,3 +274,103 @@ def test_a_few_opsd_steps_on_smollm2(tmp_path):
                         progress=False)
     assert result.steps == 2 and result.tokens > 0
     assert (tmp_path / "smol" / "adapter_model.safetensors").is_file()
+
+
+# ---------------------------------------------------------------- targets: teacher samples, real text
+
+def text_pair(i):
+    """A raw-text code pair whose prompt ends in blank lines (as a miner cutting at line starts gives)."""
+    return Pair(f"file:m{i}.py", f"# m{i}.py\n\"\"\"Module {i}.\"\"\"\n\n", RULE, f"def f{i}(a, b):\n    return a + b\n")
+
+
+def test_text_pairs_are_cut_at_a_token_boundary(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    from learnagent.learning.rollout import at_token_boundary, encode_text
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    p = text_pair(1)
+    prompt, target = at_token_boundary(p.prompt, p.target)
+    assert prompt == p.prompt.rstrip() and target == "\n\n" + p.target and prompt + target == p.prompt + p.target
+    assert at_token_boundary(task(1), "x") == (task(1), "x")  # chat: unchanged
+    assert encode_text(tok, "").tolist() == [[tok.eos_token_id]]  # a file from its start has a position
+    ctx = encode_text(tok, "b", "a")[0].tolist()
+    assert ctx == tok("a\n\nb")["input_ids"]
+
+
+@pytest.mark.parametrize("targets", ["data", "teacher"])
+def test_teacher_samples_and_real_continuations_train_and_resume(tiny_model_dir, tmp_path, targets):
+    pairs = [text_pair(i) for i in range(3)] + [pair(9, target="print('hello world')")]
+    seen = []
+
+    def accept(p, text):
+        seen.append((p.episode_id, text))
+        return False  # refuse every teacher sample: the step falls back to the student's own
+
+    cfg = fast_config(steps=3, targets=targets, support="teacher", forward_weight=1.0)
+    straight = train_opsd(tiny_model_dir, pairs, None, prev_adapter=None, out_dir=tmp_path / "a", config=cfg,
+                          progress=False, accept=accept)
+    assert straight.steps == 3 and straight.tokens > 0 and all(k >= 0 for k in straight.kls)
+    if targets == "teacher":
+        assert len(seen) == 3 * cfg.samples_per_prompt  # every sample went through the check
+    else:
+        assert not seen  # real continuations are not checked
+    calls = []
+    first = train_opsd(tiny_model_dir, pairs, None, prev_adapter=None, out_dir=tmp_path / "b", config=cfg,
+                       progress=False, accept=accept, should_stop=lambda: calls.append(1) or len(calls) >= 1)
+    second = train_opsd(tiny_model_dir, pairs, None, prev_adapter=None, out_dir=tmp_path / "b", config=cfg,
+                        progress=False, accept=accept)
+    assert first.steps == 1 and second.resumed_from == 1 and second.losses[:1] == first.losses
+    from safetensors.torch import load_file
+
+    a = load_file(tmp_path / "a" / "adapter_model.safetensors")
+    b = load_file(tmp_path / "b" / "adapter_model.safetensors")
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_unknown_targets_is_a_clear_error(tiny_model_dir, tmp_path):
+    with pytest.raises(LearnagentError, match="targets must be one of"):
+        train_opsd(tiny_model_dir, [pair(0)], None, prev_adapter=None, out_dir=tmp_path,
+                   config=fast_config(targets="oracle"))
+
+
+def test_kept_teacher_topk_gives_the_same_loss_as_a_fresh_teacher_pass(tiny_model_dir):
+    from learnagent.learning.opsd import opsd_micro_step
+    from learnagent.learning.train_common import load_student
+
+    cfg = fast_config(targets="data", support="teacher", forward_weight=1.0, k=8)
+    model, tok = load_student(tiny_model_dir, None, cfg, with_teacher=True)
+    kept = {}
+    fresh, _ = opsd_micro_step(model, tok, text_pair(1), None, teacher=None, config=cfg, seed=0)
+    first, _ = opsd_micro_step(model, tok, text_pair(1), None, teacher=None, config=cfg, seed=0, kept_teacher=kept)
+    assert len(kept) == 1
+    again, _ = opsd_micro_step(model, tok, text_pair(1), None, teacher=None, config=cfg, seed=0, kept_teacher=kept)
+    assert fresh.item() > 0 and abs(first.item() - fresh.item()) < 1e-6 and abs(again.item() - fresh.item()) < 1e-6
+
+
+def test_anchor_retention_draws_each_replay_once_and_resumes_to_the_same_end(tiny_model_dir, tmp_path):
+    from learnagent.learning import opsd
+
+    drawn = []
+    real_sample = opsd.sample
+
+    def counting(*a, **kw):
+        drawn.append(kw.get("seed"))
+        return real_sample(*a, **kw)
+
+    cfg = fast_config(steps=4, targets="data", support="teacher", forward_weight=1.0, data_weight=0.5,
+                      lambda_ret=0.5, retention="anchor")
+    pairs, replay = [text_pair(i) for i in range(2)], [GENERAL_PROMPTS[0], "def fibonacci(n):"]
+    opsd.sample = counting
+    try:
+        straight = train_opsd(tiny_model_dir, pairs, replay, prev_adapter=None, out_dir=tmp_path / "a",
+                              config=cfg, progress=False)
+    finally:
+        opsd.sample = real_sample
+    assert straight.steps == 4 and len(drawn) == 2  # one draw per replay prompt, then reused
+    calls = []
+    train_opsd(tiny_model_dir, pairs, replay, prev_adapter=None, out_dir=tmp_path / "b", config=cfg, progress=False,
+               should_stop=lambda: calls.append(1) or len(calls) >= 2)
+    resumed = train_opsd(tiny_model_dir, pairs, replay, prev_adapter=None, out_dir=tmp_path / "b", config=cfg,
+                         progress=False)
+    assert resumed.resumed_from == 2 and resumed.losses == pytest.approx(straight.losses, abs=1e-6)

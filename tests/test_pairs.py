@@ -1,6 +1,6 @@
 from learnagent.learning.pairs import (Pair, build_pairs, experience_context, is_heldout, lessons,
                                        replay_prompts)
-from learnagent.learning.rollout import GENERAL_PROMPTS
+from learnagent.learning.rollout import RETENTION_PROMPTS
 from learnagent.store.episodes import Store
 
 DIFF = """diff --git a/calc.py b/calc.py
@@ -113,5 +113,5 @@ def test_replay_prompts_excludes_and_tops_up(tmp_path):
     assert len(prompts) == 4
     assert prompts[0][1]["content"] == "Task: two"
     assert all("Task: one" not in m["content"] for p in prompts for m in p)
-    assert prompts[1] == GENERAL_PROMPTS[0]
+    assert prompts[1] == RETENTION_PROMPTS[0]
     store.close()

@@ -81,6 +81,8 @@ def test_report_png_and_html(cli, git_repo, tiny_model_dir, tmp_path):
         v2 = _adapter(reg, tiny_model_dir, parent=v1, gap=0.6)
         reg.promote(v2)
         reg.update_metrics(v2, eval={"variants": {"base": {"adherence": 0.2}, "adapter": {"adherence": 0.6}}})
+        reg.update_metrics(v1, code={"variants": {"base": {"nll": 1.25, "exact": 0.1}, "context": {"nll": 0.5,
+                                                  "exact": 0.6}, "adapter": {"nll": 0.875, "exact": 0.3}}})
         for adapter, outcome, passed in ((None, "rejected", False), (None, "accepted", True), (v1, "accepted", True),
                                          (v2, "accepted", True), (v2, "edited", False)):
             eid = store.create_episode(reg.repo_id, "task", adapter_version=adapter)
@@ -91,6 +93,10 @@ def test_report_png_and_html(cli, git_repo, tiny_model_dir, tmp_path):
     assert out.exit_code == 0, out.output
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "v0002" in out.output and "60%" in out.output  # eval adherence of v0002
+    row1 = next(ln for ln in out.output.splitlines() if ln.strip("│ ").startswith("v0001"))
+    assert "0.8750" in row1 and "1.2500" in row1 and "30%" in row1 and "10%" in row1  # held-out code, as sleep measured
+    listed = next(ln for ln in cli("adapters", "list").output.splitlines() if ln.strip("│ ").startswith("v0001"))
+    assert "0.8750" in listed and "30%" in listed
     base_row = next(ln for ln in out.output.splitlines() if ln.strip("│ ").startswith("base "))
     assert "50%" in base_row  # 1 of 2 accepted, 1 of 2 tests passed
     html = tmp_path / "curve.html"
@@ -111,18 +117,46 @@ def test_eval_with_probe_file_json_and_table(cli, tiny_model_dir, tmp_path):
     data = json.loads(out.stdout)
     assert data["adapter"] is None and set(data["variants"]) == {"base", "context"}
     assert data["variants"]["base"]["adherence"] == 1.0 and data["variants"]["context"]["gap"] == 0.0
+    # beside the probes, the repository's held-out code (here its one stand-in held-out file)
+    assert set(data["code"]["variants"]) == {"base", "context"} and data["code"]["documents"] == 1
+    assert data["code"]["variants"]["base"]["lines"] > 0 and data["code"]["variants"]["base"]["nll"] > 0
     out = cli("eval", "--probes", str(probes), "--model", f"local:{tiny_model_dir}", "--samples", "1",
-              "--max-new-tokens", "4")
+              "--max-new-tokens", "4", "--no-code")
     assert out.exit_code == 0 and "base + context (ceiling)" in out.output and "internalization" in out.output
+    assert "held-out code" not in out.output
 
 
-def test_eval_bad_input(cli, tiny_model_dir, tmp_path):
+def test_eval_without_probes_measures_the_held_out_code(cli, git_repo, tiny_model_dir):
+    with Store() as store:
+        reg = Registry(store, git_repo)
+        v1 = _adapter(reg, tiny_model_dir)
+        reg.promote(v1)
+    out = cli("eval", "--model", f"local:{tiny_model_dir}")
+    assert out.exit_code == 0, out.output
+    assert "held-out code: " in out.output and "base + adapter" in out.output and "next-line exact" in out.output
+    assert "drift on unrelated code" in out.output and "probes:" not in out.output
+    data = json.loads(cli("eval", "--model", f"local:{tiny_model_dir}", "--json").stdout)
+    code = data["code"]
+    assert data["adapter"] == v1 and "variants" not in data and set(code["variants"]) == {"base", "context", "adapter"}
+    assert code["variants"]["adapter"]["nll"] == pytest.approx(code["variants"]["base"]["nll"])  # a zero LoRA
+    assert code["code_drift"] == pytest.approx(0.0, abs=1e-6)
+    with Store() as store:  # the learning curve keeps it
+        assert Registry(store, git_repo).get(v1)["metrics"]["eval"]["code"] == code
+
+
+def test_eval_bad_input(cli, git_repo, tiny_model_dir, tmp_path):
     probes = tmp_path / "p.jsonl"
     probes.write_text('{"id": "a", "prompt": "x", "context": "c"}\n{"id": 3}\n')
     bad = cli("eval", "--probes", str(probes), "--model", f"local:{tiny_model_dir}")
     assert isinstance(bad.exception, UsageError) and str(bad.exception).startswith(f"{probes}:2: 'id'")
-    bad = cli("eval", "--model", f"local:{tiny_model_dir}")  # no probes, no held-out episodes
-    assert isinstance(bad.exception, UsageError) and "no held-out episodes" in str(bad.exception)
+    bad = cli("eval", "--model", f"local:{tiny_model_dir}", "--no-code")
+    assert isinstance(bad.exception, UsageError) and "nothing to measure" in str(bad.exception)
+    from conftest import git
+
+    git(git_repo, "rm", "-q", "test_calc.py")  # one committed code file: nothing can be held out
+    git(git_repo, "commit", "-q", "-m", "one file")
+    bad = cli("eval", "--model", f"local:{tiny_model_dir}")
+    assert isinstance(bad.exception, UsageError) and "no held-out code" in str(bad.exception)
     probes.write_text('{"id": "a", "prompt": "x", "context": "c"}\n')
     bad = cli("eval", "--probes", str(probes), "--model", f"local:{tiny_model_dir}", "--adapter", "v0007")
     assert isinstance(bad.exception, LearnagentError) and "no adapter 'v0007'" in str(bad.exception)
@@ -226,3 +260,32 @@ def test_interrupted_sleep_resumes_into_the_same_version(git_repo, tiny_model_di
                                               gate=gate), train_progress=False)
     assert second.version == "v0001" and second.status in ("promoted", "rejected")
     assert second.train["resumed_from"] == 1 and second.train["steps"] == 3
+
+
+def test_a_sleep_out_of_time_after_enough_steps_gates_what_it_learnt(git_repo, tiny_model_dir):
+    """--max-minutes (here the same limit through `time_up`) that ends training after at least
+    PARTIAL_MIN_STEPS steps: the adapter so far is gated and registered, not left for another night;
+    fewer steps: interrupted, and the next sleep resumes it."""
+    import itertools
+
+    from learnagent.learning.gate import GateConfig
+    from learnagent.learning.sleep import PARTIAL_MIN_STEPS, SleepOptions, run_sleep
+
+    with Store() as store:
+        _history_episodes(store, store.ensure_repo(git_repo))
+    opts = SleepOptions(steps=PARTIAL_MIN_STEPS + 6, model=f"local:{tiny_model_dir}", train_overrides=FAST,
+                        gate=GateConfig(samples=1, max_new_tokens=6, drift_max_new_tokens=6))
+    calls = itertools.count(1)  # asked after every step but the last
+    short = run_sleep(git_repo, opts, train_progress=False, time_up=lambda: next(calls) >= PARTIAL_MIN_STEPS - 1)
+    assert short.status == "interrupted" and short.train["steps"] == PARTIAL_MIN_STEPS - 1, short.message
+    assert (home.adapters_dir(git_repo) / "v0001" / "checkpoint" / "state.pt").is_file()
+    calls = itertools.count(1)
+    done = run_sleep(git_repo, opts, train_progress=False, time_up=lambda: next(calls) >= 2)  # resumed: 9 steps
+    assert done.version == "v0001" and done.status in ("promoted", "rejected"), done.message
+    assert done.train["resumed_from"] == PARTIAL_MIN_STEPS - 1 and done.train["steps"] == PARTIAL_MIN_STEPS + 1
+    assert done.train["target_steps"] == PARTIAL_MIN_STEPS + 6 and done.gate is not None
+    assert f"(trained {PARTIAL_MIN_STEPS + 1} of {PARTIAL_MIN_STEPS + 6} planned steps: time was up)" in done.message
+    assert not (home.adapters_dir(git_repo) / "v0001" / "checkpoint").exists()
+    with Store() as store:
+        row = Registry(store, git_repo).get("v0001")
+    assert row["status"] == done.status and row["metrics"]["train"]["steps"] == PARTIAL_MIN_STEPS + 1

@@ -1,9 +1,10 @@
 """End to end on SmolLM2-135M: history with a distinctive convention -> sleep -> eval shows it learnt.
 
-The convention: every function has type hints on its arguments and return value. Measured on the
-base model (4 prompts x 3 samples, 40 tokens, temperature 1): without the convention in its
-context it writes a hinted `def` 0% of the time, with it ~50% — so there is something for the
-adapter to internalise, and the regex cannot be met by chance.
+The convention: every function has type hints on its arguments and return value. The probes are
+the raw-text starts of modules no commit has (`# add.py`, mode text); the test checks that the
+context teaches the convention (base + context above base) and that the adapter, without the
+context, writes it more often than the base model, and that it makes the held-out files' code
+likelier. Sleep runs its default method and gate (the behavioural gate: held-out code NLL).
 The repository's commits become episodes through the real `history import`; `sleep` trains, gates
 and promotes through the real CLI code; `eval` then compares base, base+context and base+adapter.
 """
@@ -38,10 +39,8 @@ FUNCS = [("subtracts two numbers", "subtract", "a: int, b: int", "int", "a - b")
          ("lower-cases a string", "whisper", "s: str", "str", "s.lower()"),
          ("checks whether a string is empty", "is_empty", "s: str", "bool", "not s"),
          ("triples a number", "triple", "n: int", "int", "3 * n")]
-PROBES = ["Write a Python function that adds two numbers.", "Write a Python function that reverses a string.",
-          "Write a Python function that returns the maximum of a list.",
-          "Write a Python function that checks whether a number is even."]
 HINTED_DEF = r"def \w+\([^)]*:\s*\w+[^)]*\)\s*->"
+TEXT_PROBES = ["add", "reverse", "maximum", "is_even"]  # modules no commit has
 
 
 @pytest.fixture
@@ -83,16 +82,23 @@ def test_history_sleep_eval_shows_the_convention_learnt(convention_repo, monkeyp
         report = import_history(store, convention_repo)
     assert len(report.imported) == len(FUNCS) + 1  # + the AGENTS.md commit (the root commit is skipped)
 
-    opts = SleepOptions(steps=16, train_overrides=dict(samples_per_prompt=2, max_new_tokens=32, lr=2e-4,
-                                                        low_priority=False, checkpoint_every=0),
+    # sleep's default method and gate (docs/OPSD.md, docs/sleep.md), only fewer steps than the plan's
+    opts = SleepOptions(steps=16, train_overrides=dict(low_priority=False, checkpoint_every=0),
                         gate=GateConfig(samples=2, max_new_tokens=32, drift_max_new_tokens=16))
     result = run_sleep(convention_repo, opts, train_progress=False)
     print("sleep:", result.status, result.message)
     assert result.status == "promoted", result.message
 
+    # raw-text probes: the start of a new module of this repository (no chat template), as a completion
+    # engine sees a file; the context (the ceiling) is the conventions file and one of the repository's
+    # files, each after its path line, as sleep's retrieved contexts read (first run with the conventions
+    # alone: base 1/12, context 2/12, adapter 10/12 hinted defs: too thin a margin for the ceiling check;
+    # with the file: base 1/12, context 9/12, adapter 10/12, 2026-11-30, 6.4 min at load 9)
+    context = f"# AGENTS.md\n{CONVENTION}\n# square.py\ndef square(n: int) -> int:\n    return n * n"
     probes = tmp_path / "probes.jsonl"
-    probes.write_text("".join(json.dumps({"id": f"p{i}", "prompt": p, "context": CONVENTION, "expect": HINTED_DEF})
-                              + "\n" for i, p in enumerate(PROBES)))
+    probes.write_text("".join(json.dumps({"id": name, "prompt": f"# {name}.py", "context": context,
+                                          "expect": HINTED_DEF, "mode": "text"}) + "\n"
+                              for name in TEXT_PROBES))
     app = typer.Typer()
     register(app)
     monkeypatch.chdir(convention_repo)
@@ -100,11 +106,12 @@ def test_history_sleep_eval_shows_the_convention_learnt(convention_repo, monkeyp
                                    "--json"])
     assert out.exit_code == 0, out.output
     data = json.loads(out.stdout)
-    v = data["variants"]
-    print("eval:", json.dumps(v), data["internalization"])
+    v, code = data["variants"], data["code"]["variants"]
+    print("eval:", json.dumps(v), data["internalization"], "code:", json.dumps(code))
     assert data["adapter"] == result.version  # eval picked the promoted adapter by itself
     assert v["context"]["adherence"] > v["base"]["adherence"], "the probes must measure something the context teaches"
     assert v["adapter"]["adherence"] > v["base"]["adherence"], (
         f"adapter adherence {v['adapter']['adherence']} not above base {v['base']['adherence']} "
         f"(context ceiling {v['context']['adherence']})")
-    assert v["adapter"]["gap"] < v["base"]["gap"]
+    # what it writes on the held-out files: the user's code is likelier without context than for the base
+    assert code["adapter"]["nll"] < code["base"]["nll"]

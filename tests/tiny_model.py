@@ -24,7 +24,9 @@ CORPUS = [
 ]
 
 
-def make_tokenizer(vocab_size: int = 384):
+def make_tokenizer(vocab_size: int = 384, corpus: list[str] | None = None):
+    """The byte-level BPE tokenizer, trained on CORPUS (plus `corpus`: e.g. a test repository's code,
+    so that its identifiers become whole tokens and a tiny model can learn them in a few steps)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -34,7 +36,7 @@ def make_tokenizer(vocab_size: int = 384):
     special = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=special,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(CORPUS * 4, trainer=trainer)
+    tok.train_from_iterator(CORPUS * 4 + list(corpus or []), trainer=trainer)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|im_start|>", eos_token="<|im_end|>",
                                    pad_token="<|endoftext|>", unk_token="<|endoftext|>")
     fast.chat_template = CHAT_TEMPLATE
