@@ -9,7 +9,9 @@ The algorithm is Aider's (https://aider.chat/2023/10/22/repomap.html), re-implem
 5. a search over how many ranked definitions to show, so the rendered map fits the budget.
 Departures, each commented where it happens: identifiers defined in very many files add no
 edges; definitions the task names and the mentioned files' own outlines get a rank bonus (Aider
-has those files in the chat already, we don't); PageRank is a small numpy power iteration.
+has those files in the chat already, we don't); the task's words reach names and file names by
+stemmed sub-word, weighted (repomap_match: "progress bar" -> `ProgressBar`), not only exactly;
+PageRank is a small numpy power iteration.
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ import re
 import sqlite3
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, KeysView
 from dataclasses import dataclass
 from pathlib import Path
 
+from learnagent.agent.repomap_match import TermIndex
 from learnagent.agent.repomap_tags import (
     Definition,
     FileTags,
@@ -60,6 +63,7 @@ class _Index:
     defines: dict[str, set[str]]  # identifier -> files defining it
     references: dict[str, dict[str, int]]  # identifier -> {file using it: number of uses}
     by_name: dict[tuple[str, str], list[Definition]]  # (file, identifier) -> its definitions
+    terms: TermIndex  # stemmed sub-words of the defined names, for matching the task's words
 
     @classmethod
     def build(cls, all_tags: dict[str, FileTags]) -> _Index:
@@ -74,7 +78,7 @@ class _Index:
                 references[name][path] = count
         if not references:  # nothing references anything: let definitions reference themselves
             references = {name: dict.fromkeys(paths, 1) for name, paths in defines.items()}
-        return cls(dict(defines), dict(references), dict(by_name))
+        return cls(dict(defines), dict(references), dict(by_name), TermIndex(defines))
 
 
 class RepoMap:
@@ -169,13 +173,17 @@ class RepoMap:
 
     def ranked(self, mentioned_files: Iterable[str] = (), mentioned_idents: Iterable[str] = (),
                ) -> list[tuple[str, Definition | None]]:
-        """Definitions, most relevant first; then files without ranked definitions (as None)."""
+        """Definitions, most relevant first; then files without ranked definitions (as None).
+
+        `mentioned_idents`: the task's words. Each defined name and file name they point at by
+        sub-word (repomap_match: `ProgressBar` for "progress bar") gets a strength in (0, 1];
+        a word that is a defined name exactly gets 1."""
         all_tags = self.tags()
         if self._index is None:
             self._index = _Index.build(all_tags)
         defines, references = self._index.defines, self._index.references
         mentioned_files = set(mentioned_files)
-        mentioned_idents = set(mentioned_idents)
+        strength, file_strength = self._index.terms.match(mentioned_idents, all_tags)
 
         # Edges (referencer, definer, identifier, weight).
         edges: list[tuple[str, str, str, float]] = []
@@ -186,18 +194,18 @@ class RepoMap:
                 # Unreferenced definitions still earn a little rank.
                 edges += [(definer, definer, name, 0.1) for definer in definers]
                 continue
-            mul = _ident_weight(name, len(definers), name in mentioned_idents)
+            mul = _ident_weight(name, len(definers), strength.get(name, 0.0))
             for referencer, uses in references[name].items():
                 weight = mul * math.sqrt(uses) * (50 if referencer in mentioned_files else 1)
                 edges += [(referencer, definer, name, weight) for definer in definers]
 
-        personal = _personalization(all_tags, mentioned_files, mentioned_idents)
+        personal = _personalization(all_tags, mentioned_files, file_strength)
         # Beyond Aider: a file defining an identifier the task names is also a restart point.
         # A name defined in many files only counts where the task mentions the file too.
-        named = [(path, name) for name in mentioned_idents for path in defines.get(name, ())
+        named = [(path, name, s) for name, s in strength.items() for path in defines.get(name, ())
                  if len(defines[name]) <= MAX_DEFINERS or path in mentioned_files]
-        for path, _ in named:
-            personal[path] = personal.get(path, 0) + 100 / len(all_tags)
+        for path, _, s in named:
+            personal[path] = personal.get(path, 0) + s * 100 / len(all_tags)
         rank = pagerank(list(all_tags), edges, personal)
 
         # Spread each file's rank over the identifiers its out-edges point at.
@@ -209,8 +217,8 @@ class RepoMap:
             def_rank[(dst, name)] += rank[src] * weight / out_weight[src]
         # A file's rank only reaches its definitions through others' references to them; a named
         # definition gets its file's whole rank as well, so the task's own targets show first.
-        for path, name in named:
-            def_rank[(path, name)] += rank[path]
+        for path, name, s in named:
+            def_rank[(path, name)] += rank[path] * s
         # Beyond Aider (whose chat files are already in the prompt): a mentioned file's own
         # outline is shown too, its rank shared among its definitions.
         for path in mentioned_files & all_tags.keys():
@@ -322,13 +330,14 @@ def pagerank(nodes: list[str], edges: list[tuple[str, str, str, float]],
     return {node: float(x[i]) for node, i in index.items()}
 
 
-def _ident_weight(name: str, n_definers: int, mentioned: bool) -> float:
-    """How much an edge for this identifier counts: specific, mentioned names weigh more."""
+def _ident_weight(name: str, n_definers: int, mentioned: float) -> float:
+    """How much an edge for this identifier counts: specific, mentioned names weigh more
+    (`mentioned`: how strongly the task points at it, 0 to 1; 1 weighs 10 times)."""
     mul = 1.0
     is_snake = "_" in name and any(c.isalpha() for c in name)
     is_camel = any(c.isupper() for c in name) and any(c.islower() for c in name)
     if mentioned:
-        mul *= 10
+        mul *= 1 + 9 * mentioned
     if (is_snake or is_camel) and len(name) >= 8:
         mul *= 10
     if name.startswith("_"):
@@ -339,20 +348,18 @@ def _ident_weight(name: str, n_definers: int, mentioned: bool) -> float:
 
 
 def _personalization(files: Iterable[str], mentioned_files: set[str],
-                     mentioned_idents: set[str]) -> dict[str, float]:
-    """PageRank restarts at mentioned files, and at files whose path names a mentioned identifier."""
+                     file_strength: dict[str, float]) -> dict[str, float]:
+    """PageRank restarts at mentioned files, and at files whose name the task's words point at."""
     files = list(files)
     if not files:
         return {}
     boost = 100 / len(files)
     personal = {}
     for path in files:
-        parts = set(path.split("/"))
-        stem = path.rsplit("/", 1)[-1].split(".", 1)[0]
         if path in mentioned_files:
             personal[path] = personal.get(path, 0) + boost
-        if mentioned_idents and (stem in mentioned_idents or parts & mentioned_idents):
-            personal[path] = personal.get(path, 0) + boost
+        if path in file_strength:
+            personal[path] = personal.get(path, 0) + boost * file_strength[path]
     return personal
 
 
@@ -360,8 +367,9 @@ _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _PATHLIKE = re.compile(r"[\w./-]+")
 
 
-def mentions_from_text(text: str, files: list[str]) -> tuple[set[str], set[str]]:
-    """(repo files, identifiers) that a task text mentions.
+def mentions_from_text(text: str, files: list[str]) -> tuple[set[str], KeysView[str]]:
+    """(repo files, identifiers) that a task text mentions; the words keep the task's order (a
+    set-like view), since adjacent words form compounds ("progress bar" -> `ProgressBar`).
 
     A file is mentioned by its repo-relative path, or by its bare file name when no other file
     shares that name. Identifiers are the text's words of 3+ characters outside file paths
@@ -376,5 +384,5 @@ def mentions_from_text(text: str, files: list[str]) -> tuple[set[str], set[str]]
         if f in tokens or f in text or (basenames[base] == 1 and "." in base and base in tokens):
             mentioned_files.add(f)
     prose = " ".join(t for t in _PATHLIKE.findall(text) if "/" not in t.strip("./-"))
-    idents = {w for w in _WORD.findall(prose) if len(w) >= 3}
+    idents = dict.fromkeys(w for w in _WORD.findall(prose) if len(w) >= 3).keys()
     return mentioned_files, idents

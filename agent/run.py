@@ -5,6 +5,7 @@ cli → run_episode (worktree, model, sandbox, loop, final tests, record) → de
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import time
@@ -16,10 +17,13 @@ from learnagent.agent import worktree as wt
 from learnagent.agent.loop import AgentLoop, Observer
 from learnagent.agent.models.base import Completion, Model
 from learnagent.agent.tools import Tools
+from learnagent.core import home
 from learnagent.core.config import Config
 from learnagent.core.errors import LearnagentError, UsageError
 from learnagent.core.ignore import IgnoreRules
-from learnagent.sandbox import CommandResult, Sandbox
+from learnagent.core.processes import process_start
+from learnagent.core.testenv import TestEnv, resolve_test_env
+from learnagent.sandbox import CommandResult, Sandbox, policy
 from learnagent.store.episodes import Store, new_episode_id
 from learnagent.store.privacy import recording_enabled
 
@@ -85,17 +89,19 @@ class StoreRecorder:
 
 def run_episode(repo: wt.RepoInfo, task: str, cfg: Config, model: Model, store: Store, *,
                 observer: Observer | None = None, run_tests: bool = True,
-                on_warning=None) -> EpisodeResult:
+                on_warning=None, test_env: TestEnv | None = None, episode_id: str | None = None) -> EpisodeResult:
+    """One episode; `episode_id` (default: a new one) lets the caller name it when interrupted."""
     task = task.strip()
     if not task:
         raise UsageError("the task is empty: say what the agent should do, e.g. learnagent do \"fix the failing test\"")
     test_command = cfg.test.command if run_tests else ""
     example = prompts.use_example(cfg.model.examples, model.name)  # a bad setting fails before any work
+    test_env = test_env or resolve_test_env(repo.root, cfg.test.python)
     repo_id = store.ensure_repo(repo.root)
     recording = recording_enabled(store, repo_id)
     if not recording and on_warning:
         on_warning("recording is off for this repository (learnagent logs on): this episode is not stored")
-    episode_id = new_episode_id()
+    episode_id = episode_id or new_episode_id()
     # The user's rules as they stand now (their working tree's .learnagentignore, committed or
     # not): files they hide are not checked out, and a result that touches one is refused.
     ignore = IgnoreRules.for_repo(repo.root)
@@ -103,13 +109,17 @@ def run_episode(repo: wt.RepoInfo, task: str, cfg: Config, model: Model, store: 
     if recording:
         store.create_episode(repo_id, task, base_commit=repo.head, branch=branch, worktree=str(path), model=model.name,
                              adapter_version=model.adapter_version, episode_id=episode_id,
-                             meta={"pid": os.getpid(), "host": socket.gethostname(), "config": cfg.to_dict(),
+                             meta={"pid": os.getpid(), "pid_start": process_start(os.getpid()),
+                                   "host": socket.gethostname(), "config": cfg.to_dict(),
+                                   "test_env": test_env.describe(),
                                    "user_branch": repo.branch})
     recorder = StoreRecorder(store if recording else None, episode_id)
     sandbox = None
     try:
         sandbox = Sandbox(path, mode=cfg.sandbox.mode, network=cfg.sandbox.network, on_warning=on_warning,
-                          hide=wt.user_repository_paths(repo.root))
+                          env=policy.project_env(test_env, repo.root, path),  # the project's Python
+                          hide=wt.user_repository_paths(repo.root),
+                          interpreters=(test_env.venv,) if test_env.venv else ())
         tools = Tools(path, sandbox, test_command, command_timeout=cfg.budgets.command_timeout,
                       test_timeout=cfg.test.timeout, output_cap=cfg.budgets.output_cap,
                       on_test=lambda cmd, res: recorder.test_run("agent", cmd, res))
@@ -130,7 +140,8 @@ def run_episode(repo: wt.RepoInfo, task: str, cfg: Config, model: Model, store: 
             test = TestRun(test_command, res.exit_code, res.timed_out, res.output, res.duration_s)
     except BaseException as exc:  # KeyboardInterrupt included: the record must say how it ended
         if recording:
-            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            # Ctrl-C, SIGTERM, or the output closed (`do ... | head`): interrupted, not failed
+            status = "interrupted" if isinstance(exc, (KeyboardInterrupt, BrokenPipeError)) else "failed"
             store.finish_episode(episode_id, status, error=f"{type(exc).__name__}: {exc}")
         wt.remove_worktree(repo.root, path, branch, delete_branch=True)
         raise
@@ -144,6 +155,8 @@ def run_episode(repo: wt.RepoInfo, task: str, cfg: Config, model: Model, store: 
             on_warning(f"could not remove the agent's .git in {path}: {exc.strerror}")
     if recording:
         store.finish_episode(episode_id, outcome.status, final_diff=diff, summary=outcome.summary)
+        if tip:  # the agent's commit: outcomes credit a kept branch only with commits made from it
+            store.update_meta(episode_id, tip=tip)
     changed = [p for _, p in wt.changed_paths(repo.root, repo.head, tip)] if tip else []
     return EpisodeResult(episode_id, outcome.status, outcome.summary, diff, repo.head, branch, path, tip, test,
                          outcome.steps, outcome.tokens, recording, changed)
@@ -184,10 +197,11 @@ def accept(store: Store, repo_root: Path, result_or_episode: dict, on_note=None)
     return applied
 
 
-def reject(store: Store, repo_root: Path, ep: dict, reason: str | None = None) -> None:
+def reject(store: Store, repo_root: Path, ep: dict, reason: str | None = None, outcome: str = "rejected") -> None:
+    """Remove the episode's folder and branch; `outcome` "unchanged" for a run that changed nothing."""
     wt.remove_worktree(repo_root, _folder(ep), ep["branch"], delete_branch=True)
     if ep.get("recorded", True):
-        store.set_outcome(ep["id"], "rejected", reason or "rejected at review")
+        store.set_outcome(ep["id"], outcome, reason or "rejected at review")
 
 
 def keep(store: Store, repo_root: Path, ep: dict) -> None:
@@ -195,6 +209,24 @@ def keep(store: Store, repo_root: Path, ep: dict) -> None:
     wt.remove_worktree(repo_root, _folder(ep), ep["branch"], delete_branch=False)
     if ep.get("recorded", True):
         store.set_outcome(ep["id"], "kept", "branch kept for later")
+
+
+def interrupted(store: Store, repo_root: Path, episode_id: str, why: str) -> None:
+    """After Ctrl-C, SIGTERM or closed output anywhere in `do`: an episode not yet decided is
+    marked interrupted and its folder and branch go (its diff stays in the store). One the user
+    already kept or applied is left as it is."""
+    row = store.conn.execute("SELECT status, outcome, worktree, branch, meta FROM episodes WHERE id = ?",
+                             (episode_id,)).fetchone()
+    if row is not None:
+        if row["outcome"] != "pending" or json.loads(row["meta"] or "{}").get("applied"):
+            return
+        store.conn.execute("UPDATE episodes SET status = 'interrupted', error = COALESCE(error, ?),"
+                           " ended_at = COALESCE(ended_at, ?) WHERE id = ? AND status != 'interrupted'",
+                           (why, time.time(), episode_id))
+    folder = Path(row["worktree"]) if row is not None and row["worktree"] else \
+        home.worktrees_dir(repo_root) / episode_id  # not recorded (logs off): where it was made
+    branch = row["branch"] if row is not None and row["branch"] else wt.BRANCH_PREFIX + episode_id
+    wt.remove_worktree(repo_root, folder, branch, delete_branch=True)
 
 
 def _folder(ep: dict) -> Path | None:

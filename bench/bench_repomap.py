@@ -1,6 +1,7 @@
-"""Benchmark: learnagent's repo map vs Aider's on the same files, cold and cached.
+"""Benchmark: learnagent's repo map vs Aider's on the same files, cold and cached; and how
+relevant learnagent's map is to real tasks (recall@map, bench/repomap_relevance.py).
 
-    python bench/bench_repomap.py [--corpus transformers,rxjs] [--tokens 1024]
+    python bench/bench_repomap.py [--corpus transformers,rxjs] [--tokens 1024] [--parts timing,relevance]
 
 Corpora (offline): the `transformers` package source installed in our venv, and `rxjs` (TS
 sources + compiled JS) from `npm pack` when npm can reach its registry. Each is copied into a
@@ -151,9 +152,53 @@ def version(py: str, pkg: str) -> str:
     return out.stdout.strip() or "?"
 
 
+def relevance_section(rel: dict | None, tokens: int) -> str:
+    if not rel:
+        return "Relevance: not measured yet (`--parts relevance`).\n"
+    rows = []
+    for name, r in rel.items():
+        if name == "cost":
+            continue
+        if "error" in r:
+            rows.append(f"| {name} | — | {r['error']} |  |  |  |  |")
+            continue
+        s = r["summary"]
+        if not s.get("pairs"):
+            continue
+        t, c = s["task"], s["control"]
+        rows.append(f"| {name} | {s['pairs']} | {t['recall']:.3f} ({c['recall']:.3f}) | {t['top3']:.3f} ({c['top3']:.3f})"
+                    f" | {t['hit']:.3f} | {t['shown']:.1f} | {r.get('files') or 'per commit'} |")
+    return f"""
+## Relevance: recall@map on real commits
+
+Pairs (task = a commit's subject, files = the source files it changed, 1-3 of them) from real
+histories, scored by `bench/repomap_relevance.py` (how the pairs were chosen: its docstring).
+`learnagent`: this repository's history, each map built on the commit's parent tree. `click`,
+`rich`: 150 pairs each from pallets/click and Textualize/rich (bench/data/repomap_pairs.jsonl),
+mapped on the package source installed in the venv (a nearby release, not each parent tree).
+Budget {tokens} tokens. recall@map: share of the changed files the map names; top-3: share among the
+map's first three files; hit: at least one named. In brackets: the same map built without the
+task (the control).
+
+| corpus | pairs | recall@map (no task) | recall top-3 (no task) | hit | files named | files in tree |
+|---|---|---|---|---|---|---|
+{chr(10).join(rows)}
+{_cost_line(rel.get("cost"))}"""
+
+
+def _cost_line(cost: dict | None) -> str:
+    if not cost:
+        return ""
+    return (f"\nCost of the sub-word matching on {cost['corpus']} ({cost['files']} files, {cost['names']} defined "
+            f"names): the index of names takes {cost['index_seconds']:.2f} s once per map build; matching one "
+            f"task {cost['match_ms']:.1f} ms (load average {cost.get('load', '?')} on {os.cpu_count()} cores).\n")
+
+
 def write_report(all_results: dict, tokens: int) -> None:
     rows = []
     for name, r in all_results.items():
+        if name == "relevance":
+            continue
         for tool in ("ours", "aider"):
             if tool not in r:
                 continue
@@ -167,14 +212,38 @@ def write_report(all_results: dict, tokens: int) -> None:
         if "aider_error" in r:
             rows.append(f"| {name} | aider | {r['files']} | — | — | — | — | — | failed: "
                         f"{r['aider_error'][:300].replace('|', '/')} |")
+    old = RESULTS.read_text() if RESULTS.exists() else ""
+    cut = min([i for i in (old.find("\n## Relevance"), old.find("\nRaw numbers"), old.find("\n## Notes")) if i >= 0],
+              default=len(old))
+    timing = _timing_text(rows, tokens) if rows else old[:cut].rstrip("\n") + "\n"
+    if all_results.get("relevance"):
+        relevance = relevance_section(all_results["relevance"], tokens)
+    elif "\n## Relevance" in old:  # measured earlier: kept as it was
+        start = old.index("\n## Relevance")
+        end = min([i for i in (old.find("\nRaw numbers", start), old.find("\n## Notes", start)) if i >= 0],
+                  default=len(old))
+        relevance = old[start:end].rstrip("\n") + "\n"
+    else:
+        relevance = relevance_section(None, tokens)
+    text = f"{timing}{relevance}\nRaw numbers: bench/.cache/repomap_results.json (git-ignored).\n"
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    # A hand-written "## Notes" section (analysis of the numbers) survives a re-run.
+    if "\n## Notes" in old:
+        text += old[old.index("\n## Notes"):]
+    RESULTS.write_text(text)
+    print(f"wrote {RESULTS}")
+
+
+def _timing_text(rows: list[str], tokens: int) -> str:
     cpu = platform.processor() or platform.machine()
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     aider_versions = (f"aider-chat {version(str(AIDER_PY), 'aider-chat')}, tree-sitter "
                       f"{version(str(AIDER_PY), 'tree-sitter')}" if AIDER_PY.exists() else "n/a")
-    text = f"""# Repo map benchmark: learnagent vs Aider
+    return f"""# Repo map benchmark: learnagent vs Aider
 
 Generated by `python bench/bench_repomap.py` on {datetime.date.today().isoformat()}.
 Machine: {os.cpu_count()} CPU cores ({cpu}), no GPU, Python {platform.python_version()},
-shared with other jobs (timings are indicative, ±20 %).
+shared with other jobs (load average {load:.1f} at the end; timings are indicative, ±20 %).
 Tools: learnagent (tree-sitter {version(sys.executable, 'tree-sitter')},
 tree-sitter-language-pack {version(sys.executable, 'tree-sitter-language-pack')});
 {aider_versions} in its own venv (bench/.venv-aider), driven by bench/aider_repomap_driver.py
@@ -189,19 +258,7 @@ imports (import time in its own column).
 | corpus | tool | files | cold s | warm s | one changed s | map tokens | import s | notes |
 |---|---|---|---|---|---|---|---|---|
 {chr(10).join(rows)}
-
-Raw numbers: bench/.cache/repomap_results.json (git-ignored).
 """
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    # A hand-written "## Notes" section (analysis of the numbers) survives a re-run.
-    old = RESULTS.read_text() if RESULTS.exists() else ""
-    if "\n## Notes" in old:
-        text += old[old.index("\n## Notes"):]
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    text = text.replace("(timings are indicative",
-                        f"(load average {load:.1f} at the end; timings are indicative")
-    RESULTS.write_text(text)
-    print(f"wrote {RESULTS}")
 
 
 def main() -> None:
@@ -210,11 +267,21 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=1024)
     parser.add_argument("--tools", default="ours,aider",
                         help="which tools to (re)run; others keep their last saved results")
+    parser.add_argument("--parts", default="timing,relevance",
+                        help="timing (vs aider), relevance (recall@map on real commits), or both")
     args = parser.parse_args()
     CACHE.mkdir(parents=True, exist_ok=True)
     saved = CACHE / "repomap_results.json"
     results = json.loads(saved.read_text()) if saved.exists() else {}
-    for name in args.corpus.split(","):
+    parts = set(args.parts.split(","))
+    if "relevance" in parts:
+        import repomap_relevance
+
+        results["relevance"] = repomap_relevance.run(args.tokens)
+        for name, r in results["relevance"].items():
+            print(f"relevance {name}: {json.dumps(r.get('summary', r))}", flush=True)
+        saved.write_text(json.dumps(results, indent=2))
+    for name in (args.corpus.split(",") if "timing" in parts else []):
         try:
             root = CORPORA[name]()
         except (subprocess.SubprocessError, OSError, StopIteration) as err:

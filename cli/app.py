@@ -171,11 +171,11 @@ def run(typer_app: typer.Typer, argv: list[str] | None = None, prog_name: str = 
         rv = build_command(typer_app).main(args=argv, prog_name=prog_name, standalone_mode=False)  # typer.Exit codes
     except LearnagentError as exc:
         _fail(str(exc), exc.exit_code)
-    except sqlite3.DatabaseError as exc:  # damaged after it was opened (a check at open catches the rest)
+    except sqlite3.DatabaseError as exc:  # after the store was opened: "damaged" only if a check says so
         from learnagent.core.home import db_path
-        from learnagent.store.db import damaged
+        from learnagent.store.db import store_error
 
-        _fail(str(damaged(db_path(), str(exc))), 1)
+        _fail(str(store_error(db_path(), str(exc))), 1)
     except KeyboardInterrupt:
         print("aborted", file=sys.stderr)
         sys.exit(130)

@@ -2,12 +2,32 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import sys
+
 from rich.console import Console
 from rich.panel import Panel
 from rich.syntax import Syntax
 from rich.text import Text
 
 RESULT_LINES = 8
+
+
+class ClosableConsole(Console):
+    """rich ends the program (SystemExit 1) when its output is closed under it (`learnagent do ... |
+    head`); a command that must first record or clean up gets the closed output raised as what it is."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise BrokenPipeError(errno.EPIPE, "the output was closed")
+
+
+def silence_stdout() -> None:
+    """Point stdout at /dev/null: its reader is gone, and Python would report the failed flush at exit."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 class LiveObserver:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from learnagent.core.errors import LearnagentError, UsageError
@@ -16,6 +18,8 @@ from learnagent.core.errors import LearnagentError, UsageError
 EXIT_TESTS_FAILED = 1
 EXIT_BUDGET = 3
 EXIT_CONFLICT = 4
+EXIT_INTERRUPTED = 130  # Ctrl-C or SIGTERM (128 + SIGINT, as shells report it)
+EXIT_OUTPUT_CLOSED = 141  # stdout closed under us, e.g. `learnagent do ... | head` (128 + SIGPIPE)
 
 
 def init(
@@ -59,6 +63,7 @@ def init(
     where = {str(path): "", "default": f" [dim](the default; yours goes in {cfgmod.user_config_path()})[/]"}
     table.add_row("model", effective.model.name + where.get(source, f" [dim](from {source})[/]"))
     table.add_row("tests", cfg.test.command or "[yellow]none found — set one with --test-command[/]")
+    test_env = _test_env_rows(table, repo.root, effective)
     table.add_row("budgets", f"{effective.budgets.max_steps} steps, {effective.budgets.max_tokens} tokens, "
                   f"{effective.budgets.max_seconds}s")
     if hooks:
@@ -69,6 +74,19 @@ def init(
     for warning in warnings:
         table.add_row("[yellow]warning[/]", warning)
     Console().print(table)
+    if test_env is not None and test_env.warning:
+        Console(stderr=True).print(f"[yellow]warning:[/] {escape(test_env.warning)}", highlight=False, soft_wrap=True)
+
+
+def _test_env_rows(table: Table, root: Path, cfg):
+    """The 'python' row: which interpreter the tests run with (a Python test command only)."""
+    from learnagent.core.testenv import resolve_test_env, uses_python
+
+    if not uses_python(cfg.test.command):
+        return None
+    env = resolve_test_env(root, cfg.test.python)
+    table.add_row("python", escape(env.describe()) if not env.warning else f"[yellow]{escape(env.describe())}[/]")
+    return env
 
 
 def do(
@@ -87,12 +105,10 @@ def do(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON at the end."),
 ):
     """Run the agent on TASK in its own worktree, test, show the diff, and ask what to do with it."""
-    from learnagent.agent import run as runner
     from learnagent.agent import worktree as wt
-    from learnagent.agent.models import load_model
-    from learnagent.cli.display import LiveObserver, show_diff, show_test
+    from learnagent.cli.display import ClosableConsole, silence_stdout
     from learnagent.core.config import detect_test_command, load_config
-    from learnagent.store.episodes import Store
+    from learnagent.store.episodes import Store, new_episode_id
 
     if yes and no_apply:
         raise UsageError("--yes and --no-apply contradict each other; give one")
@@ -100,7 +116,7 @@ def do(
         raise UsageError("the task is empty: say what the agent should do, e.g. learnagent do \"fix the failing test\"")
     if sandbox is not None and sandbox not in ("auto", "require", "none"):
         raise UsageError(f"--sandbox must be auto, require or none (not '{sandbox}')")
-    console = Console(stderr=as_json)
+    console = ClosableConsole(stderr=as_json)
     repo = wt.find_repo()
     cfg = load_config(repo.root)
     if model:
@@ -119,58 +135,64 @@ def do(
             raise UsageError("no test command found (pytest, npm test, go test, cargo test, make test): "
                              "set one with `learnagent init --test-command CMD` or pass --no-tests")
     _check_credentials(cfg.model.name)
+    try:
+        test_env, lm = _preamble(console, repo, cfg, no_tests)
+    except BrokenPipeError:  # the output closed before any episode began: nothing to record or clean
+        silence_stdout()
+        raise typer.Exit(EXIT_OUTPUT_CLOSED) from None
+    episode_id = new_episode_id()
+    with Store() as store:
+        try:
+            result, verdict, code = _run_and_decide(console, store, repo, task, cfg, lm, episode_id, yes, no_apply,
+                                                    quiet, no_tests, test_env)
+        except (KeyboardInterrupt, BrokenPipeError) as exc:
+            raise typer.Exit(_interrupted(store, repo.root, episode_id, exc)) from None
+    if as_json:
+        try:
+            print(json.dumps({"episode": result.episode_id, "status": result.status, "verdict": verdict,
+                              "tests_passed": None if result.test is None else result.test.passed,
+                              "changed_files": result.changed_files, "steps": result.steps, "tokens": result.tokens}))
+            sys.stdout.flush()
+        except BrokenPipeError:  # decided already: nothing to clean up
+            silence_stdout()
+            raise typer.Exit(EXIT_OUTPUT_CLOSED) from None
+    if code == 0 and result.status == "budget_exceeded":
+        code = EXIT_BUDGET
+    if code == 0 and result.test is not None and not result.test.passed:
+        code = EXIT_TESTS_FAILED
+    raise typer.Exit(code)
+
+
+def _preamble(console, repo, cfg, no_tests):
+    """What `do` says before the run (test environment, model, sandbox, uncommitted changes), and
+    the loaded model; returns (test environment or None, model)."""
+    from learnagent.agent.models import load_model
+
+    test_env = None
+    if cfg.test.command and not no_tests:
+        from learnagent.core.testenv import resolve_test_env
+
+        test_env = resolve_test_env(repo.root, cfg.test.python)  # a bad [test] python fails here, silently
+    # the model first: a bad spec or a missing file is one error line with nothing said before it
     lm = load_model(cfg.model, repo.root, on_info=lambda msg: console.print(f"[dim]{msg}[/]"))
     console.print(f"[bold]learnagent[/] · {lm.name}" + (f" + adapter {lm.adapter_version}" if lm.adapter_version else "")
                   + f" · {repo.root.name}@{repo.branch}")
     console.print(f"[dim]sandbox:[/] {_sandbox_state(cfg.sandbox)}", highlight=False)
+    if test_env is not None:
+        from learnagent.core.testenv import uses_python
+
+        if uses_python(cfg.test.command):
+            console.print(f"[dim]tests: {escape(cfg.test.command)} · {escape(test_env.describe())}[/]", highlight=False,
+                          soft_wrap=True)
+            if test_env.warning:
+                console.print(f"[yellow]warning:[/] {escape(test_env.warning)}", highlight=False, soft_wrap=True)
     unseen = _uncommitted(repo.root)
     if unseen:
         shown = ", ".join(unseen[:3]) + (f" and {len(unseen) - 3} more" if len(unseen) > 3 else "")
         console.print(f"[yellow]note:[/] your uncommitted changes ({shown}) are invisible to the agent: it works on "
                       f"a checkout of HEAD ({repo.head[:10]}); accepting merges its work into your working tree",
                       highlight=False)
-    with Store() as store:
-        observer = LiveObserver(console, stream_model=not quiet)
-        result = runner.run_episode(repo, task, cfg, lm, store, observer=observer, run_tests=not no_tests,
-                                    on_warning=lambda msg: console.print(f"[yellow]warning:[/] {msg}"))
-        console.rule("[bold]result")
-        show_diff(console, result.diff)
-        show_test(console, result.test)
-        if result.status == "budget_exceeded":
-            console.print(f"[yellow]The agent ran out of budget: {result.summary}[/]")
-        else:
-            console.print(f"[bold]Agent:[/] {result.summary}")
-        verdict = _verdict(console, result, yes, no_apply)
-        ep = runner.as_episode_dict(result)
-        code = 0
-        if verdict == "accept":
-            try:
-                files = runner.accept(store, repo.root, ep, on_note=lambda m: console.print(f"[yellow]note:[/] {m}"))
-                console.print(f"[green]Applied to your working tree:[/] {', '.join(files) or 'no files'} "
-                              "(review with git diff; commit when happy)")
-            except wt.MergeConflict as exc:
-                console.print(f"[red]{exc}[/]")
-                runner.keep(store, repo.root, ep)
-                code = EXIT_CONFLICT
-        elif verdict == "reject":
-            runner.reject(store, repo.root, ep)
-            console.print("Rejected; the worktree and branch are removed.")
-        elif verdict == "keep":
-            runner.keep(store, repo.root, ep)
-            console.print(f"Kept on branch [bold]{result.branch}[/] (apply later: learnagent apply {result.episode_id})")
-        else:  # nothing to apply
-            runner.reject(store, repo.root, ep, reason="no changes")
-        console.print(f"[dim]episode {result.episode_id}{'' if result.recorded else ' (not recorded)'} · "
-                      f"{result.steps} steps · {result.tokens} tokens[/]")
-    if as_json:
-        print(json.dumps({"episode": result.episode_id, "status": result.status, "verdict": verdict,
-                          "tests_passed": None if result.test is None else result.test.passed,
-                          "changed_files": result.changed_files, "steps": result.steps, "tokens": result.tokens}))
-    if code == 0 and result.status == "budget_exceeded":
-        code = EXIT_BUDGET
-    if code == 0 and result.test is not None and not result.test.passed:
-        code = EXIT_TESTS_FAILED
-    raise typer.Exit(code)
+    return test_env, lm
 
 
 def _check_credentials(spec: str) -> None:
@@ -216,6 +238,70 @@ def _uncommitted(root: Path) -> list[str]:
                 i += 1
         i += 1
     return paths
+
+
+def _run_and_decide(console, store, repo, task, cfg, lm, episode_id, yes, no_apply, quiet, no_tests, test_env):
+    """The episode, its result on screen, and the user's verdict; returns (result, verdict, exit code)."""
+    from learnagent.agent import run as runner
+    from learnagent.agent import worktree as wt
+    from learnagent.cli.display import LiveObserver, show_diff, show_test
+
+    observer = LiveObserver(console, stream_model=not quiet)
+    result = runner.run_episode(repo, task, cfg, lm, store, observer=observer, run_tests=not no_tests,
+                                on_warning=lambda msg: console.print(f"[yellow]warning:[/] {msg}"),
+                                test_env=test_env, episode_id=episode_id)
+    console.rule("[bold]result")
+    show_diff(console, result.diff)
+    show_test(console, result.test)
+    if result.status == "budget_exceeded":
+        console.print(f"[yellow]The agent ran out of budget: {result.summary}[/]")
+    else:
+        console.print(f"[bold]Agent:[/] {result.summary}")
+    verdict = _verdict(console, result, yes, no_apply)
+    ep = runner.as_episode_dict(result)
+    code = 0
+    if verdict == "accept":
+        try:
+            files = runner.accept(store, repo.root, ep, on_note=lambda m: console.print(f"[yellow]note:[/] {m}"))
+            console.print(f"[green]Applied to your working tree:[/] {', '.join(files) or 'no files'} "
+                          "(review with git diff; commit when happy)")
+        except wt.MergeConflict as exc:
+            console.print(f"[red]{exc}[/]")
+            runner.keep(store, repo.root, ep)
+            code = EXIT_CONFLICT
+    elif verdict == "reject":
+        runner.reject(store, repo.root, ep)
+        console.print("Rejected; the episode folder and branch are removed.")
+    elif verdict == "keep":
+        runner.keep(store, repo.root, ep)
+        console.print(f"Kept on branch [bold]{result.branch}[/] (apply later: learnagent apply {result.episode_id})")
+    else:  # nothing to apply: not a rejection, and out of the acceptance rate
+        runner.reject(store, repo.root, ep, reason="the agent changed nothing", outcome="unchanged")
+    console.print(f"[dim]episode {result.episode_id}{'' if result.recorded else ' (not recorded)'} · "
+                  f"{result.steps} steps · {result.tokens} tokens[/]")
+    return result, verdict, code
+
+
+def _interrupted(store, repo_root: Path, episode_id: str, exc: BaseException) -> int:
+    """Ctrl-C, SIGTERM (see cli/app.py) or closed output anywhere in `do`: record the episode as
+    interrupted, remove its folder and branch, and say so in one line on stderr."""
+    from learnagent.agent import run as runner
+    from learnagent.cli.display import silence_stdout
+
+    closed = isinstance(exc, BrokenPipeError)
+    if closed:
+        silence_stdout()
+    why = "the output was closed (broken pipe)" if closed else "interrupted (Ctrl-C or SIGTERM)"
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not stop the clean-up
+    try:
+        runner.interrupted(store, repo_root, episode_id, why)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    try:
+        print(f"interrupted, episode {episode_id}", file=sys.stderr, flush=True)
+    except OSError:
+        pass
+    return EXIT_OUTPUT_CLOSED if closed else EXIT_INTERRUPTED
 
 
 def _verdict(console: Console, result, yes: bool, no_apply: bool) -> str:

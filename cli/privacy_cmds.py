@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
+from pathlib import Path
 from typing import List, Optional
 
 import typer
@@ -115,28 +116,78 @@ def _set_logs(enabled: bool) -> None:
 
 
 def gc(dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Show what would be removed; change nothing.")):
-    """Remove worktrees and branches of finished or dead episodes (never a live run or one you kept)."""
-    from rich.console import Console
-    from rich.table import Table
-
+    """Remove the folders and branches of finished or dead episodes (never a live run or one you kept)."""
+    from learnagent.cli.display import ClosableConsole, silence_stdout
+    from learnagent.core import home
     from learnagent.core.gc import collect
     from learnagent.store.episodes import Store
 
     root = _repo_root()
     with Store() as store:
-        items = collect(store, root, dry_run=dry_run)
-    console = Console()
-    if not items:
-        console.print("Nothing to clean up.")
-        return
-    table = Table(title="would remove" if dry_run else "removed", header_style="bold")
-    for col in ("episode", "what", "target", "why"):
-        table.add_column(col, overflow="fold")
+        items = collect(store, root, dry_run=dry_run)  # all removed before a line is printed (`gc | head`)
+    console = ClosableConsole()
+    try:
+        if not items:
+            console.print("Nothing to clean up.")
+            return
+        console.print("would remove (dry run: nothing changed)" if dry_run else "removed", style="bold")
+        episodes = [i for i in items if i.what != "sandbox tmp"]
+        tmps = [i for i in items if i.what == "sandbox tmp"]
+        if episodes:
+            console.print(gc_table(episodes, dry_run))
+        if tmps:
+            console.print(gc_tmp_table(tmps, dry_run))
+        where = []
+        if any(i.what == "episode" for i in episodes):
+            where.append("runs that died or whose do ended before the verdict " + ("would be" if dry_run else "are")
+                         + " marked interrupted in the store")
+        if episodes:
+            where.append(f"episode folders: {home.worktrees_dir(root)}/<episode>; branches: learnagent/<episode>")
+        if tmps:
+            where.append(f"sandbox tmp folders: {Path(tmps[0].target).parent}")
+        for line in where:  # soft wrap: the terminal wraps a long path, rich does not cut it
+            console.print(line, style="dim", soft_wrap=True, highlight=False, markup=False)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `gc | head`: everything is done already, the reader wanted no more
+        silence_stdout()
+
+
+def _plain_table(*columns: tuple[str, dict]):
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False, padding=(0, 1), header_style="bold")
+    for name, options in columns:
+        table.add_column(name, **options)
+    return table
+
+
+def gc_table(items, dry_run: bool):
+    """One row per episode, so each is one line at any width and in a pipe: its id whole (what
+    `show` and `forget` take), why it goes, and what goes (its folder, its branch)."""
+    from rich.text import Text
+
+    rows: dict[str, dict] = {}
     for item in items:
-        what = "mark" if item.what == "episode" else item.what
-        status = "" if dry_run or item.done else " (failed)"
-        table.add_row(item.episode_id, what + status, item.target, item.reason)
-    console.print(table)
+        row = rows.setdefault(item.episode_id, {"removes": [], "why": []})
+        if item.what != "episode":  # the mark 'interrupted' is told below the table
+            what = "folder" if item.what == "worktree" else item.what
+            row["removes"].append(what + ("" if dry_run or item.done else " (failed)"))
+        if item.reason not in row["why"]:
+            row["why"].append(item.reason)
+    table = _plain_table(("episode", {"no_wrap": True, "style": "bold"}), ("why", {"overflow": "fold", "ratio": 1}),
+                         ("removes", {"no_wrap": True}))
+    for eid, row in rows.items():
+        removes = ", ".join(row["removes"])
+        table.add_row(eid, "; ".join(row["why"]), Text(removes or "-", style="red" if "(failed)" in removes else ""))
+    return table
+
+
+def gc_tmp_table(items, dry_run: bool):
+    """Orphaned sandbox tmp folders (named after their process), one per line."""
+    table = _plain_table(("sandbox tmp", {"no_wrap": True}), ("why", {"overflow": "fold", "ratio": 1}))
+    for item in items:
+        table.add_row(Path(item.target).name + ("" if dry_run or item.done else " (failed)"), item.reason)
+    return table
 
 
 def register(app: typer.Typer) -> None:

@@ -40,6 +40,9 @@ class ModelConfig:
 class TestConfig:
     command: str = ""  # empty: none found; `do` then records no test run and says so
     timeout: int = 600
+    # the Python environment the tests (and the agent's commands) run in: "auto" (the project's
+    # own, see core/testenv.py) or a venv folder / interpreter path
+    python: str = "auto"
 
 
 @dataclass

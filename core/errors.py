@@ -31,3 +31,7 @@ class ModelNotFound(UsageError):
 
 class StoreError(LearnagentError):
     pass
+
+
+class UnknownEpisode(UsageError):
+    """An episode id (or prefix) that names no episode, or more than one: bad input, exit 2."""

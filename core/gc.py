@@ -1,14 +1,17 @@
-"""`learnagent gc`: remove the worktrees and branches of episodes that are over.
+"""`learnagent gc`: remove the episode folders and branches of episodes that are over.
 
-An episode's git traces are its worktree (under `home.worktrees_dir(repo)`) and its branch
-`learnagent/<id>`. They go when the episode is dead:
+An episode's git traces are its folder (a checkout with its own .git, under `home.worktrees_dir(repo)`;
+linked worktrees of older versions too) and its branch `learnagent/<id>`. They go when the episode is dead:
 - status 'running' but its process is gone (a crash, SIGKILL, a reboot): marked 'interrupted';
-- status 'interrupted';
+- status 'interrupted' or 'failed' (a failed run's folder is removed by run_episode; an older one's may be left);
 - finished with a decided outcome (accepted, edited, rejected, reverted);
 - not in the store at all (forgotten, or recorded while `logs off`): the worktree goes, the
   branch only when the episode was forgotten (an unrecorded run's branch may be the user's work).
-Never touched: a live run (its pid answers on this host), an outcome still 'pending' (the
-user may still accept it), and an outcome 'kept' (the user said to keep it).
+- finished with outcome 'pending' but its `do` process is gone (killed at the verdict prompt, or
+  its output closed): nobody can decide it any more; marked 'interrupted';
+- applied to the working tree, with a folder or branch left over.
+Never touched: a live run (its pid answers on this host and started when the episode's did), a
+`do` still waiting for the verdict, and an outcome 'kept' (the user said to keep it).
 
 Also, for any repository: sandbox private tmp folders whose process is gone (`kill -9` skips the
 Sandbox's own cleanup); `sandbox_items` below, the rules in `sandbox/tmpdirs.py`.
@@ -27,7 +30,7 @@ from learnagent.core import home
 from learnagent.core.processes import pid_alive
 
 BRANCH_PREFIX = "learnagent/"
-DECIDED = ("accepted", "edited", "rejected", "reverted")
+DECIDED = ("accepted", "edited", "rejected", "reverted", "unchanged")
 # A worktree with no episode row may belong to a `do` that is between creating its worktree
 # and writing its first row; leave young ones alone.
 UNKNOWN_GRACE_S = 600
@@ -55,7 +58,8 @@ def run_is_live(ep: dict, host: str | None = None) -> bool:
         return False  # a running episode that never recorded its pid is from an old crash
     if run_host and run_host != (host or socket.gethostname()):
         return True
-    return pid_alive(pid)
+    started = meta.get("pid_start")
+    return pid_alive(pid, started if isinstance(started, int) else None)
 
 
 def _git(root: Path, *args: str) -> str:
@@ -100,17 +104,25 @@ def plan(store, repo_root: Path, *, now: float | None = None) -> list[GcItem]:
             continue
         if ep["outcome"] == "kept":
             continue
+        meta = json.loads(ep.get("meta") or "{}")
         if ep["status"] == "running":
             if run_is_live(ep):
                 continue
-            items.append(GcItem(eid, "episode", "interrupted", "its process is gone"))
-            reason = "run died"
-        elif ep["status"] == "interrupted":
-            reason = "run was interrupted"
+            reason = "died: its process is gone"
+            items.append(GcItem(eid, "episode", "interrupted", reason))
+        elif ep["status"] in ("interrupted", "failed"):
+            reason = f"run {ep['status']}"
         elif ep["outcome"] in DECIDED:
             reason = f"outcome {ep['outcome']}"
+        elif meta.get("applied"):
+            reason = "applied to the working tree"
+        elif run_is_live(ep):
+            continue  # its `do` is still waiting for the user's verdict
         else:
-            continue  # pending: the user may still accept it
+            # finished, but its `do` ended before the verdict (killed, or its output closed
+            # before `do` could clean up): no one can accept it any more
+            reason = "its do ended before the verdict"
+            items.append(GcItem(eid, "episode", "interrupted", reason))
         if wt is not None:
             items.append(GcItem(eid, "worktree", str(wt), reason))
         if br is not None:
@@ -141,8 +153,8 @@ def collect(store, repo_root: Path, *, dry_run: bool = False, now: float | None 
         elif item.what == "episode":
             store.conn.execute(
                 "UPDATE episodes SET status = 'interrupted', ended_at = COALESCE(ended_at, ?),"
-                " error = COALESCE(error, 'the learnagent process ended without finishing (found by gc)')"
-                " WHERE id = ? AND status = 'running'", (time.time(), item.episode_id))
+                " error = COALESCE(error, ?) WHERE id = ? AND status IN ('running', 'finished', 'budget_exceeded')",
+                (time.time(), f"{item.reason} (found by gc)", item.episode_id))
             item.done = True
         elif item.what == "worktree":
             from learnagent.agent.worktree import remove_worktree  # follows no symlink; old linked worktrees too

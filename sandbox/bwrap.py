@@ -72,8 +72,11 @@ def _folders_to_hide(hide: tuple[Path, ...], worktree: Path) -> list[Path]:
 
 
 def build_argv(command: str, *, worktree: Path, private_tmp: Path, network: bool,
-               bwrap_exe: str = "bwrap", shell: str = "bash", hide: tuple[Path, ...] = ()) -> list[str]:
-    """The full bwrap argv running `shell -c command` in `worktree`."""
+               bwrap_exe: str = "bwrap", shell: str = "bash", hide: tuple[Path, ...] = (),
+               interpreters: tuple[Path, ...] = ()) -> list[str]:
+    """The full bwrap argv running `shell -c command` in `worktree`. `interpreters`: more Python
+    environments to keep visible (read-only) where a covered folder holds them, besides learnagent's
+    own: the project's (its `.venv` lives in the hidden repository), for its tests."""
     worktree = worktree.resolve()
     args = [bwrap_exe, "--die-with-parent", "--unshare-pid", "--new-session", "--unshare-ipc",
             "--unshare-uts", "--unshare-cgroup-try", "--cap-drop", "ALL"]
@@ -95,6 +98,13 @@ def build_argv(command: str, *, worktree: Path, private_tmp: Path, network: bool
         covered.append(data)
     for root in policy.interpreter_roots():
         if root.is_dir() and any(_inside(root, c) for c in covered):
+            args += ["--ro-bind", str(root), str(root)]
+    # the project's venv (e.g. <repo>/.venv, inside the hidden repository): bound again when a
+    # covered folder holds it, but never one that is, or holds, a hidden folder or the data home
+    never = [*(Path(p).resolve() for p in hide), data]
+    for root in interpreters:
+        if (root.is_dir() and any(_inside(root, c) for c in covered)
+                and not any(_inside(n, root) for n in never)):
             args += ["--ro-bind", str(root), str(root)]
     args += ["--bind", str(worktree), str(worktree)]
     for folder in hidden:

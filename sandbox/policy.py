@@ -9,6 +9,10 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from learnagent.core.testenv import TestEnv
 
 from learnagent.core.home import data_home
 
@@ -78,10 +82,10 @@ def interpreter_roots() -> list[Path]:
 
 def venv_bin() -> Path | None:
     """The bin folder of the virtual environment learnagent runs from, if any."""
-    if sys.prefix != getattr(sys, "base_prefix", sys.prefix):
-        return Path(sys.prefix) / "bin"
-    env = os.environ.get("VIRTUAL_ENV")
-    return Path(env) / "bin" if env else None
+    from learnagent.core.testenv import learnagent_env
+
+    env = learnagent_env()
+    return env / "bin" if env is not None else None
 
 
 def sandbox_env(home: str, tmpdir: str, extra: dict | None = None) -> dict[str, str]:
@@ -114,3 +118,19 @@ def sandbox_env(home: str, tmpdir: str, extra: dict | None = None) -> dict[str, 
     if extra:
         env.update({str(k): str(v) for k, v in extra.items()})
     return env
+
+
+def project_env(env: "TestEnv", repo_root: Path, worktree: Path) -> dict[str, str]:
+    """Environment variables for the episode's sandbox: the resolved environment first on PATH
+    (learnagent's own bin left off, so nothing falls back to it silently), and PYTHONPATH."""
+    from learnagent.core.testenv import worktree_pythonpath
+
+    out: dict[str, str] = {}
+    if env.bin_dir is not None and not env.own:
+        out["PATH"] = f"{env.bin_dir}:{SYSTEM_PATH}"
+        if env.venv is not None and (env.venv / "pyvenv.cfg").is_file():
+            out["VIRTUAL_ENV"] = str(env.venv)
+    paths = worktree_pythonpath(env, repo_root, worktree)
+    if paths:
+        out["PYTHONPATH"] = ":".join(paths)
+    return out

@@ -79,9 +79,10 @@ class CommandResult:
 class Sandbox:
     def __init__(self, worktree: Path, mode: str = "auto", network: bool = False,
                  on_warning: Callable[[str], None] | None = None, env: dict | None = None,
-                 max_pids: int = DEFAULT_MAX_PIDS, hide: Iterable[Path] = ()):
+                 max_pids: int = DEFAULT_MAX_PIDS, hide: Iterable[Path] = (), interpreters: Iterable[Path] = ()):
         """`hide`: folders the command must not see at all under bwrap (the user's repository:
-        its working tree and git dirs); an episode's folder is bound again on top of them."""
+        its working tree and git dirs); an episode's folder is bound again on top of them.
+        `interpreters`: Python environments kept visible read-only (the project's, for its tests)."""
         if mode not in MODES:
             raise UsageError(f"sandbox mode '{mode}' is not one of: {', '.join(MODES)}")
         self.worktree = Path(worktree).resolve()
@@ -90,6 +91,7 @@ class Sandbox:
         self.mode = mode
         self.network = bool(network)
         self.extra_env = dict(env or {})
+        self.interpreters = tuple(Path(p).resolve() for p in interpreters)  # the project's Python, for its tests
         self.max_pids = int(max_pids)
         self.hide = tuple(Path(p).resolve() for p in hide)
         self._shell = shutil.which("bash")
@@ -131,7 +133,7 @@ class Sandbox:
         if self._kind == "bwrap":
             return bwrap.build_argv(command, worktree=self.worktree, private_tmp=self._tmp,
                                     network=self.network, bwrap_exe=shutil.which("bwrap") or "bwrap",
-                                    shell=self._shell, hide=self.hide)
+                                    shell=self._shell, hide=self.hide, interpreters=self.interpreters)
         return [self._shell, "-c", command]
 
     def run(self, command: str, timeout: float = 120, output_cap: int = 20_000) -> CommandResult:

@@ -29,9 +29,52 @@ def migrations() -> list[tuple[int, str, str]]:
 
 
 def damaged(path: Path, why: str) -> StoreError:
-    """The one-line error for a store that cannot be used, with the way out."""
+    """The one-line error for a store known to be damaged (its header, or an integrity check,
+    says so), with the way out. Any other SQLite error goes through `store_error`."""
     return StoreError(f"the episode store {path} is damaged ({why}); move it aside "
                       f"(mv {path} {path}.broken) and learnagent starts a new, empty one")
+
+
+# SQLite's primary result codes that mean the file itself is bad (not a lock, a full disk or a
+# constraint): https://sqlite.org/rescode.html
+_DAMAGE_CODES = {11: "SQLITE_CORRUPT", 26: "SQLITE_NOTADB"}
+
+
+def integrity_problem(path: Path, timeout_s: float = 10.0) -> str | None:
+    """What `PRAGMA quick_check` finds wrong with the store (its first lines), None when it says ok.
+
+    Raises sqlite3.Error when the check cannot run; `store_error` decides what that means.
+    """
+    uri = Path(path).resolve().as_uri() + "?mode=rw"  # never creates a file
+    conn = sqlite3.connect(uri, uri=True, timeout=timeout_s, isolation_level=None)
+    try:
+        rows = [r[0] for r in conn.execute("PRAGMA quick_check(5)")]
+    finally:
+        conn.close()
+    if rows == ["ok"]:
+        return None
+    return "; ".join(str(r) for r in rows)[:300]
+
+
+def store_error(path: Path, why: str) -> StoreError:
+    """The one-line error for any SQLite failure on the store. It says "damaged" (and how to set
+    the file aside) only when an integrity check fails; a constraint error or a lock on an intact
+    store is reported as what it is, and never with advice that would discard the store."""
+    path = Path(path)
+    try:
+        problem = integrity_problem(path)
+    except sqlite3.Error as exc:
+        code = getattr(exc, "sqlite_errorcode", None)
+        if code is not None and code & 0xFF in _DAMAGE_CODES:
+            return damaged(path, f"{why}; the integrity check cannot even read it: {exc}")
+        return StoreError(f"the episode store {path} failed ({why}) and could not be checked ({exc}); nothing "
+                          f"was changed: retry, and if it persists check it with "
+                          f"sqlite3 {path} 'PRAGMA integrity_check'")
+    if problem:
+        return damaged(path, f"{why}; integrity check: {problem}")
+    return StoreError(f"the episode store refused a change ({why}); the store itself is intact (integrity "
+                      f"check ok) and nothing was lost: this is a learnagent bug, please report it with the "
+                      f"command that failed")
 
 
 def header_problem(path: Path) -> tuple[str, bool] | None:
@@ -107,9 +150,9 @@ def connect(path: Path) -> sqlite3.Connection:
         if "unable to open" in str(exc) or "readonly" in str(exc):
             raise StoreError(f"cannot write the episode store {path} ({exc}); check that {path.parent} is "
                              "writable, or point LEARNAGENT_HOME elsewhere") from None
-        raise damaged(path, str(exc)) from None
+        raise store_error(path, str(exc)) from None
     except sqlite3.DatabaseError as exc:
-        raise damaged(path, str(exc)) from None
+        raise store_error(path, str(exc)) from None
     return conn
 
 

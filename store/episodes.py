@@ -6,22 +6,37 @@ redactor would remove (secrets) ever reaches the database.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import sqlite3
 import time
 import uuid
 from pathlib import Path
 from typing import Any, Callable
 
 from learnagent.core import home
-from learnagent.core.errors import StoreError
+from learnagent.core.errors import StoreError, UnknownEpisode
 from learnagent.store.db import connect
 
-OUTCOMES = ("pending", "accepted", "edited", "rejected", "reverted", "kept")
+# unchanged: the run changed nothing, so there was nothing to accept or reject (out of the rates)
+OUTCOMES = ("pending", "accepted", "edited", "rejected", "reverted", "kept", "unchanged")
+
+
+def _id_time(at: float | None = None) -> str:
+    return time.strftime("%y%m%d%H%M%S", time.gmtime(at))
 
 
 def new_episode_id() -> str:
-    # time-ordered prefix so ids sort like their start times; random tail for parallel runs
-    return time.strftime("%y%m%d%H%M%S", time.gmtime()) + uuid.uuid4().hex[:6]
+    """YYMMDDHHMMSS (UTC) + 6 random hex: ids sort like their start times, parallel runs differ,
+    and they stay short enough to copy."""
+    return _id_time() + uuid.uuid4().hex[:6]
+
+
+def history_episode_id(repo_id: str, sha: str, authored_at: float, extra: int = 0) -> str:
+    """The id of a commit imported into a repository: its author time + a hash of (repository,
+    commit), so re-deriving it gives the same id, while another clone of the same repository
+    (another repository key) gets another one. `extra` lengthens the hash after a clash."""
+    return _id_time(authored_at) + hashlib.sha1(f"{repo_id}:{sha}".encode()).hexdigest()[:6 + extra]
 
 
 class Store:
@@ -54,14 +69,25 @@ class Store:
                        branch: str | None = None, worktree: str | None = None, model: str | None = None,
                        adapter_version: str | None = None, meta: dict | None = None,
                        episode_id: str | None = None, started_at: float | None = None) -> str:
-        eid = episode_id or new_episode_id()
-        self.conn.execute(
-            "INSERT INTO episodes(id, repo_id, source, task, base_commit, branch, worktree, model, adapter_version,"
-            " started_at, meta) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-            (eid, repo_id, source, self.scrub(task), base_commit, branch, worktree, model, adapter_version,
-             started_at or time.time(), self.scrub(json.dumps(meta or {}))),
-        )
-        return eid
+        for attempt in range(5):
+            eid = episode_id or new_episode_id()
+            try:
+                self.conn.execute(
+                    "INSERT INTO episodes(id, repo_id, source, task, base_commit, branch, worktree, model,"
+                    " adapter_version, started_at, meta) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    (eid, repo_id, source, self.scrub(task), base_commit, branch, worktree, model, adapter_version,
+                     started_at or time.time(), self.scrub(json.dumps(meta or {}))),
+                )
+                return eid
+            except sqlite3.IntegrityError:
+                # two runs in the same second drew the same random tail (1 in 16M): draw again;
+                # a caller-given id is the caller's to make unique
+                if episode_id is not None or attempt == 4 or not self.has_episode(eid):
+                    raise
+        raise AssertionError("unreachable")
+
+    def has_episode(self, episode_id: str) -> bool:
+        return self.conn.execute("SELECT 1 FROM episodes WHERE id = ?", (episode_id,)).fetchone() is not None
 
     def add_message(self, episode_id: str, step: int, role: str, content: str, tokens: int | None = None) -> int:
         with self._tx():
@@ -137,9 +163,9 @@ class Store:
             "SELECT id FROM episodes WHERE id LIKE ? ORDER BY started_at DESC LIMIT 2", (prefix + "%",)
         ).fetchall()
         if not prefix or not rows:
-            raise StoreError(f"no episode '{prefix}' (see `learnagent log`)")
+            raise UnknownEpisode(f"no episode '{prefix}' (see `learnagent log`)")
         if len(rows) > 1 and rows[0]["id"] != prefix:
-            raise StoreError(f"episode id '{prefix}' is ambiguous; give more characters")
+            raise UnknownEpisode(f"episode id '{prefix}' is ambiguous; give more characters")
         return rows[0]["id"]
 
     def list_episodes(self, repo_id: str | None = None, limit: int = 50) -> list[dict]:
@@ -164,7 +190,7 @@ class Store:
             "SELECT e.*, r.name AS repo_name, r.path AS repo_path FROM episodes e JOIN repos r ON r.id = e.repo_id"
             " WHERE e.id = ?", (episode_id,)).fetchone()
         if row is None:
-            raise StoreError(f"no episode '{episode_id}'")
+            raise UnknownEpisode(f"no episode '{episode_id}'")
         ep = self._episode_dict(row)
         q = self.conn.execute
         ep["messages"] = [dict(r) for r in q("SELECT seq, step, role, content, tokens, created_at FROM messages"

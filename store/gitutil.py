@@ -60,11 +60,11 @@ def rev(cwd: Path, name: str) -> str | None:
 
 
 def commit_info(cwd: Path, sha: str) -> dict:
-    """Parents, committer/author time and full message of one commit."""
-    out = git(cwd, "show", "-s", "--format=%H%x00%P%x00%ct%x00%at%x00%an%x00%B", sha)
-    full, parents, ct, at, author, message = out.split("\0", 5)
+    """Parents, committer/author time, author and full message of one commit."""
+    out = git(cwd, "show", "-s", "--format=%H%x00%P%x00%ct%x00%at%x00%an%x00%ae%x00%B", sha)
+    full, parents, ct, at, author, email, message = out.split("\0", 6)
     return {"sha": full.strip(), "parents": parents.split(), "committed_at": float(ct), "authored_at": float(at),
-            "author": author, "message": message.strip()}
+            "author": author, "author_email": email, "message": message.strip()}
 
 
 def commit_diff(cwd: Path, sha: str, parent: str | None, context: int = 0) -> str:

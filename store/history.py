@@ -13,12 +13,12 @@ Every text goes through the Store's scrubber (secrets never reach the database).
 from __future__ import annotations
 
 import fnmatch
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from learnagent.core.ignore import IgnoreRules
 from learnagent.store import gitutil
+from learnagent.store.episodes import history_episode_id
 from learnagent.store.privacy import is_forgotten_commit
 
 MAX_DIFF_LINES = 1500  # changed lines (after filtering) above which a commit is skipped
@@ -138,12 +138,17 @@ def _record(store, root: Path, repo_id: str, info: dict, parent: str, diff: str,
         before[p] = store.scrub(text)
         total += len(text)
     sha = info["sha"]
-    # id from the commit's time and sha: ids sort like the history and re-creating one is impossible
-    eid = time.strftime("%y%m%d%H%M%S", time.gmtime(info["authored_at"])) + sha[:6]
     meta = {"commit": sha, "author": store.scrub(info["author"]), "files": paths, "before": before,
             "before_skipped": truncated}
     subject = info["message"].splitlines()[0] if info["message"] else sha[:10]
     with store._tx():
+        # ids sort like the history; unique per repository (a second clone gets its own), and a
+        # clash with an unrelated id (same second, same 6 hex) takes a longer tail
+        extra = 0
+        eid = history_episode_id(repo_id, sha, info["authored_at"])
+        while store.has_episode(eid) and extra < 34:
+            extra += 2
+            eid = history_episode_id(repo_id, sha, info["authored_at"], extra)
         store.create_episode(repo_id, info["message"] or subject, source="history", base_commit=parent, meta=meta,
                              episode_id=eid, started_at=info["authored_at"])
         store.finish_episode(eid, "finished", final_diff=diff, summary=subject)

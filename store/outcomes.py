@@ -26,6 +26,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from learnagent.core import home
+from learnagent.core.errors import LearnagentError
 from learnagent.store import gitutil
 from learnagent.store.attribution import coverage, match_commit, parse_diff, removed_fraction, units_of
 from learnagent.store.correction import correction_diff
@@ -111,7 +112,9 @@ _COLS = "id, outcome, final_diff, base_commit, branch, started_at, meta"
 
 
 def open_candidates(store, repo_id: str, settings: OutcomeSettings, now: float) -> list[dict]:
-    """Episodes a new commit may belong to: applied or kept, or decided by attribution in the window."""
+    """Episodes a new commit may belong to: applied or kept, or decided by attribution in the window.
+    A kept episode (never applied) is only credited with a commit made from its branch
+    (`made_from_branch`); an applied one by its lines, wherever they were committed."""
     since = now - settings.reject_after_days * 86400
     rows = _episode_rows(store, f"SELECT {_COLS} FROM episodes WHERE repo_id = ? AND source != 'history'"
                                 " AND final_diff IS NOT NULL AND final_diff != ''"
@@ -121,8 +124,51 @@ def open_candidates(store, repo_id: str, settings: OutcomeSettings, now: float) 
             or ep["meta"].get("verdict_by") in (AUTO_BY, USER_BY)]
 
 
+_SHA_WORD = re.compile(r"\b[0-9a-f]{7,40}\b")
+
+
+def branch_tip(root: Path, ep: dict) -> str | None:
+    """The agent's commit of an episode: recorded at the end of the run (meta["tip"]), or for
+    older episodes the tip of its branch while the branch exists."""
+    tip = ep["meta"].get("tip")
+    if tip:
+        return tip
+    return gitutil.rev(root, ep["branch"]) if ep.get("branch") else None
+
+
+def made_from_branch(root: Path, ep: dict, info: dict) -> bool:
+    """Whether the commit `info` was made from the episode's branch rather than just happening
+    to contain the same lines: the branch tip is in its history (merge, fast-forward, a rebase
+    onto the branch), it carries the tip's author and author date (cherry-pick and rebase keep
+    them; the agent commits as learnagent), or its message names the tip (cherry-pick -x, the
+    message of a squash merge)."""
+    tip = branch_tip(root, ep)
+    if not tip:
+        return False
+    if gitutil.is_ancestor(root, tip, info["sha"]):
+        return True
+    try:
+        picked = gitutil.commit_info(root, tip)
+    except LearnagentError:  # the tip is gone (branch deleted, objects pruned)
+        return False
+    if (picked["author"], picked["author_email"], picked["authored_at"]) == \
+            (info["author"], info["author_email"], info["authored_at"]):
+        return True
+    return any(picked["sha"].startswith(word) for word in _SHA_WORD.findall(info["message"]))
+
+
 def _matches(store, episode_id: str) -> list[dict]:
     return [e["detail"] for e in events(store, episode_id, "match")]
+
+
+def _may_credit(root: Path, ep: dict, info: dict) -> bool:
+    """Applied episodes (and ones already credited) are matched by their lines; a kept one that was
+    never applied only by a commit made from its branch: its lines in a commit are otherwise a
+    coincidence (the user wrote the same fix), and crediting them would mark a branch the user
+    still means to apply as accepted."""
+    if ep["meta"].get("applied") or ep["meta"].get("verdict_by") in (AUTO_BY, USER_BY):
+        return True
+    return made_from_branch(root, ep, info)
 
 
 def reverdict(store, root: Path, ep: dict, settings: OutcomeSettings, commit: str) -> list[str]:
@@ -177,6 +223,8 @@ def process_commit(store, root: Path, sha: str, settings: OutcomeSettings, now: 
         units = units_of(ep["final_diff"])
         m = match_commit(units, patches)
         if not m.evidence:
+            continue
+        if not _may_credit(root, ep, info):
             continue
         covered = len(m.exact) + len(m.edited) + len(m.moved)
         add_event(store, ep["id"], "match", commit=sha, matched=covered, total=len(units), detail=m.to_json())
@@ -266,7 +314,7 @@ def expire_stale(store, root: Path, settings: OutcomeSettings, now: float | None
     now = now or time.time()
     cutoff = now - settings.reject_after_days * 86400
     rows = _episode_rows(store, f"SELECT {_COLS} FROM episodes WHERE repo_id = ? AND source != 'history'"
-                                " AND outcome IN ('pending', 'kept') AND status != 'running'"
+                                " AND outcome IN ('pending', 'kept') AND status NOT IN ('running', 'interrupted')"
                                 " AND final_diff IS NOT NULL AND final_diff != '' AND started_at < ?",
                          (repo_id or home.repo_key(root), cutoff))
     msgs = []

@@ -34,7 +34,7 @@ def write(repo, files: dict[str, str]) -> None:
 
 
 def propose(store, repo, files: dict[str, str], *, task="a task", applied=True, outcome=None,
-            started_at=None, model="tiny", adapter=None) -> tuple[str, str]:
+            started_at=None, model="tiny", adapter=None, branch="learnagent/test") -> tuple[str, str]:
     """What `learnagent do` + accept leaves behind: the agent's files in the working tree (uncommitted)
     and an episode whose final_diff is that change against HEAD."""
     base = head(repo)
@@ -43,7 +43,7 @@ def propose(store, repo, files: dict[str, str], *, task="a task", applied=True, 
     diff = git(repo, "diff", "--cached", "--no-color", base)
     git(repo, "reset", "-q")
     repo_id = store.ensure_repo(Path(repo))
-    eid = store.create_episode(repo_id, task, base_commit=base, branch="learnagent/test", model=model,
+    eid = store.create_episode(repo_id, task, base_commit=base, branch=branch, model=model,
                                adapter_version=adapter, started_at=started_at)
     store.finish_episode(eid, "finished", final_diff=diff)
     if applied:

@@ -239,7 +239,7 @@ def test_cherry_pick_counts_once(repo, store):
 @pytest.mark.parametrize("ff", [False, True])
 def test_kept_branch_merged_later(repo, store, ff):
     git(repo, "checkout", "-qb", "learnagent/e1")
-    eid, _ = propose(store, repo, SUB, applied=False, outcome="kept")
+    eid, _ = propose(store, repo, SUB, applied=False, outcome="kept", branch="learnagent/e1")
     git(repo, "commit", "-qam", "agent work")  # the agent's own commit on its branch: not a verdict
     assert episode(store, eid)["outcome"] == "kept"
     git(repo, "checkout", "-q", "main")

@@ -102,3 +102,22 @@ def test_bash_completion_is_offered_and_completes_commands_and_options(tmp_path)
     assert out.returncode == 0, out.stderr
     assert "learnagent" in (home / ".bashrc").read_text()
     assert "_LEARNAGENT_COMPLETE" in (home / ".bash_completions" / "learnagent.sh").read_text()
+
+
+@pytest.mark.parametrize("command", [["show"], ["show", "--json"], ["apply"], ["accept"], ["reject"], ["forget"]])
+def test_an_unknown_or_ambiguous_episode_id_is_bad_input(git_repo, command):
+    """README: every command reports bad input as one line on stderr and exit 2; an id that names
+    no episode, or more than one, is bad input (it was exit 1)."""
+    from learnagent.store.episodes import Store
+
+    with Store() as store:
+        repo_id = store.ensure_repo(git_repo)
+        for eid in ("abc123-1", "abc123-2"):
+            store.create_episode(repo_id, "a task", base_commit="0" * 40, branch="learnagent/" + eid,
+                                 worktree="", model="scripted", episode_id=eid)
+    for wrong, message in (("zzzz", "no episode 'zzzz'"), ("abc123", "is ambiguous")):
+        out = run_cli(*command, wrong, cwd=git_repo)
+        err = out.stderr.strip()
+        assert out.returncode == 2, (command, out.returncode, err)
+        assert "Traceback" not in out.stderr and out.stdout == ""
+        assert len(err.splitlines()) == 1 and err.startswith("error: ") and message in err, err

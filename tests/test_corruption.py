@@ -45,7 +45,12 @@ def test_a_store_that_only_looks_short_while_another_process_checkpoints_opens()
     db = home.db_path()
     data = db.read_bytes()
     db.write_bytes(data[:4096])  # page 1 written, the rest still to come
-    finish = threading.Timer(0.4, lambda: db.write_bytes(data))
+    def write_the_rest():  # in place, as a checkpoint does (write_bytes would truncate to 0 first)
+        with open(db, "r+b") as fh:
+            fh.seek(4096)
+            fh.write(data[4096:])
+
+    finish = threading.Timer(0.4, write_the_rest)
     finish.start()
     started = time.monotonic()
     with Store() as store:
@@ -103,3 +108,57 @@ def test_truncated_peft_adapter_is_caught_before_the_loader(tiny_model_dir, tmp_
     # what the loader would have said instead: an exception from deep inside safetensors
     with pytest.raises((SafetensorError, OSError, RuntimeError, ValueError)):
         PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), str(folder))
+
+
+def test_a_constraint_error_on_a_healthy_store_is_not_called_damage():
+    """UNIQUE constraint failures and the like are bugs, not damage: the message must say the
+    store is intact and must not advise moving it aside (that throws every episode away)."""
+    import sqlite3
+
+    from learnagent.store.db import store_error
+
+    _filled_store()
+    with Store() as store:
+        rid = store.ensure_repo(home.data_home())
+        eid = store.create_episode(rid, "one")
+        with pytest.raises(sqlite3.IntegrityError) as exc:
+            store.create_episode(rid, "same id", episode_id=eid)
+    msg = str(store_error(home.db_path(), str(exc.value)))
+    assert "UNIQUE constraint failed" in msg and "intact" in msg and "\n" not in msg
+    assert "damaged" not in msg and ".broken" not in msg and "mv " not in msg
+
+
+def test_a_store_failing_its_integrity_check_is_damaged():
+    from learnagent.store.db import integrity_problem, store_error
+
+    _filled_store()
+    db = home.db_path()
+    data = bytearray(db.read_bytes())
+    page = int.from_bytes(data[16:18], "big")
+    data[page * 3 + 8: page * 3 + 200] = b"\xff" * 192  # scribble over a b-tree page; the header stays valid
+    db.write_bytes(bytes(data))
+    assert integrity_problem(db) is not None
+    msg = str(store_error(db, "database disk image is malformed"))
+    assert "damaged" in msg and "integrity check" in msg and f"mv {db} {db}.broken" in msg
+
+
+def test_cli_reports_a_healthy_store_error_honestly(git_repo):
+    """Through the real CLI: a constraint error raised by a command leaves one honest line."""
+    _filled_store()
+    with Store() as store:
+        rid = store.ensure_repo(git_repo)
+        store.create_episode(rid, "existing", episode_id="250101000000abcdef")
+    code = ("import sys, pathlib; from learnagent.cli import app as a; from learnagent.store.episodes import Store\n"
+            "def boom():\n"
+            "    with Store() as s:\n"
+            "        s.create_episode(s.ensure_repo(pathlib.Path('.')), 'x', episode_id='250101000000abcdef')\n"
+            "a.app.command('boom')(boom)\n"
+            "sys.argv = ['learnagent', 'boom']; a.main()\n")
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", code], cwd=git_repo, capture_output=True, text=True)
+    assert out.returncode == 1
+    lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
+    assert "UNIQUE constraint failed" in lines[0] and "intact" in lines[0] and "damaged" not in lines[0]

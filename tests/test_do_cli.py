@@ -56,3 +56,13 @@ def test_missing_api_key_is_refused_before_the_run(git_repo, monkeypatch):
     init = run_cli("init", "--no-hooks", "--model", "litellm:anthropic/claude-sonnet-4-5", cwd=git_repo,
                    env={"COLUMNS": "200"})
     assert init.returncode == 0 and "needs ANTHROPIC_API_KEY" in init.stdout  # a warning: it may be set later
+
+
+@pytest.mark.parametrize("spec,message", [("scripted:/no/such/script.json", "scripted model file not found"),
+                                          ("nosuch:thing", "unknown model 'nosuch:thing'")])
+def test_a_bad_model_spec_fails_before_anything_is_said_or_made(git_repo, spec, message):
+    """Bad input: one line on stderr, exit 2, and no half-started run on stdout before it."""
+    out = run_cli("do", "x", "--model", spec, cwd=git_repo)
+    err = out.stderr.strip()
+    assert out.returncode == 2 and err.splitlines() == [err] and message in err, err
+    assert out.stdout == "" and git(git_repo, "branch", "--list", "learnagent/*") == ""

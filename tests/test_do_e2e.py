@@ -187,7 +187,7 @@ def test_step_budget_ends_run_with_nonzero_exit(git_repo, tmp_path):
     ("nomodel", ["do", "x"], "default model is not installed", 2),
     ("ok", ["init", "--model", "nonsense-model"], "unknown model", 2),
     ("ok", ["sleep", "--model", "scripted:demo"], "sleep trains a local model", 2),
-    ("ok", ["show", "zzzz"], "no episode", 1),
+    ("ok", ["show", "zzzz"], "no episode", 2),  # bad input (README), as every unknown id
     ("ok", ["do", "x", "--yes", "--no-apply"], "contradict", 2),
 ])
 def test_bad_input_one_line_error(tmp_path, git_repo, setup, args, message, code, monkeypatch):

@@ -70,3 +70,64 @@ def test_since_and_max_limit_the_import(git_repo):
 def test_skipped_paths():
     assert skipped_path("web/node_modules/a/b.js") and skipped_path("Cargo.lock") and skipped_path("a/b.min.js")
     assert not skipped_path("src/vendor.py") and not skipped_path("src/app.js")
+
+
+def _old_style_id(repo_id, sha, authored_at, extra=0):
+    """How ids were made before per-repository ids: author time + the commit's first 6 hex."""
+    import time
+
+    return time.strftime("%y%m%d%H%M%S", time.gmtime(authored_at)) + sha[:6]
+
+
+def test_two_clones_of_one_repository_both_import(git_repo, tmp_path, monkeypatch):
+    """A second clone is a second repository in the store: its import must not collide with the
+    first clone's episodes. The first import here runs with the old id scheme, as a store made
+    before per-repository ids has it; the old ids keep resolving."""
+    from cli_helpers import run_cli
+
+    import learnagent.store.history as history
+
+    for i in range(3):
+        commit(git_repo, {f"m{i}.py": f"value = {i}\n"}, f"module {i}")
+    clone_a, clone_b = tmp_path / "a" / "proj", tmp_path / "b" / "proj"
+    for clone in (clone_a, clone_b):
+        clone.parent.mkdir()
+        git(tmp_path, "clone", "-q", str(git_repo), str(clone))
+    with Store() as store, monkeypatch.context() as patch:
+        patch.setattr(history, "history_episode_id", _old_style_id)
+        old_ids = import_history(store, clone_a).imported
+    assert len(old_ids) == 3
+
+    out_b = run_cli("history", "import", cwd=clone_b)
+    assert out_b.returncode == 0, out_b.stderr
+    assert "damaged" not in out_b.stdout + out_b.stderr
+    out_a = run_cli("history", "import", cwd=clone_a)  # again in the first: nothing new, no error
+    assert out_a.returncode == 0, out_a.stderr
+    with Store() as store:
+        rows = store.conn.execute("SELECT e.id, r.path FROM episodes e JOIN repos r ON r.id = e.repo_id").fetchall()
+        by_clone = {}
+        for r in rows:
+            by_clone.setdefault(r["path"], []).append(r["id"])
+        assert sorted(len(v) for v in by_clone.values()) == [3, 3]
+        assert len({r["id"] for r in rows}) == 6
+        assert all(store.resolve_id(eid) == eid for eid in old_ids)
+        new_ids = by_clone[str(clone_b.resolve())]
+        assert all(len(eid) == 18 for eid in new_ids)  # as short as before
+
+
+def test_history_ids_are_stable_per_repository_and_lengthen_on_a_clash(git_repo):
+    from learnagent.store.episodes import history_episode_id
+
+    sha = git(git_repo, "rev-parse", "HEAD").strip()
+    assert history_episode_id("repo1", sha, 0.0) == history_episode_id("repo1", sha, 0.0)
+    assert history_episode_id("repo1", sha, 0.0) != history_episode_id("repo2", sha, 0.0)
+    commit(git_repo, {"m.py": "v = 1\n"}, "module")
+    with Store() as store:
+        repo_id = store.ensure_repo(git_repo)
+        info_sha = git(git_repo, "rev-parse", "HEAD").strip()
+        from learnagent.store.gitutil import commit_info
+
+        taken = history_episode_id(repo_id, info_sha, commit_info(git_repo, info_sha)["authored_at"])
+        store.create_episode(repo_id, "an unrelated episode that got the same id", episode_id=taken)
+        [eid] = import_history(store, git_repo).imported
+        assert eid != taken and eid.startswith(taken) and len(eid) == 20

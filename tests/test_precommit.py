@@ -3,6 +3,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from learnagent.store.episodes import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 MANIFEST = ROOT / ".pre-commit-hooks.yaml"
+HOOK_SCRIPT = ROOT / "scripts" / "pre-commit-hook"
 SUB = {"calc.py": "def add(a, b):\n    return a + b\n\n\ndef sub(a, b):\n    return a - b\n"}
 
 
@@ -28,16 +30,26 @@ def pre_commit(repo, *args, check=True):
     return out
 
 
-def local_config(review_args=()) -> str:
-    """Our manifest's hooks as `repo: local` hooks (`language: system`: the installed console script),
-    so the test needs no clone and no pip install of this repository."""
-    hooks = yaml.safe_load(MANIFEST.read_text())
-    for h in hooks:
-        h["language"] = "system"
-        h.pop("description", None)
-        if h["id"] == "learnagent-review" and review_args:
-            h["args"] = list(review_args)
-    return yaml.safe_dump({"repos": [{"repo": "local", "hooks": hooks}]}, sort_keys=False)
+def hook_repo(where: Path) -> tuple[str, str]:
+    """This repository's hooks as pre-commit sees a remote one: a git repository holding the manifest
+    and the script it names (copied from this checkout), cloned by pre-commit at a fixed rev."""
+    repo = where / "hooks-repo"
+    if not (repo / ".git").exists():
+        (repo / "scripts").mkdir(parents=True)
+        shutil.copy2(MANIFEST, repo / MANIFEST.name)
+        shutil.copy2(HOOK_SCRIPT, repo / "scripts" / HOOK_SCRIPT.name)
+        git(repo, "init", "-q", "-b", "main")
+        git(repo, "add", "-A")
+        git(repo, "commit", "-qm", "hooks", env={"LEARNAGENT_HOOKS_DISABLE": "1"})
+    return str(repo), git(repo, "rev-parse", "HEAD").strip()
+
+
+def hooks_config(where: Path, review=False, review_args=()) -> str:
+    url, rev = hook_repo(where)
+    hooks = [{"id": "learnagent-outcomes"}]
+    if review:
+        hooks.append({"id": "learnagent-review"} | ({"args": list(review_args)} if review_args else {}))
+    return yaml.safe_dump({"repos": [{"repo": url, "rev": rev, "hooks": hooks}]}, sort_keys=False)
 
 
 @pytest.fixture
@@ -61,25 +73,52 @@ def test_manifest_is_valid_and_declares_both_hooks():
     assert hooks["learnagent-outcomes"]["stages"] == ["post-commit"]
     assert hooks["learnagent-outcomes"]["always_run"] is True and hooks["learnagent-outcomes"]["pass_filenames"] is False
     assert hooks["learnagent-review"]["stages"] == ["pre-commit"]
-    assert hooks["learnagent-review"]["entry"] == "learnagent review"
+    # neither makes pre-commit build an environment: they run the installed learnagent
+    assert {h["language"] for h in hooks.values()} == {"script"}
+    assert all(h["entry"].startswith("scripts/pre-commit-hook ") for h in hooks.values())
+    assert hooks["learnagent-outcomes"]["verbose"] is True  # its verdicts are shown, not hidden
 
 
-def test_real_pre_commit_records_outcomes_and_reviews_without_adapter(pc_repo):
-    commit_config(pc_repo, local_config())
+def test_real_pre_commit_records_outcomes_without_building_an_environment(pc_repo):
+    """The first commit through pre-commit costs a clone of the hooks repository, not an install:
+    no virtualenv appears in pre-commit's cache, and the hook's verdict is printed."""
+    commit_config(pc_repo, hooks_config(pc_repo.parent, review=True))
     pre_commit(pc_repo, "validate-config")
     pre_commit(pc_repo, "install", "--hook-type", "pre-commit", "--hook-type", "post-commit")
     with Store() as store:
         eid, _ = propose(store, pc_repo, SUB)
-        out = subprocess.run(["git", "commit", "-am", "add sub"], cwd=pc_repo, capture_output=True, text=True)
-        assert out.returncode == 0, out.stdout + out.stderr
-        assert "learnagent review" in out.stdout + out.stderr and "Passed" in out.stdout + out.stderr
+        out = subprocess.run(["git", "commit", "-am", "add sub"], cwd=pc_repo, capture_output=True, text=True,
+                             env={**os.environ, "PRE_COMMIT_HOME": str(pc_repo.parent / "pc-home")})
+        said = out.stdout + out.stderr
+        assert out.returncode == 0, said
+        assert "learnagent review" in said and "no repo adapter yet" in said  # verbose: its note is shown
+        assert f"learnagent: episode {eid} accepted" in said
         assert episode(store, eid)["outcome"] == "accepted"
+    cache = pc_repo.parent / "pc-home"
+    assert not list(cache.rglob("pyvenv.cfg")), "pre-commit built a Python environment"
+    size = sum(p.stat().st_size for p in cache.rglob("*") if p.is_file())
+    assert size < 5_000_000, size  # a clone of the manifest + script (the old hook: 6.2 GB)
+
+
+def test_without_learnagent_on_path_the_commit_goes_through_with_a_note(pc_repo, monkeypatch):
+    commit_config(pc_repo, hooks_config(pc_repo.parent, review=True))
+    pre_commit(pc_repo, "install", "--hook-type", "pre-commit", "--hook-type", "post-commit")
+    (pc_repo / "calc.py").write_text(SUB["calc.py"])
+    bare_path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep)
+                                if not (Path(p) / "learnagent").exists())
+    # the hook scripts pre-commit installed call it by the interpreter path they were installed with
+    env = {**os.environ, "PATH": bare_path, "PRE_COMMIT_HOME": str(pc_repo.parent / "pc-home")}
+    out = subprocess.run(["git", "commit", "-am", "add sub"], cwd=pc_repo, capture_output=True, text=True, env=env)
+    said = out.stdout + out.stderr
+    assert out.returncode == 0, said
+    assert "learnagent: not found on PATH" in said and "'learnagent review' skipped" in said
+    assert git(pc_repo, "log", "-1", "--format=%s").strip() == "add sub"
 
 
 def test_our_hooks_and_pre_commit_together_uninstall_cleanly(pc_repo):
     folder = pc_repo / ".git" / "hooks"
     before = sorted(p.name for p in folder.iterdir())
-    commit_config(pc_repo, local_config())
+    commit_config(pc_repo, hooks_config(pc_repo.parent))
     install_hooks(pc_repo)
     pre_commit(pc_repo, "install", "--hook-type", "post-commit")  # moves ours to post-commit.legacy
     assert (folder / "post-commit.legacy").exists()
@@ -145,7 +184,8 @@ def test_review_scores_staged_lines_with_and_without_the_adapter(adapter_repo):
 
 
 def test_strict_review_blocks_a_commit_through_pre_commit(adapter_repo):
-    commit_config(adapter_repo, local_config(review_args=["--strict", "--margin=-100"]))
+    commit_config(adapter_repo, hooks_config(adapter_repo.parent, review=True,
+                                             review_args=["--strict", "--margin=-100"]))
     pre_commit(adapter_repo, "install", "--hook-type", "pre-commit")
     stage(adapter_repo)
     out = subprocess.run(["git", "commit", "-m", "blocked"], cwd=adapter_repo, capture_output=True, text=True)

@@ -184,7 +184,8 @@ def test_gc_removes_dead_and_decided_keeps_live_pending_and_kept(git_repo):
         "250101000002bbbbbb": ("running", "pending", os.getpid()),   # live run -> untouched
         "250101000003cccccc": ("finished", "rejected", None),        # decided -> removed
         "250101000004dddddd": ("finished", "kept", None),            # kept -> never
-        "250101000005eeeeee": ("finished", "pending", None),         # undecided -> untouched
+        "250101000005eeeeee": ("finished", "pending", os.getpid()),  # its do still asks -> untouched
+        "250101000006ffffff": ("finished", "pending", _dead_pid()),  # its do died before the verdict
     }
     paths = {}
     for eid, (status, outcome, pid) in cases.items():
@@ -198,17 +199,19 @@ def test_gc_removes_dead_and_decided_keeps_live_pending_and_kept(git_repo):
     planned = gcmod.collect(store, git_repo, dry_run=True)
     assert {(i.episode_id[-6:], i.what) for i in planned} == {
         ("aaaaaa", "episode"), ("aaaaaa", "worktree"), ("aaaaaa", "branch"),
-        ("cccccc", "worktree"), ("cccccc", "branch")}
+        ("cccccc", "worktree"), ("cccccc", "branch"),
+        ("ffffff", "episode"), ("ffffff", "worktree"), ("ffffff", "branch")}
     assert all(p.exists() for p in paths.values())  # dry run changed nothing
     done = gcmod.collect(store, git_repo)
     assert all(i.done for i in done)
     branches = git(git_repo, "branch", "--list")
     for eid, path in paths.items():
-        gone = eid.endswith(("aaaaaa", "cccccc"))
+        gone = eid.endswith(("aaaaaa", "cccccc", "ffffff"))
         assert path.exists() != gone
         assert (f"learnagent/{eid}" in branches) != gone
     status = dict(store.conn.execute("SELECT id, status FROM episodes").fetchall())
     assert status["250101000001aaaaaa"] == "interrupted" and status["250101000002bbbbbb"] == "running"
+    assert status["250101000006ffffff"] == "interrupted" and status["250101000005eeeeee"] == "finished"
     assert gcmod.collect(store, git_repo) == []  # nothing left to do
     # episode folders are standalone checkouts: git knows no linked worktree of them
     assert git(git_repo, "worktree", "list", "--porcelain").count("worktree ") == 1

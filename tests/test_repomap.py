@@ -360,3 +360,61 @@ def test_ignored_files_give_no_definitions_to_the_map(tmp_path):
     assert "start_app" in text
     for name in ("secrets.py", "def load_vault_password", "private_signing_helper", "vault_master_key"):
         assert name not in text
+
+
+def click_like_repo(root: Path) -> Path:
+    """A repository shaped like click's: its real source (the click installed with our
+    dependencies) under src/click, and a test module whose commands are called `foo` and `bar`,
+    as click's own tests are."""
+    import shutil
+
+    import click
+
+    src = Path(click.__file__).parent
+    shutil.copytree(src, root / "src" / "click", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    tests = {"tests/test_arguments.py": (
+        "import click\n\n\n"
+        "def test_nested_subcommand(runner):\n"
+        "    @click.group()\n    def cli():\n        pass\n\n"
+        "    @cli.command()\n    @click.argument('arg')\n    def foo(arg):\n        click.echo(arg)\n\n"
+        "    @cli.command()\n    @click.argument('arg')\n    def bar(arg):\n        click.echo(arg.upper())\n\n"
+        "    result = runner.invoke(cli, ['bar', 'x'])\n    assert result.output == 'X\\n'\n")}
+    return make_repo(root, tests)
+
+
+def test_a_concept_named_in_words_finds_its_code(tmp_path):
+    """Issue 11: "look at the progress bar" left out `ProgressBar` and `_termui_impl.py` and ranked
+    a test's `def bar` first. Sub-word matching meets ProgressBar/progressbar; `bar` alone is a
+    part of the phrase, not what it names."""
+    repo = click_like_repo(tmp_path / "repo")
+    rm = RepoMap(repo, cache_dir=tmp_path / "cache")
+    task = "look at the progress bar"
+    files, words = mentions_from_text(task, list_source_files(repo))
+    ranked = [(p, d.name) for p, d in rm.ranked(files, words) if d is not None]
+    assert ranked[0] == ("src/click/_termui_impl.py", "ProgressBar")
+    assert ("src/click/termui.py", "progressbar") in ranked[:5]
+    assert ("tests/test_arguments.py", "bar") not in ranked[:20]
+    shown = file_order(rm.render(1024, files, words))
+    assert shown[:2] == ["src/click/_termui_impl.py", "src/click/termui.py"]
+
+
+def test_sub_word_matching_rules():
+    from learnagent.agent.repomap_match import TermIndex, code_like, stem, subwords, task_terms
+
+    assert subwords("HTTPServer") == ["http", "server"] and subwords("_termui_impl") == ["termui", "impl"]
+    assert subwords("ProgressBar") == ["progress", "bar"] and subwords("parse_v2") == ["parse", "v", "2"]
+    assert {stem(w) for w in ("bars", "bar")} == {"bar"}
+    assert len({stem(w) for w in ("render", "rendering", "rendered", "renders")}) == 1
+    assert len({stem(w) for w in ("wrap", "wrapping", "wraps")}) == 1
+    assert stem("progress") == "progress" and stem("class") == "class" and stem("status") == "status"
+    seq, compounds = task_terms(["Look", "at", "the", "progress", "bars"])
+    assert seq == ["progress", "bar"] and compounds == {"progressbar": ("progress", "bar")}
+    assert code_like("round_cents") and code_like("ProgressBar") and code_like("utf8")
+    assert not code_like("bar") and not code_like("Store")
+    index = TermIndex(["ProgressBar", "progressbar", "bar", "bar_template", "get_value", "render_progress"])
+    names, files = index.match(["the", "progress", "bar"], ["src/progress_bar.py", "src/other.py"])
+    assert min(names["ProgressBar"], names["progressbar"]) > 0.5
+    assert "bar" not in names  # half of the phrase "progress bar": a false friend
+    assert "get_value" not in names and set(files) == {"src/progress_bar.py"}
+    names, _ = index.match(["fix", "bar_template"])
+    assert names["bar_template"] == 1.0  # written as code: exactly that name
