@@ -15,7 +15,7 @@ from pathlib import Path
 from learnagent.agent import prompts
 from learnagent.agent import worktree as wt
 from learnagent.agent.loop import AgentLoop, Observer
-from learnagent.agent.models.base import Completion, Model
+from learnagent.runtime.model import Completion, Model
 from learnagent.agent.tools import Tools
 from learnagent.core import home
 from learnagent.core.config import Config

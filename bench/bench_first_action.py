@@ -58,7 +58,7 @@ def main() -> None:
     import torch
 
     from learnagent.agent.actions import FormatError, parse_action
-    from learnagent.agent.models.local import LocalModel
+    from learnagent.runtime.engine_hf import TransformersModel as LocalModel
     from learnagent.agent.prompts import opening_messages
     from learnagent.core.modelhub import installed_default_path
 

@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from learnagent.agent.models.litellm_model import LiteLLMModel
+from learnagent.runtime.engine_litellm import LiteLLMModel
 from learnagent.core.errors import LearnagentError
 
 REPLY = 'I will read it.\n<read path="calc.py"/>'

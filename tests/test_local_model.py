@@ -3,8 +3,10 @@
 import pytest
 import torch
 
-from learnagent.agent.models.base import Model
-from learnagent.agent.models.local import LocalModel, load_base_and_tokenizer, pick_dtype
+from learnagent.runtime.model import Model
+from learnagent.runtime.engine_hf import TransformersModel as LocalModel
+from learnagent.runtime.loading import load_base
+from learnagent.runtime.placement import pick_dtype, placement
 from learnagent.core.errors import ModelNotFound
 
 CHAT = [{"role": "system", "content": "You are a coding agent."},
@@ -34,7 +36,7 @@ def test_is_a_model_with_a_name(lm):
 
 
 def test_complete_matches_plain_transformers_and_counts_exactly(lm, tiny_model_dir):
-    model, tok = load_base_and_tokenizer(tiny_model_dir, device="cpu")
+    model, tok = load_base(tiny_model_dir, placement("cpu"))
     n_prompt, generated = reference_generate(model, tok, CHAT, 12)
     done = lm.complete(CHAT, max_tokens=12)
     assert done.prompt_tokens == n_prompt
@@ -83,7 +85,7 @@ def test_count_tokens_uses_the_tokenizer(lm):
 def test_same_model_is_loaded_once_per_process(lm, tiny_model_dir):
     again = LocalModel(tiny_model_dir, device="cpu")
     assert again.model is lm.model and again.tokenizer is lm.tokenizer
-    fresh, _ = load_base_and_tokenizer(tiny_model_dir, device="cpu")
+    fresh, _ = load_base(tiny_model_dir, placement("cpu"))
     assert fresh is not lm.model  # training code gets its own copy
 
 
@@ -118,7 +120,7 @@ def make_adapter(tiny_model_dir, folder):
     """A LoRA on the tiny model whose B matrices are non-zero, so it changes the outputs."""
     from peft import LoraConfig, get_peft_model
 
-    base, _ = load_base_and_tokenizer(tiny_model_dir, device="cpu")
+    base, _ = load_base(tiny_model_dir, placement("cpu"))
     peft_model = get_peft_model(base, LoraConfig(r=4, lora_alpha=16, target_modules=["q_proj", "v_proj", "o_proj"]))
     torch.manual_seed(1)
     with torch.no_grad():

@@ -1,16 +1,18 @@
-"""Model backends behind one Protocol (`base.Model`): local transformers, litellm, scripted."""
+"""Which model the agent runs: the config's spec turned into a `runtime` engine (or the scripted
+test model), with the repository's promoted adapter and the action format as its reply format."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from learnagent.agent.models.base import Completion, Message, Model
 from learnagent.core.config import ModelConfig
+from learnagent.runtime.model import Completion, Message, Model
 
 
 def load_model(cfg: ModelConfig, repo_root: Path | None = None, *, adapter: str | None = "auto",
                on_info=None) -> Model:
     """Build the model a config names. `adapter="auto"` loads the repo's promoted adapter, if any."""
+    from learnagent.agent.actions import reply_format
     from learnagent.core.modelhub import resolve_model
 
     backend, target = resolve_model(cfg.name)
@@ -19,10 +21,10 @@ def load_model(cfg: ModelConfig, repo_root: Path | None = None, *, adapter: str 
 
         return ScriptedModel.from_file(target)
     if backend == "litellm":
-        from learnagent.agent.models.litellm_model import LiteLLMModel
+        from learnagent.runtime.engine_litellm import LiteLLMModel
 
-        return LiteLLMModel(target, temperature=cfg.temperature)
-    from learnagent.agent.models.local import LocalModel
+        return LiteLLMModel(target, temperature=cfg.temperature, reply_format=reply_format())
+    from learnagent.runtime.engines import open_local
 
     adapter_path, adapter_version = None, None
     if adapter == "auto" and cfg.use_adapter and repo_root is not None:
@@ -33,8 +35,9 @@ def load_model(cfg: ModelConfig, repo_root: Path | None = None, *, adapter: str 
         adapter_path, adapter_version = Path(adapter), Path(adapter).name
     if on_info:
         on_info(f"adapter {adapter_version}" if adapter_version else "no adapter (none promoted yet)")
-    return LocalModel(target, adapter_path=adapter_path, adapter_version=adapter_version,
-                      temperature=cfg.temperature)
+    return open_local(target, adapter_path=adapter_path, adapter_version=adapter_version,
+                      temperature=cfg.temperature, reply_format=reply_format(), engine=cfg.engine,
+                      constrain=cfg.grammar)
 
 
 def promoted_adapter(repo_root: Path):
