@@ -141,7 +141,8 @@ class TransformersModel:
         else:
             text = streamer.text()
             reason = "eos" if generated and generated[-1] in self.stop_ids else "max_tokens"
-        extra = {"engine": self.engine, "device": self.device, "stop_reason": reason}
+        extra = {"engine": self.engine, "adapter": self.adapter_version, "device": self.device,
+                 "stop_reason": reason}
         if constraint is not None:
             extra["grammar"] = self.grammar.library
             if constraint.error:

@@ -90,7 +90,7 @@ class LiteLLMModel:
                 text, reason = restored, "stop_sequence"
         prompt_tokens = getattr(usage, "prompt_tokens", None) or self.count_tokens("".join(m["content"] for m in messages))
         completion_tokens = getattr(usage, "completion_tokens", None) or self.count_tokens(text)
-        extra = {"engine": self.engine, "stop_reason": reason, "request_model": model}
+        extra = {"engine": self.engine, "adapter": adapter, "stop_reason": reason, "request_model": model}
         if self.api_base:
             extra["api_base"] = self.api_base
         return Completion(text=text, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,

@@ -153,7 +153,8 @@ class LlamaCppModel:
                     break
         text_out.finish()
         text = cut.text if cut.complete else text_out.text()
-        extra = {"engine": self.engine, "device": self.device, "stop_reason": reason}
+        extra = {"engine": self.engine, "adapter": self.adapter_version, "device": self.device,
+                 "stop_reason": reason}
         if self.lora is not None:
             extra["lora"] = self.lora.name
         if constraint is not None:

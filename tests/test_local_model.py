@@ -140,7 +140,10 @@ def test_adapter_changes_outputs_and_is_recorded(tiny_model_dir, tmp_path, lm):
     with torch.no_grad():
         base_logits, tuned_logits = lm.model(ids).logits, tuned.model(ids).logits
     assert not torch.allclose(base_logits, tuned_logits, atol=1e-3)
-    assert tuned.complete(CHAT, max_tokens=12).text != lm.complete(CHAT, max_tokens=12).text
+    tuned_reply, base_reply = tuned.complete(CHAT, max_tokens=12), lm.complete(CHAT, max_tokens=12)
+    assert tuned_reply.text != base_reply.text
+    assert (tuned_reply.extra["engine"], tuned_reply.extra["adapter"]) == ("transformers", "v3")
+    assert (base_reply.extra["engine"], base_reply.extra["adapter"]) == ("transformers", None)
     # The version defaults to the adapter folder's name.
     assert LocalModel(tiny_model_dir, adapter_path=adapter, device="cpu").adapter_version == "v0003"
 

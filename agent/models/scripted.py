@@ -60,7 +60,8 @@ class ScriptedModel:
             on_text(text)
         prompt = "".join(m["content"] for m in messages)
         return Completion(text=text, prompt_tokens=_approx_tokens(prompt), completion_tokens=_approx_tokens(text),
-                          duration_s=time.perf_counter() - start, extra={"engine": self.engine})
+                          duration_s=time.perf_counter() - start,
+                          extra={"engine": self.engine, "adapter": self.adapter_version, "stop_reason": "scripted"})
 
     def _pick(self, last_user: str) -> str:
         for i, resp in enumerate(self.responses):
