@@ -62,9 +62,14 @@ def adapters_export(
 
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt}: use one of {', '.join(FORMATS)}")
-    folder, spec = registry_adapter(_repo_root(), version)
+    from learnagent.core.home import repo_key
+    from learnagent.runtime.export import served_name
+
+    root = _repo_root()
+    folder, spec = registry_adapter(root, version)
     base = local_base(spec)
-    done = export(folder, version, base, fmt, out)
+    # the name `do` asks a server for when `[model] served_adapters` is on
+    done = export(folder, version, base, fmt, out, name=served_name(repo_key(root), version))
     if as_json:
         print(json.dumps({"format": done.format, "out": str(done.out_dir.resolve()),
                           "files": [str(f.resolve()) for f in done.files], "serve": done.serve_command,

@@ -32,6 +32,12 @@ class Exported:
     note: str = ""
 
 
+def served_name(repo_key: str | None, version: str) -> str:
+    """The model name an adapter is served under: unique per repository, so one server can hold
+    every developer's repositories' adapters on one base (`learnagent-<repo key>-<version>`)."""
+    return f"learnagent-{repo_key}-{version}" if repo_key else f"learnagent-{version}"
+
+
 def _base_config(base_folder: Path) -> dict:
     try:
         return json.loads((Path(base_folder) / "config.json").read_text())
@@ -57,7 +63,7 @@ def gguf_lora_for(adapter_dir: Path, base_folder: Path, *, version: str | None =
 
 
 def export(adapter_dir: Path, version: str, base_folder: Path, fmt: str, out_dir: Path,
-           *, served_name: str | None = None) -> Exported:
+           *, name: str | None = None) -> Exported:
     """Write adapter `version` (folder `adapter_dir`, trained on `base_folder`) in format `fmt` to `out_dir`."""
     from learnagent.runtime.engines import gguf_of
     from learnagent.runtime.gguf_lora import convert
@@ -71,7 +77,7 @@ def export(adapter_dir: Path, version: str, base_folder: Path, fmt: str, out_dir
     base = base_identity(base_folder)
     check_adapter(Path(adapter_dir), base, version)
     out_dir.mkdir(parents=True, exist_ok=True)
-    name = served_name or f"learnagent-{version}"
+    name = name or served_name(None, version)
     if fmt == "peft":
         files = []
         for f in PEFT_FILES:

@@ -150,7 +150,10 @@ def registry_adapter(repo, base_dir, version="v0001"):
 def test_cli_exports_each_format_and_prints_the_serve_command(git_repo, tiny_model_dir, tmp_path):
     from cli_helpers import run_cli
 
+    from learnagent.core.home import repo_key
+
     registry_adapter(git_repo, tiny_model_dir)
+    name = f"learnagent-{repo_key(git_repo)}-v0001"  # what `do` asks a server for (served_adapters)
     results = {}
     for fmt in ("peft", "gguf", "ollama"):
         out = run_cli("adapters", "export", "v0001", "--format", fmt, "--out", str(tmp_path / fmt), "--json",
@@ -161,16 +164,16 @@ def test_cli_exports_each_format_and_prints_the_serve_command(git_repo, tiny_mod
     assert {p.rsplit("/", 1)[1] for p in peft["files"]} >= {"adapter_config.json", "adapter_model.safetensors",
                                                              "lineage.json"}
     assert peft["serve"].startswith("vllm serve ") and "--enable-lora" in peft["serve"]
-    assert "--max-lora-rank 8" in peft["serve"] and f"learnagent-v0001={tmp_path / 'peft'}" in peft["serve"]
-    gguf_file = tmp_path / "gguf" / "learnagent-v0001.gguf"
+    assert "--max-lora-rank 8" in peft["serve"] and f"{name}={tmp_path / 'peft'}" in peft["serve"]
+    gguf_file = tmp_path / "gguf" / f"{name}.gguf"
     assert results["gguf"]["files"] == [str(gguf_file)]
     assert f"--lora_path {gguf_file}" in results["gguf"]["serve"]
     assert "keeps no GGUF" in results["gguf"]["note"]  # the tiny base folder has no GGUF: said, not hidden
     modelfile = (tmp_path / "ollama" / "Modelfile").read_text()
-    assert "\nADAPTER ./learnagent-v0001.gguf\n" in modelfile and "\nFROM " in modelfile
-    assert results["ollama"]["serve"].startswith("ollama create learnagent-v0001 -f ")
+    assert f"\nADAPTER ./{name}.gguf\n" in modelfile and "\nFROM " in modelfile
+    assert results["ollama"]["serve"].startswith(f"ollama create {name} -f ")
     # the three GGUF LoRAs written for gguf and ollama are the same bytes
-    assert gguf_file.read_bytes() == (tmp_path / "ollama" / "learnagent-v0001.gguf").read_bytes()
+    assert gguf_file.read_bytes() == (tmp_path / "ollama" / f"{name}.gguf").read_bytes()
     # the plain output names the files and the command
     plain = run_cli("adapters", "export", "v0001", "--format", "gguf", "--out", str(tmp_path / "again"),
                     cwd=git_repo, timeout=600)

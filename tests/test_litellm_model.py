@@ -141,3 +141,41 @@ def test_the_model_name_is_asked_before_every_request(server):
     out = model.complete(MESSAGES, max_tokens=8)
     assert _Handler.requests[-1]["body"]["model"] == "learnagent-v0002"
     assert model.adapter_version == "v0002" and out.extra["request_model"] == "openai/learnagent-v0002"
+
+
+def test_served_adapters_follow_promotion_and_rollback_without_a_restart(server, git_repo, monkeypatch):
+    """`[model] served_adapters`: every request names the repository's promoted adapter as the
+    server knows it (runtime.export.served_name); `sleep`'s promotion and `adapters rollback` are
+    seen by the next request of the same model object."""
+    from learnagent.agent.models import load_model
+    from learnagent.core.config import ModelConfig
+    from learnagent.core.home import repo_key
+    from learnagent.learning.registry import Registry
+    from learnagent.store.episodes import Store
+
+    monkeypatch.setenv("LEARNAGENT_API_BASE", server)
+    model = load_model(ModelConfig(name="litellm:openai/smollm2", served_adapters=True), git_repo)
+    key = repo_key(git_repo)
+
+    def sent():
+        model.complete(MESSAGES, max_tokens=8)
+        return _Handler.requests[-1]["body"]["model"]
+
+    assert sent() == "smollm2" and model.adapter_version is None  # nothing promoted yet: the base
+    with Store() as store:
+        reg = Registry(store, git_repo)
+        for _ in range(2):
+            version = reg.reserve(parent=None, method="opsd", base_model="smollm2")
+            reg.folder(version).mkdir(parents=True, exist_ok=True)
+            (reg.folder(version) / "adapter_config.json").write_text("{}")
+            reg.finish(version, metrics={}, episode_ids=[], config={})
+            reg.promote(version)
+            assert sent() == f"learnagent-{key}-{version}" and model.adapter_version == version
+        reg.rollback()
+    out = model.complete(MESSAGES, max_tokens=8)
+    assert _Handler.requests[-1]["body"]["model"] == f"learnagent-{key}-v0001"
+    assert out.extra["adapter"] == "v0001" and model.adapter_version == "v0001"
+    # without the setting, the configured name is sent whatever is promoted
+    plain = load_model(ModelConfig(name="litellm:openai/smollm2"), git_repo)
+    plain.complete(MESSAGES, max_tokens=8)
+    assert _Handler.requests[-1]["body"]["model"] == "smollm2"

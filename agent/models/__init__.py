@@ -23,7 +23,11 @@ def load_model(cfg: ModelConfig, repo_root: Path | None = None, *, adapter: str 
     if backend == "litellm":
         from learnagent.runtime.engine_litellm import LiteLLMModel
 
-        return LiteLLMModel(target, temperature=cfg.temperature, reply_format=reply_format())
+        by_name = None
+        if cfg.served_adapters and cfg.use_adapter and adapter == "auto" and repo_root is not None:
+            by_name = adapter_by_name(target, repo_root)
+        return LiteLLMModel(target, temperature=cfg.temperature, reply_format=reply_format(),
+                            model_for_request=by_name)
     from learnagent.runtime.engines import open_local
 
     adapter_path, adapter_version = None, None
@@ -38,6 +42,27 @@ def load_model(cfg: ModelConfig, repo_root: Path | None = None, *, adapter: str 
     return open_local(target, adapter_path=adapter_path, adapter_version=adapter_version,
                       temperature=cfg.temperature, reply_format=reply_format(), engine=cfg.engine,
                       constrain=cfg.grammar)
+
+
+def adapter_by_name(target: str, repo_root: Path):
+    """For a server that holds this repository's adapters by name (`[model] served_adapters`):
+    a function giving, at each request, the model name to send and the adapter it selects. The
+    promoted pointer is read every time (a small file), so `sleep`'s promotion and `adapters
+    rollback` reach the next request without a restart. No adapter promoted: the base's name."""
+    from learnagent.core.home import repo_key
+    from learnagent.runtime.export import served_name
+
+    provider, _, _base = target.rpartition("/")
+    key = repo_key(repo_root)
+
+    def pick() -> tuple[str, str | None]:
+        found = promoted_adapter(repo_root)
+        if found is None:
+            return target, None
+        name = served_name(key, found[0])
+        return (f"{provider}/{name}" if provider else name), found[0]
+
+    return pick
 
 
 def promoted_adapter(repo_root: Path):
