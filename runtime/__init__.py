@@ -13,7 +13,6 @@
 | `engine_litellm.py` | any provider or OpenAI-compatible server through litellm |
 | `grammar.py` | constrained decoding of a `ReplyFormat.grammar` with llguidance |
 | `gguf_lora.py`, `export.py` | a PEFT adapter as a GGUF LoRA; `adapters export` |
-| `serve.py` | `learnagent serve`: an OpenAI-compatible server with hot-swapped adapters |
 
 Nothing heavy is imported at package import: torch, transformers, llama_cpp and litellm load
 inside the functions that need them.
