@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from learnagent.core.errors import LearnagentError
 from learnagent.runtime import prompt
 from learnagent.runtime.loading import attach_adapters, chat_prompt_ids, load_base
 from learnagent.runtime.model import Completion, Message, ReplyFormat, StreamCut
@@ -107,12 +106,8 @@ class TransformersModel:
         import torch
         from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
-        if max_tokens < 1:
-            raise LearnagentError(f"max_tokens must be at least 1 (got {max_tokens})")
         started = time.perf_counter()
-        reserve = min(max_tokens, self.context_window // 2)
-        prompt_ids, truncation = self.fit_prompt(messages, self.context_window - reserve)
-        max_new = max(1, min(max_tokens, self.context_window - len(prompt_ids)))
+        prompt_ids, truncation, max_new = prompt.budget(self.tokenizer, messages, max_tokens, self.context_window)
         cut = StreamCut(self.reply_format, on_text)
         streamer = _Streamer(self.tokenizer, cut.add)
 

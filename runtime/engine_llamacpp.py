@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from learnagent.core.errors import LearnagentError, ModelNotFound
+from learnagent.core.errors import ModelNotFound
 from learnagent.runtime import prompt
 from learnagent.runtime.engines import LLAMA_HINT, gguf_of
 from learnagent.runtime.model import Completion, Message, ReplyFormat, StreamCut
@@ -110,12 +110,8 @@ class LlamaCppModel:
 
     def complete(self, messages: list[Message], *, max_tokens: int,
                  on_text: Callable[[str], None] | None = None) -> Completion:
-        if max_tokens < 1:
-            raise LearnagentError(f"max_tokens must be at least 1 (got {max_tokens})")
         started = time.perf_counter()
-        reserve = min(max_tokens, self.context_window // 2)
-        prompt_ids, truncation = self.fit_prompt(messages, self.context_window - reserve)
-        max_new = max(1, min(max_tokens, self.context_window - len(prompt_ids)))
+        prompt_ids, truncation, max_new = prompt.budget(self.tokenizer, messages, max_tokens, self.context_window)
         cut = StreamCut(self.reply_format, on_text)
         text_out = prompt.TextAssembler(self.tokenizer, cut.add)
         constraint = self.grammar.start() if self.grammar is not None else None

@@ -44,14 +44,6 @@ class BaseIdentity:
         return f"{self.name} (sha256 {self.sha256[:12]})"
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _remembered_sha256(path: Path) -> str:
     """sha256 of a big file, cached by (path, size, mtime_ns) in the cache folder."""
     st = path.stat()
@@ -63,6 +55,8 @@ def _remembered_sha256(path: Path) -> str:
         known = {}
     if key in known:
         return known[key]
+    from learnagent.core.modelhub import sha256_file
+
     value = sha256_file(path)
     known[key] = value
     try:

@@ -49,6 +49,17 @@ def fit_prompt(tokenizer, messages: list[dict], budget: int) -> tuple[list[int],
                  "budget": budget}
 
 
+def budget(tokenizer, messages: list[dict], max_tokens: int, window: int) -> tuple[list[int], dict | None, int]:
+    """What a local engine feeds and may generate: (prompt ids, what was cut or None, max new tokens).
+    The reply keeps up to half the window; the prompt is fitted into the rest."""
+    from learnagent.core.errors import LearnagentError
+
+    if max_tokens < 1:
+        raise LearnagentError(f"max_tokens must be at least 1 (got {max_tokens})")
+    ids, truncation = fit_prompt(tokenizer, messages, window - min(max_tokens, window // 2))
+    return ids, truncation, max(1, min(max_tokens, window - len(ids)))
+
+
 def context_window(config, tokenizer) -> int:
     window = getattr(config, "max_position_embeddings", None) or 2048
     tok_max = getattr(tokenizer, "model_max_length", None)

@@ -17,28 +17,10 @@ import torch
 
 from learnagent.core.errors import LearnagentError
 
-MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+from tiny_model import LORA_MODULES as MODULES
+from tiny_model import make_adapter
 LLAMA_NAMES = {"q_proj": "attn_q", "k_proj": "attn_k", "v_proj": "attn_v", "o_proj": "attn_output",
                "gate_proj": "ffn_gate", "up_proj": "ffn_up", "down_proj": "ffn_down"}
-
-
-def make_adapter(base_dir, folder, seed=1, **lora):
-    """A LoRA on the tiny model with non-zero B matrices (so it changes the outputs)."""
-    from peft import LoraConfig, get_peft_model
-
-    from learnagent.runtime.loading import load_base
-    from learnagent.runtime.placement import placement
-
-    base, _ = load_base(base_dir, placement("cpu"))
-    config = dict(r=4, lora_alpha=16, target_modules=MODULES) | lora
-    model = get_peft_model(base, LoraConfig(**config))
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0, 0.05)
-    model.save_pretrained(folder)
-    return folder
 
 
 def merged_weights(base_dir, adapter_dir) -> dict[str, np.ndarray]:

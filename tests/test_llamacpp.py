@@ -39,7 +39,7 @@ def gguf_model_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def adapter_dir(gguf_model_dir, tmp_path_factory):
-    from test_export import make_adapter
+    from tiny_model import make_adapter
 
     return make_adapter(gguf_model_dir, tmp_path_factory.mktemp("ad") / "v0001", seed=2)
 

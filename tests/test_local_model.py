@@ -118,17 +118,9 @@ def test_one_huge_message_keeps_its_end(tiny_model_dir):
 
 def make_adapter(tiny_model_dir, folder):
     """A LoRA on the tiny model whose B matrices are non-zero, so it changes the outputs."""
-    from peft import LoraConfig, get_peft_model
+    from tiny_model import make_adapter as tiny_adapter
 
-    base, _ = load_base(tiny_model_dir, placement("cpu"))
-    peft_model = get_peft_model(base, LoraConfig(r=4, lora_alpha=16, target_modules=["q_proj", "v_proj", "o_proj"]))
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for name, param in peft_model.named_parameters():
-            if "lora_B" in name:
-                param.normal_(0, 0.5)
-    peft_model.save_pretrained(folder)
-    return folder
+    return tiny_adapter(tiny_model_dir, folder, std=0.5, target_modules=["q_proj", "v_proj", "o_proj"])
 
 
 def test_adapter_changes_outputs_and_is_recorded(tiny_model_dir, tmp_path, lm):
