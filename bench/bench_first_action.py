@@ -10,7 +10,9 @@ engine as `do` runs it (greedy: the default temperature 0; the reply stops after
 complete action), for 12 small tasks. An action is *valid* when `agent.actions.parse_action`
 accepts it; it is *on target* (the first step of task success measurable without running the
 whole episode) when it is valid and every file it names is a file of the task's repository map
-(a `<test/>` or `<list/>` counts as on target; a read of a file not in the map does not).
+(`<test/>`, `<run>`, `<finish>`, and `<list>`/`<search>` of the repository or of a folder holding a
+mapped file count as on target; a read of a file not in the map, or `<list path="DIR"/>` copied from
+the system prompt, does not).
 """
 
 from __future__ import annotations
@@ -45,10 +47,12 @@ TASKS = [
 
 def on_target(action, repo_map: str) -> bool:
     files = {line.rstrip(":") for line in repo_map.splitlines() if line.endswith(":")}
-    path = action.args.get("path")
-    if action.name in ("test", "list", "finish", "run"):
+    path = (action.args.get("path") or "").strip().removeprefix("./")
+    if action.name in ("test", "finish", "run"):
         return True
-    return bool(path) and path.strip("./") in files
+    if action.name in ("list", "search"):  # the whole repository, or a folder that holds a mapped file
+        return path in ("", ".") or any(f.startswith(path.rstrip("/") + "/") for f in files)
+    return path in files
 
 
 def main() -> None:
