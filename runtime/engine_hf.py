@@ -136,14 +136,7 @@ class TransformersModel:
         else:
             text = streamer.text()
             reason = "eos" if generated and generated[-1] in self.stop_ids else "max_tokens"
-        extra = {"engine": self.engine, "adapter": self.adapter_version, "device": self.device,
-                 "stop_reason": reason}
-        if constraint is not None:
-            extra["grammar"] = self.grammar.library
-            if constraint.error:
-                extra["grammar_error"] = constraint.error
-        if truncation:
-            extra["truncated"] = truncation
+        extra = prompt.call_extra(self, reason, constraint, truncation)
         if not cut.complete and text != streamer.emitted:
             extra["stream_mismatch"] = True  # never seen with byte-level BPE; recorded if it happens
         return Completion(text=text, prompt_tokens=len(prompt_ids), completion_tokens=len(generated),

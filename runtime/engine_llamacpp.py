@@ -149,15 +149,8 @@ class LlamaCppModel:
                     break
         text_out.finish()
         text = cut.text if cut.complete else text_out.text()
-        extra = {"engine": self.engine, "adapter": self.adapter_version, "device": self.device,
-                 "stop_reason": reason}
+        extra = prompt.call_extra(self, reason, constraint, truncation)
         if self.lora is not None:
             extra["lora"] = self.lora.name
-        if constraint is not None:
-            extra["grammar"] = self.grammar.library
-            if constraint.error:
-                extra["grammar_error"] = constraint.error
-        if truncation:
-            extra["truncated"] = truncation
         return Completion(text=text, prompt_tokens=len(prompt_ids), completion_tokens=generated,
                           duration_s=time.perf_counter() - started, extra=extra)

@@ -60,6 +60,19 @@ def budget(tokenizer, messages: list[dict], max_tokens: int, window: int) -> tup
     return ids, truncation, max(1, min(max_tokens, window - len(ids)))
 
 
+def call_extra(model, reason: str, constraint=None, truncation: dict | None = None) -> dict:
+    """What a local engine records with a reply (`Completion.extra`): engine, adapter, device, why
+    it stopped, the grammar applied (and any error of it), what was cut from the prompt."""
+    extra = {"engine": model.engine, "adapter": model.adapter_version, "device": model.device, "stop_reason": reason}
+    if constraint is not None:
+        extra["grammar"] = model.grammar.library
+        if constraint.error:
+            extra["grammar_error"] = constraint.error
+    if truncation:
+        extra["truncated"] = truncation
+    return extra
+
+
 def context_window(config, tokenizer) -> int:
     window = getattr(config, "max_position_embeddings", None) or 2048
     tok_max = getattr(tokenizer, "model_max_length", None)
