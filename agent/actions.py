@@ -97,3 +97,77 @@ def parse_action(text: str) -> Action:
 def _strip_body(body: str) -> str:
     # a body usually starts right after the tag's newline; keep everything else verbatim
     return body[1:] if body.startswith("\n") else body
+
+
+# ---------------------------------------------------------------- what engines need to know
+
+def reply_end(text: str) -> int | None:
+    """Index just past the first complete action in `text`, or None while it is unfinished.
+
+    The same reading as `parse_action`: the first tag naming a tool starts the action; a
+    self-closing tool ends at its `>`, a tool with a body at its closing tag. Engines stop
+    generating there (a 135M model otherwise goes on for hundreds of tokens after the action).
+    """
+    for m in _TAG.finditer(text):
+        name = m.group("name")
+        if name not in TOOLS:
+            continue
+        if m.group("selfclose") or name in SELF_CLOSING:
+            return m.end()
+        close = text.find(f"</{name}>", m.end())
+        return None if close < 0 else close + len(f"</{name}>")
+    return None
+
+
+STOP_SEQUENCES = tuple(f"</{name}>" for name in WITH_BODY)  # OpenAI takes at most 4
+
+
+def restore_stop(text: str) -> str:
+    """`text` with the closing tag a server's stop sequence removed put back: when the first
+    action has a body and is not closed, close it."""
+    for m in _TAG.finditer(text):
+        name = m.group("name")
+        if name not in TOOLS:
+            continue
+        if m.group("selfclose") or name in SELF_CLOSING or text.find(f"</{name}>", m.end()) >= 0:
+            return text
+        return text + f"</{name}>"
+    return text
+
+
+# The same format as a grammar (Lark, llguidance's dialect): thinking without "<", at most
+# MAX_THOUGHT characters, then one action that `parse_action` accepts, then the end of the reply.
+# The bound is what makes every constrained reply an action: unbounded, SmolLM2 thinks past any
+# token budget (bench/bench_first_action.py: 80 tokens of prose, no action). Bodies are lazy
+# terminals: they end at the first closing tag, exactly where `parse_action` ends them.
+MAX_THOUGHT = 200
+GRAMMAR = r"""
+start: THOUGHT action
+THOUGHT: /[^<]{0,%d}/
+action: list | read | search | test | run | write | edit | finish
+list: "<list" (" path=" VALUE)? "/>"
+read: "<read path=" NONEMPTY (" start=" NUMBER " end=" NUMBER)? "/>"
+search: "<search pattern=" NONEMPTY (" path=" VALUE)? "/>"
+test: "<test/>"
+run: "<run>" run_body
+run_body[lazy]: /[ \t\n]*[^ \t\n<](.|\n)*<\/run>/
+write: "<write path=" NONEMPTY ">" write_body
+write_body[lazy]: /(.|\n)*<\/write>/
+edit: "<edit path=" NONEMPTY ">\n" block+ "</edit>"
+block: "<<<<<<< SEARCH\n" search_part replace_part
+search_part[lazy]: /((.|\n)*\n)?=======\n/
+replace_part[lazy]: /((.|\n)*\n)?>>>>>>> REPLACE\n/
+finish: "<finish>" finish_body
+finish_body[lazy]: /(.|\n)*<\/finish>/
+VALUE: /"[^"<>\n]*"/
+NONEMPTY: /"[^"<>\n]+"/
+NUMBER: /"[0-9]{1,6}"/
+""" % MAX_THOUGHT
+
+
+def reply_format():
+    """The action format as the runtime's engines take it (stop rule, stop sequences, grammar)."""
+    from learnagent.runtime.model import ReplyFormat
+
+    return ReplyFormat(reply_end=reply_end, stop_sequences=STOP_SEQUENCES, restore_stop=restore_stop,
+                       grammar=GRAMMAR, name="action")

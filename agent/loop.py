@@ -13,7 +13,7 @@ from typing import Protocol
 
 from learnagent.agent import prompts
 from learnagent.agent.actions import Action, FormatError, parse_action
-from learnagent.agent.models.base import Completion, Model
+from learnagent.runtime.model import Completion, Model
 from learnagent.agent.tools import Finished, ToolError, Tools
 from learnagent.core.config import Budgets
 from learnagent.core.errors import LearnagentError

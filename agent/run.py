@@ -15,7 +15,7 @@ from pathlib import Path
 from learnagent.agent import prompts
 from learnagent.agent import worktree as wt
 from learnagent.agent.loop import AgentLoop, Observer
-from learnagent.agent.models.base import Completion, Model
+from learnagent.runtime.model import Completion, Model
 from learnagent.agent.tools import Tools
 from learnagent.core import home
 from learnagent.core.config import Config
@@ -74,8 +74,11 @@ class StoreRecorder:
 
     def model_call(self, step, n_prompt_messages, response_seq, completion: Completion):
         if self.store:
+            extra = completion.extra
             self.store.add_model_call(self.episode_id, step, n_prompt_messages, response_seq, completion.prompt_tokens,
-                                      completion.completion_tokens, completion.duration_s, completion.cost_usd)
+                                      completion.completion_tokens, completion.duration_s, completion.cost_usd,
+                                      engine=extra.get("engine"), adapter_version=extra.get("adapter"),
+                                      stop_reason=extra.get("stop_reason"))
 
     def tool_call(self, step, name, args, result, ok, duration_s):
         if self.store:

@@ -31,9 +31,11 @@ RELOAD = r"""
 import json, sys, time
 t0 = time.perf_counter()
 import torch, transformers
-from learnagent.agent.models.local import LocalModel, load_base_and_tokenizer
+from learnagent.runtime.engine_hf import TransformersModel as LocalModel
+from learnagent.runtime.loading import load_base
+from learnagent.runtime.placement import placement
 t1 = time.perf_counter()
-load_base_and_tokenizer(sys.argv[1], device="cpu")
+load_base(sys.argv[1], placement("cpu"))
 t2 = time.perf_counter()
 lm = LocalModel(sys.argv[1], device="cpu")
 t3 = time.perf_counter()

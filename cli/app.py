@@ -28,6 +28,7 @@ COMMAND_MODULES = [
     "learnagent.cli.log_cmds",  # log, show
     "learnagent.cli.outcome_cmds",  # hook, hooks, accept, reject, status, history, review
     "learnagent.cli.learn_cmds",  # sleep, eval, report, adapters
+    "learnagent.cli.runtime_cmds",  # adapters export (after learn_cmds: it joins its adapters group)
     "learnagent.cli.privacy_cmds",  # forget, logs, gc
     "learnagent.cli.model_cmd",  # model install/info
 ]

@@ -202,7 +202,7 @@ def _check_credentials(spec: str) -> None:
     backend, target = resolve_model(spec)
     if backend != "litellm":
         return
-    from learnagent.agent.models.litellm_model import missing_credentials
+    from learnagent.runtime.engine_litellm import missing_credentials
 
     missing = missing_credentials(target)
     if missing:

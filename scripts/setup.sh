@@ -4,6 +4,8 @@
 #
 #   bash scripts/setup.sh            # non-editable install into ./.venv (what CI proves)
 #   bash scripts/setup.sh --dev      # editable install, for working on learnagent
+#   LEARNAGENT_LLAMA=1 bash scripts/setup.sh   # also the llama.cpp engine (builds llama.cpp: ~7 min on
+#                                              # 2 cores; pip caches the wheel, so only the first time)
 #
 # Torch: installs the pinned CPU wheel (torch==2.13.0) only when the venv has no torch yet, so a
 # CUDA build you installed first is kept. LEARNAGENT_TORCH overrides the requirement
@@ -32,7 +34,12 @@ if ! "$PY" -c "import torch" >/dev/null 2>&1; then
   "$PY" -m pip install -q ${LEARNAGENT_TORCH:-torch==2.13.0}
 fi
 echo "== installing learnagent"
-"$PY" -m pip install -q $EDITABLE ".[test]"
+EXTRAS="test"
+if [ "${LEARNAGENT_LLAMA:-0}" = 1 ]; then
+  EXTRAS="test,llama"
+  echo "   with the llama.cpp engine: pip builds llama-cpp-python from source (several minutes, once)"
+fi
+"$PY" -m pip install -q $EDITABLE ".[$EXTRAS]"
 echo "== installing the default model (SmolLM2-135M-Instruct)"
 "$VENV/bin/learnagent" model install
 echo "== ready: . $VENV/bin/activate && learnagent --help"

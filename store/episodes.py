@@ -101,13 +101,16 @@ class Store:
         return seq
 
     def add_model_call(self, episode_id: str, step: int, n_prompt_messages: int, response_seq: int | None,
-                       prompt_tokens: int, completion_tokens: int, duration_s: float, cost_usd: float = 0.0) -> None:
+                       prompt_tokens: int, completion_tokens: int, duration_s: float, cost_usd: float = 0.0,
+                       *, engine: str | None = None, adapter_version: str | None = None,
+                       stop_reason: str | None = None) -> None:
         with self._tx():
             self.conn.execute(
                 "INSERT INTO model_calls(episode_id, step, n_prompt_messages, response_seq, prompt_tokens,"
-                " completion_tokens, duration_s, cost_usd, created_at) VALUES (?,?,?,?,?,?,?,?,?)",
+                " completion_tokens, duration_s, cost_usd, created_at, engine, adapter_version, stop_reason)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 (episode_id, step, n_prompt_messages, response_seq, prompt_tokens, completion_tokens, duration_s,
-                 cost_usd, time.time()),
+                 cost_usd, time.time(), engine, adapter_version, stop_reason),
             )
             self.conn.execute(
                 "UPDATE episodes SET prompt_tokens = prompt_tokens + ?, completion_tokens = completion_tokens + ?,"
@@ -196,7 +199,8 @@ class Store:
         ep["messages"] = [dict(r) for r in q("SELECT seq, step, role, content, tokens, created_at FROM messages"
                                               " WHERE episode_id = ? ORDER BY seq", (episode_id,))]
         ep["model_calls"] = [dict(r) for r in q("SELECT step, n_prompt_messages, response_seq, prompt_tokens,"
-                                                 " completion_tokens, duration_s, cost_usd FROM model_calls"
+                                                 " completion_tokens, duration_s, cost_usd, engine, adapter_version,"
+                                                 " stop_reason FROM model_calls"
                                                  " WHERE episode_id = ? ORDER BY id", (episode_id,))]
         ep["tool_calls"] = [dict(r) | {"args": json.loads(r["args"]), "ok": bool(r["ok"])} for r in
                             q("SELECT step, name, args, result, ok, duration_s FROM tool_calls"

@@ -58,6 +58,7 @@ def test_do_accept_applies_and_records_everything(git_repo, script):
     assert [c["name"] for c in ep["tool_calls"]] == ["read", "edit", "write", "test", "finish"]
     assert all(c["ok"] for c in ep["tool_calls"])
     assert len(ep["model_calls"]) == 5 and all(c["prompt_tokens"] > 0 for c in ep["model_calls"])
+    assert {(c["engine"], c["adapter_version"]) for c in ep["model_calls"]} == {("scripted", None)}
     assert [m["role"] for m in ep["messages"][:3]] == ["system", "user", "assistant"]
     assert [t["phase"] for t in ep["test_runs"]] == ["agent", "final"]
     assert all(t["exit_code"] == 0 for t in ep["test_runs"])

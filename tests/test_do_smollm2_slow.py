@@ -32,6 +32,8 @@ def test_real_do_step_with_smollm2(git_repo):
     assert ep["adapter_version"] is None
     assert 1 <= len(ep["model_calls"]) <= 2
     call = ep["model_calls"][0]
+    assert call["engine"] in ("transformers", "llama.cpp") and call["adapter_version"] is None
+    assert call["stop_reason"] in ("reply_complete", "eos", "max_tokens")
     assert call["prompt_tokens"] > 100 and 0 < call["completion_tokens"] <= 49  # 48 + the stop token
     first_reply = ep["messages"][call["response_seq"]]
     assert first_reply["role"] == "assistant" and first_reply["content"].strip()

@@ -8,10 +8,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from learnagent.agent.models.litellm_model import LiteLLMModel
+from learnagent.runtime.engine_litellm import LiteLLMModel
 from learnagent.core.errors import LearnagentError
 
 REPLY = 'I will read it.\n<read path="calc.py"/>'
+# replies by the last user message; the server honours `stop` as OpenAI's API does (cut before the
+# first stop sequence, which is not returned) unless the message says it ignores them
+REPLIES = {"run the tests": "I will run them.\n<run>pytest -q</run>\n<finish>done</finish>\n```\n```",
+           "ignore stops": '<read path="a.py"/>\n<finish>done</finish>\n' + "``` " * 50}
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -30,11 +34,16 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(b'{"error": {"message": "boom", "type": "server_error"}}')
             return
         usage = {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
+        last = body["messages"][-1]["content"]
+        reply = REPLIES.get(last, REPLY)
+        if last != "ignore stops":
+            for stop in body.get("stop") or []:
+                reply = reply.split(stop)[0]
         if body.get("stream"):
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
             self.end_headers()
-            pieces = [REPLY[:10], REPLY[10:25], REPLY[25:]]
+            pieces = [reply[:10], reply[10:25]] + [reply[i:i + 5] for i in range(25, len(reply), 5)]
             for i, piece in enumerate(pieces):
                 chunk = {"id": "c1", "object": "chat.completion.chunk", "created": 0, "model": body["model"],
                          "choices": [{"index": 0, "delta": {"role": "assistant", "content": piece} if i == 0
@@ -86,7 +95,7 @@ def test_streaming_sends_text_as_it_arrives(server):
     seen = []
     out = model.complete(MESSAGES, max_tokens=64, on_text=seen.append)
     assert "".join(seen) == REPLY == out.text
-    assert len(seen) == 3
+    assert seen[:2] == [REPLY[:10], REPLY[10:25]] and len(seen) == 5  # as the server sent them
     assert _Handler.requests[-1]["body"]["stream"] is True
     assert out.completion_tokens == 7
 
@@ -96,3 +105,77 @@ def test_provider_error_is_one_line(server):
     with pytest.raises(LearnagentError) as err:
         model.complete([{"role": "user", "content": "fail please"}], max_tokens=8)
     assert "litellm:openai/my-vllm-model" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_stop_sequences_are_sent_and_the_dropped_closing_tag_is_put_back(server):
+    from learnagent.agent.actions import STOP_SEQUENCES, parse_action, reply_format
+
+    model = LiteLLMModel("openai/my-vllm-model", api_base=server, reply_format=reply_format())
+    seen = []
+    out = model.complete([{"role": "user", "content": "run the tests"}], max_tokens=64, on_text=seen.append)
+    assert _Handler.requests[-1]["body"]["stop"] == list(STOP_SEQUENCES)
+    assert out.text == "I will run them.\n<run>pytest -q</run>" == "".join(seen)
+    assert out.extra["stop_reason"] == "stop_sequence" and out.extra["engine"] == "litellm"
+    assert parse_action(out.text).body == "pytest -q"
+
+
+def test_a_server_that_ignores_stop_sequences_is_cut_after_the_first_action(server):
+    from learnagent.agent.actions import reply_format
+
+    model = LiteLLMModel("openai/my-vllm-model", api_base=server, reply_format=reply_format())
+    seen = []
+    out = model.complete([{"role": "user", "content": "ignore stops"}], max_tokens=256, on_text=seen.append)
+    assert out.text == '<read path="a.py"/>' == "".join(seen)
+    assert out.extra["stop_reason"] == "reply_complete"
+
+
+def test_the_model_name_is_asked_before_every_request(server):
+    """What `serve` users get: the promoted adapter's name is read at each call, so a promotion
+    or a rollback takes effect at the next step."""
+    current = ["learnagent-v0001", "v0001"]
+    model = LiteLLMModel("openai/base", api_base=server, model_for_request=lambda: ("openai/" + current[0], current[1]))
+    assert model.adapter_version == "v0001"
+    model.complete(MESSAGES, max_tokens=8)
+    assert _Handler.requests[-1]["body"]["model"] == "learnagent-v0001"
+    current[:] = ["learnagent-v0002", "v0002"]
+    out = model.complete(MESSAGES, max_tokens=8)
+    assert _Handler.requests[-1]["body"]["model"] == "learnagent-v0002"
+    assert model.adapter_version == "v0002" and out.extra["request_model"] == "openai/learnagent-v0002"
+
+
+def test_served_adapters_follow_promotion_and_rollback_without_a_restart(server, git_repo, monkeypatch):
+    """`[model] served_adapters`: every request names the repository's promoted adapter as the
+    server knows it (runtime.export.served_name); `sleep`'s promotion and `adapters rollback` are
+    seen by the next request of the same model object."""
+    from learnagent.agent.models import load_model
+    from learnagent.core.config import ModelConfig
+    from learnagent.core.home import repo_key
+    from learnagent.learning.registry import Registry
+    from learnagent.store.episodes import Store
+
+    monkeypatch.setenv("LEARNAGENT_API_BASE", server)
+    model = load_model(ModelConfig(name="litellm:openai/smollm2", served_adapters=True), git_repo)
+    key = repo_key(git_repo)
+
+    def sent():
+        model.complete(MESSAGES, max_tokens=8)
+        return _Handler.requests[-1]["body"]["model"]
+
+    assert sent() == "smollm2" and model.adapter_version is None  # nothing promoted yet: the base
+    with Store() as store:
+        reg = Registry(store, git_repo)
+        for _ in range(2):
+            version = reg.reserve(parent=None, method="opsd", base_model="smollm2")
+            reg.folder(version).mkdir(parents=True, exist_ok=True)
+            (reg.folder(version) / "adapter_config.json").write_text("{}")
+            reg.finish(version, metrics={}, episode_ids=[], config={})
+            reg.promote(version)
+            assert sent() == f"learnagent-{key}-{version}" and model.adapter_version == version
+        reg.rollback()
+    out = model.complete(MESSAGES, max_tokens=8)
+    assert _Handler.requests[-1]["body"]["model"] == f"learnagent-{key}-v0001"
+    assert out.extra["adapter"] == "v0001" and model.adapter_version == "v0001"
+    # without the setting, the configured name is sent whatever is promoted
+    plain = load_model(ModelConfig(name="litellm:openai/smollm2"), git_repo)
+    plain.complete(MESSAGES, max_tokens=8)
+    assert _Handler.requests[-1]["body"]["model"] == "smollm2"

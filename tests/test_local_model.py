@@ -3,8 +3,10 @@
 import pytest
 import torch
 
-from learnagent.agent.models.base import Model
-from learnagent.agent.models.local import LocalModel, load_base_and_tokenizer, pick_dtype
+from learnagent.runtime.model import Model
+from learnagent.runtime.engine_hf import TransformersModel as LocalModel
+from learnagent.runtime.loading import load_base
+from learnagent.runtime.placement import pick_dtype, placement
 from learnagent.core.errors import ModelNotFound
 
 CHAT = [{"role": "system", "content": "You are a coding agent."},
@@ -34,7 +36,7 @@ def test_is_a_model_with_a_name(lm):
 
 
 def test_complete_matches_plain_transformers_and_counts_exactly(lm, tiny_model_dir):
-    model, tok = load_base_and_tokenizer(tiny_model_dir, device="cpu")
+    model, tok = load_base(tiny_model_dir, placement("cpu"))
     n_prompt, generated = reference_generate(model, tok, CHAT, 12)
     done = lm.complete(CHAT, max_tokens=12)
     assert done.prompt_tokens == n_prompt
@@ -83,7 +85,7 @@ def test_count_tokens_uses_the_tokenizer(lm):
 def test_same_model_is_loaded_once_per_process(lm, tiny_model_dir):
     again = LocalModel(tiny_model_dir, device="cpu")
     assert again.model is lm.model and again.tokenizer is lm.tokenizer
-    fresh, _ = load_base_and_tokenizer(tiny_model_dir, device="cpu")
+    fresh, _ = load_base(tiny_model_dir, placement("cpu"))
     assert fresh is not lm.model  # training code gets its own copy
 
 
@@ -116,17 +118,9 @@ def test_one_huge_message_keeps_its_end(tiny_model_dir):
 
 def make_adapter(tiny_model_dir, folder):
     """A LoRA on the tiny model whose B matrices are non-zero, so it changes the outputs."""
-    from peft import LoraConfig, get_peft_model
+    from tiny_model import make_adapter as tiny_adapter
 
-    base, _ = load_base_and_tokenizer(tiny_model_dir, device="cpu")
-    peft_model = get_peft_model(base, LoraConfig(r=4, lora_alpha=16, target_modules=["q_proj", "v_proj", "o_proj"]))
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for name, param in peft_model.named_parameters():
-            if "lora_B" in name:
-                param.normal_(0, 0.5)
-    peft_model.save_pretrained(folder)
-    return folder
+    return tiny_adapter(tiny_model_dir, folder, std=0.5, target_modules=["q_proj", "v_proj", "o_proj"])
 
 
 def test_adapter_changes_outputs_and_is_recorded(tiny_model_dir, tmp_path, lm):
@@ -138,7 +132,10 @@ def test_adapter_changes_outputs_and_is_recorded(tiny_model_dir, tmp_path, lm):
     with torch.no_grad():
         base_logits, tuned_logits = lm.model(ids).logits, tuned.model(ids).logits
     assert not torch.allclose(base_logits, tuned_logits, atol=1e-3)
-    assert tuned.complete(CHAT, max_tokens=12).text != lm.complete(CHAT, max_tokens=12).text
+    tuned_reply, base_reply = tuned.complete(CHAT, max_tokens=12), lm.complete(CHAT, max_tokens=12)
+    assert tuned_reply.text != base_reply.text
+    assert (tuned_reply.extra["engine"], tuned_reply.extra["adapter"]) == ("transformers", "v3")
+    assert (base_reply.extra["engine"], base_reply.extra["adapter"]) == ("transformers", None)
     # The version defaults to the adapter folder's name.
     assert LocalModel(tiny_model_dir, adapter_path=adapter, device="cpu").adapter_version == "v0003"
 

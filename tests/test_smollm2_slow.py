@@ -29,7 +29,7 @@ def test_saved_folder_is_a_plain_trainable_model():
 
 @needs_model
 def test_answers_a_short_chat_deterministically():
-    from learnagent.agent.models.local import LocalModel
+    from learnagent.runtime.engine_hf import TransformersModel as LocalModel
 
     lm = LocalModel(DEFAULT, device="cpu")
     assert lm.name == "local:smollm2-135m-instruct" and lm.context_window == 8192
@@ -46,9 +46,10 @@ def test_answers_a_short_chat_deterministically():
 def test_peft_lora_attaches_and_trains_one_step():
     from peft import LoraConfig, get_peft_model
 
-    from learnagent.agent.models.local import load_base_and_tokenizer
+    from learnagent.runtime.loading import load_base
+    from learnagent.runtime.placement import placement
 
-    base, tok = load_base_and_tokenizer(DEFAULT, device="cpu")
+    base, tok = load_base(DEFAULT, placement("cpu"))
     model = get_peft_model(base, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"]))
     model.train()
     ids = tok.apply_chat_template(QUESTION + [{"role": "assistant", "content": "Paris."}],

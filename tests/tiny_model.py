@@ -99,3 +99,26 @@ def teach(model, tokenizer, rows, *, steps: int, batch: int, lr: float, shuffle_
         loss.backward()
         opt.step()
     return loss.item()
+
+
+LORA_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+def make_adapter(base_dir, folder, seed: int = 1, std: float = 0.05, **lora):
+    """A PEFT LoRA saved in `folder` for the model folder `base_dir`, its B matrices drawn from
+    N(0, std) (PEFT starts them at zero) so that it changes the outputs. `lora`: LoraConfig fields."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from learnagent.runtime.loading import load_base
+    from learnagent.runtime.placement import placement
+
+    base, _ = load_base(base_dir, placement("cpu"))
+    model = get_peft_model(base, LoraConfig(**(dict(r=4, lora_alpha=16, target_modules=LORA_MODULES) | lora)))
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, std)
+    model.save_pretrained(folder)
+    return folder

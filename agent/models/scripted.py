@@ -15,7 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Callable
 
-from learnagent.agent.models.base import Completion, Message
+from learnagent.runtime.model import Completion, Message
 from learnagent.core.errors import ModelNotFound, UsageError
 
 
@@ -24,6 +24,8 @@ def _approx_tokens(text: str) -> int:
 
 
 class ScriptedModel:
+    engine = "scripted"
+
     def __init__(self, responses: list, name: str = "scripted"):
         self.name = name
         self.adapter_version = None
@@ -58,7 +60,8 @@ class ScriptedModel:
             on_text(text)
         prompt = "".join(m["content"] for m in messages)
         return Completion(text=text, prompt_tokens=_approx_tokens(prompt), completion_tokens=_approx_tokens(text),
-                          duration_s=time.perf_counter() - start)
+                          duration_s=time.perf_counter() - start,
+                          extra={"engine": self.engine, "adapter": self.adapter_version, "stop_reason": "scripted"})
 
     def _pick(self, last_user: str) -> str:
         for i, resp in enumerate(self.responses):

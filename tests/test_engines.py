@@ -1,0 +1,44 @@
+"""Choosing the local engine: llama.cpp only when installed and the model folder has its GGUF;
+a named engine that cannot run is a one-line error saying what to do."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from learnagent.core.errors import UsageError
+from learnagent.runtime import engines
+
+
+@pytest.fixture
+def folder_with_gguf(tmp_path):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "m.gguf").write_bytes(b"GGUF")
+    (folder / "learnagent-model.json").write_text(json.dumps({"gguf": "m.gguf"}))
+    return folder
+
+
+def test_auto_picks_llama_cpp_only_when_installed_and_the_gguf_is_there(folder_with_gguf, tmp_path, monkeypatch):
+    monkeypatch.setattr(engines, "llama_cpp_installed", lambda: True)
+    assert engines.choose_engine(folder_with_gguf) == "llama.cpp"
+    assert engines.choose_engine(tmp_path) == "transformers"  # no GGUF in the folder
+    (folder_with_gguf / "m.gguf").unlink()
+    assert engines.choose_engine(folder_with_gguf) == "transformers"  # the marker names a GGUF that is gone
+    monkeypatch.setattr(engines, "llama_cpp_installed", lambda: False)
+    (folder_with_gguf / "m.gguf").write_bytes(b"GGUF")
+    assert engines.choose_engine(folder_with_gguf) == "transformers"
+
+
+def test_named_engines_that_cannot_run_are_one_line_errors(folder_with_gguf, tmp_path, monkeypatch):
+    monkeypatch.setattr(engines, "llama_cpp_installed", lambda: False)
+    with pytest.raises(UsageError, match=r"pip install 'learnagent\[llama\]'") as err:
+        engines.choose_engine(folder_with_gguf, "llama.cpp")
+    assert "\n" not in str(err.value)
+    monkeypatch.setattr(engines, "llama_cpp_installed", lambda: True)
+    with pytest.raises(UsageError, match="needs the model's GGUF"):
+        engines.choose_engine(tmp_path, "llama.cpp")
+    with pytest.raises(UsageError, match="not one of: auto, transformers, llama.cpp"):
+        engines.choose_engine(folder_with_gguf, "vllm")
+    assert engines.choose_engine(folder_with_gguf, "transformers") == "transformers"
