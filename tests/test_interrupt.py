@@ -108,7 +108,7 @@ def test_ctrl_c_or_sigterm_while_a_command_runs(git_repo, tmp_path, sig):
     marker = tmp_path / "started"
     script = write_script(tmp_path / "s.json", [EDIT, f"<run>touch {marker}; sleep 60</run>", "<finish>x</finish>"])
     proc = subprocess.Popen(_argv(script, "--yes"), cwd=git_repo, env=_env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=_interactive)
     assert _wait_for(marker.exists)
     started = time.monotonic()
     proc.send_signal(sig)
@@ -121,11 +121,18 @@ def test_ctrl_c_or_sigterm_while_a_command_runs(git_repo, tmp_path, sig):
     assert _leftovers(git_repo) == ("", [])
 
 
+def _interactive():
+    """The child's SIGINT as a terminal user's shell leaves it. A shell that starts a job in the
+    background without job control (`cmd &` in a script, nohup, some CI runners) sets SIGINT to
+    ignored, and an ignored signal stays ignored across exec: `do` then rightly never sees Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _pty_do(repo: Path, script: Path) -> tuple[subprocess.Popen, int, bytes]:
     """`do` on a terminal, left at its verdict prompt."""
     master, slave = pty.openpty()
     proc = subprocess.Popen(_argv(script), cwd=repo, stdin=slave, stdout=slave, stderr=slave, env=_env(),
-                            close_fds=True)
+                            close_fds=True, preexec_fn=_interactive)
     os.close(slave)
     screen, deadline = b"", time.monotonic() + 120
     while b"[a/r/k]" not in screen and time.monotonic() < deadline:
@@ -139,9 +146,9 @@ def _pty_do(repo: Path, script: Path) -> tuple[subprocess.Popen, int, bytes]:
     return proc, master, screen
 
 
-def _drain(master: int, proc: subprocess.Popen) -> str:
-    out = b""
-    while True:
+def _drain(master: int, proc: subprocess.Popen, timeout: float = 120.0) -> str:
+    out, deadline = b"", time.monotonic() + timeout
+    while time.monotonic() < deadline:
         ready, _, _ = select.select([master], [], [], 0.2)
         if ready:
             try:
@@ -270,6 +277,7 @@ def _controlling_tty():  # the pty becomes the child's terminal: ^C typed there 
     import fcntl
     import termios
 
+    _interactive()
     os.setsid()
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
