@@ -8,7 +8,7 @@ from code_repo import make_code_repo
 from conftest import git
 from learnagent.learning import code_pairs
 from learnagent.learning.code_pairs import apply_hunks, file_diffs, heldout_file, heldout_paths, mine_code, to_pairs
-from learnagent.learning.pairs import build_pairs, is_heldout
+from learnagent.learning.pairs import build_pairs, diff_files, is_heldout
 from learnagent.store.episodes import Store
 from learnagent.store.history import import_history
 
@@ -172,8 +172,16 @@ def test_build_pairs_keeps_held_out_files_out_of_training_episodes(history):
     assert [p.episode_id for p in heldout] == [p.episode_id for p in plain_held]  # held-out episodes as before
     for pair in train:
         assert not any(held(path) and path in (pair.target or "") for path in code_pairs.head_files(root))
-    # an episode that only touched a held-out file has nothing left to train on
-    assert len(train) < len(plain_train)
+    # an episode that only touched held-out files has nothing left to train on; which episodes
+    # those are depends on the hashed episode ids (the repository's path), so it is counted here
+    only_held = {p.episode_id for p in plain_train if all(held(f) for f in diff_files(p.target))}
+    assert sorted(p.episode_id for p in train) == sorted(p.episode_id for p in plain_train
+                                                         if p.episode_id not in only_held)
+    # and on a split chosen to hit a training episode, whatever the ids hash to
+    lone = next(p for p in plain_train if len(diff_files(p.target)) == 1)
+    dropped, = diff_files(lone.target)
+    chosen, _ = build_pairs(store, rid, heldout_fraction=FRACTION, heldout_files=lambda f: f == dropped)
+    assert lone.episode_id not in {p.episode_id for p in chosen} and len(chosen) < len(plain_train)
 
 
 def test_to_pairs_are_text_form_and_encode_context_then_a_blank_line(history, tiny_model_dir):
