@@ -19,26 +19,27 @@ import io
 from pathlib import Path
 
 from learnagent.learning.registry import code_metrics
+from learnagent.store.records import AdapterVersion
 
 GOOD_OUTCOMES = ("accepted", "edited", "kept")
 CODE_VARIANTS = ("adapter", "base", "context")
 DECIDED_OUTCOMES = GOOD_OUTCOMES + ("rejected", "reverted")
 
 
-def adapter_curve(adapters: list[dict]) -> list[dict]:
+def adapter_curve(adapters: list[AdapterVersion]) -> list[dict]:
     """One point per finished adapter version, oldest first."""
     points = []
-    for a in sorted(adapters, key=lambda r: r["version"]):
-        m = a.get("metrics") or {}
+    for a in sorted(adapters, key=lambda r: r.version):
+        m = a.metrics
         if not m:
             continue  # reserved or interrupted: nothing measured
         ev = (m.get("eval") or {}).get("variants", {})
         code = (code_metrics(m) or {}).get("variants", {})
-        point = {"version": a["version"], "status": a["status"], "gap": m.get("gap"),
+        point = {"version": a.version, "status": a.status, "gap": m.get("gap"),
                  "prev_gap": m.get("prev_gap"), "drift": m.get("drift"),
                  "drift_budget": m.get("drift_budget"),
                  "adherence": (ev.get("adapter") or {}).get("adherence"),
-                 "base_adherence": (ev.get("base") or {}).get("adherence"), "episodes": a.get("episodes", 0)}
+                 "base_adherence": (ev.get("base") or {}).get("adherence"), "episodes": a.episodes}
         for variant in CODE_VARIANTS:  # code_nll / code_exact (the adapter), base_code_nll, context_code_exact, ...
             prefix = "" if variant == "adapter" else f"{variant}_"
             for metric in ("nll", "exact"):

@@ -18,8 +18,13 @@ OutcomeName = Literal["pending", "accepted", "edited", "rejected", "reverted", "
 # where an episode came from: a `do` run, or a commit imported by `history import`
 EpisodeSource = Literal["do", "history"]
 
+# an adapter version's place in the registry (learning/registry.py): reserved and training or sealed
+# ('candidate'), loaded by `do` ('promoted'), failed the gate ('rejected'), superseded ('retired')
+AdapterStatus = Literal["candidate", "promoted", "rejected", "retired"]
+
 EPISODE_STATUSES: tuple[str, ...] = get_args(EpisodeStatus)
 OUTCOMES: tuple[str, ...] = get_args(OutcomeName)
+ADAPTER_STATUSES: tuple[str, ...] = get_args(AdapterStatus)
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,24 @@ class Episode:
     meta: dict[str, Any] = field(default_factory=dict)
     repo_name: str | None = None
     repo_path: str | None = None
+
+
+@dataclass(frozen=True)
+class AdapterVersion:
+    """One row of `adapters`, with the number of episodes it was trained on."""
+
+    repo_id: str
+    version: str  # v0001, v0002, ...
+    path: str
+    parent: str | None  # the version it was initialised from; None: the base model
+    method: str  # opsd | sft
+    base_model: str
+    created_at: float
+    status: AdapterStatus
+    metrics: dict[str, Any] = field(default_factory=dict)  # the gate's and `eval`'s numbers
+    reason: str | None = None  # why it was promoted / rejected / retired
+    tainted: bool = False  # trained on an episode that was later forgotten
+    episodes: int = 0
 
 
 def from_row(cls, row, **overrides):

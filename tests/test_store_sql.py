@@ -115,3 +115,54 @@ def test_mark_interrupted_only_from_the_given_statuses_and_keeps_the_first_error
     assert store.find_episode(failed).error == "boom"
     assert store.find_episode("nope") is None
     assert store.running_episode_ids(store.ensure_repo(git_repo)) == []
+
+
+# ---- adapter rows -----------------------------------------------------------------------------------
+
+def test_adapter_rows_count_episodes_order_and_filter(git_repo):
+    store = Store()
+    rid, eid = _episode(store, git_repo)
+    for v, parent in (("v0001", None), ("v0002", "v0001")):
+        store.add_adapter(rid, v, path=f"/a/{v}", parent=parent, method="opsd", base_model="tiny")
+    store.add_adapter_episodes(rid, "v0001", [eid, "e2"])
+    store.add_adapter_episodes(rid, "v0001", [eid])  # again: a no-op
+    store.set_adapter_metrics(rid, "v0002", {"gap": 0.25})
+    store.set_adapter_status(rid, "v0001", "promoted", "passed the gate")
+    v1, v2 = store.adapter(rid, "v0001"), store.adapter(rid, "v0002")
+    assert (v1.episodes, v1.status, v1.reason, v1.parent, v1.tainted) == (2, "promoted", "passed the gate", None, False)
+    assert (v2.episodes, v2.status, v2.metrics, v2.parent) == (0, "candidate", {"gap": 0.25}, "v0001")
+    assert [a.version for a in store.adapters(rid)] == ["v0002", "v0001"]
+    assert [a.version for a in store.adapters(rid, newest_first=False)] == ["v0001", "v0002"]
+    assert [a.version for a in store.adapters(rid, status="candidate")] == ["v0002"]
+    assert store.adapter(rid, "v0009") is None and store.adapters("other") == []
+    assert store.adapter_episode_ids(rid, "v0001") == sorted([eid, "e2"])
+
+
+def test_retire_promoted_keeps_one_and_optionally_its_old_reason(git_repo):
+    store = Store()
+    rid = store.ensure_repo(git_repo)
+    for v in ("v0001", "v0002", "v0003"):
+        store.add_adapter(rid, v, path=v, parent=None, method="opsd", base_model="tiny")
+    store.set_adapter_status(rid, "v0001", "promoted", "old reason")
+    store.set_adapter_status(rid, "v0002", "promoted", None)
+    store.set_adapter_status(rid, "v0003", "promoted", "chosen")
+    store.retire_promoted(rid, keep="v0003", reason="superseded", keep_reason=True)
+    got = {a.version: (a.status, a.reason) for a in store.adapters(rid)}
+    assert got == {"v0001": ("retired", "old reason"), "v0002": ("retired", "superseded"), "v0003": ("promoted", "chosen")}
+    store.retire_promoted(rid, keep=None, reason="rolled back")
+    assert store.adapter(rid, "v0003").status == "retired" and store.adapter(rid, "v0003").reason == "rolled back"
+    store.restore_promoted(rid, "v0003")
+    assert (store.adapter(rid, "v0003").status, store.adapter(rid, "v0003").reason) == ("promoted", "rolled back")
+
+
+def test_adapters_trained_on_reads_any_number_of_ids(git_repo):
+    store = Store()
+    rid = store.ensure_repo(git_repo)
+    for v in ("v0001", "v0002"):
+        store.add_adapter(rid, v, path=v, parent=None, method="opsd", base_model="tiny")
+    store.add_adapter_episodes(rid, "v0001", [f"e{i}" for i in range(1200)])
+    store.add_adapter_episodes(rid, "v0002", ["x"])
+    assert store.adapters_trained_on(rid, [f"e{i}" for i in range(1100, 1300)]) == {"v0001"}
+    assert store.adapters_trained_on(rid, ["nope", "x"]) == {"v0002"}
+    store.mark_adapters_tainted(rid, {"v0002"})
+    assert store.tainted_adapter_versions(rid) == ["v0002"] and store.adapter(rid, "v0002").tainted is True
