@@ -239,7 +239,7 @@ def report_cmd(out: Path = typer.Option(None, "--out", metavar="FILE", help="Wri
     with Store() as store:
         reg = Registry(store, root)
         curve = report.adapter_curve(reg.list())
-        rates = report.outcome_rates(store.conn, reg.repo_id)
+        rates = report.outcome_rates(store.rated_episodes(reg.repo_id))
     console = Console()
     table = Table(title=f"learning curve: {root.name}", header_style="bold")
     for col in ("version", "status", "episodes", "code NLL", "base NLL", "exact", "base exact", "gap", "prev gap",

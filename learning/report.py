@@ -19,7 +19,7 @@ import io
 from pathlib import Path
 
 from learnagent.learning.registry import code_metrics
-from learnagent.store.records import AdapterVersion
+from learnagent.store.records import AdapterVersion, RatedEpisode
 
 GOOD_OUTCOMES = ("accepted", "edited", "kept")
 CODE_VARIANTS = ("adapter", "base", "context")
@@ -48,26 +48,22 @@ def adapter_curve(adapters: list[AdapterVersion]) -> list[dict]:
     return points
 
 
-def outcome_rates(conn, repo_id: str) -> list[dict]:
-    """Acceptance and test-pass rates of `do` episodes, grouped by the adapter they ran with."""
-    rows = conn.execute(
-        "SELECT e.adapter_version AS adapter, e.outcome AS outcome, MIN(e.started_at) AS first,"
-        " (SELECT t.exit_code = 0 AND t.timed_out = 0 FROM test_runs t WHERE t.episode_id = e.id"
-        "  ORDER BY t.id DESC LIMIT 1) AS passed"
-        " FROM episodes e WHERE e.repo_id = ? AND e.source = 'do' GROUP BY e.id", (repo_id,)).fetchall()
+def outcome_rates(episodes: list[RatedEpisode]) -> list[dict]:
+    """Acceptance and test-pass rates of `do` episodes (`Store.rated_episodes`), grouped by the adapter
+    they ran with."""
     groups: dict[str, dict] = {}
-    for r in rows:
-        key = r["adapter"] or "base"
+    for r in episodes:
+        key = r.adapter_version or "base"
         g = groups.setdefault(key, {"adapter": key, "episodes": 0, "decided": 0, "accepted": 0, "tested": 0,
-                                    "passed": 0, "first": r["first"]})
-        g["first"] = min(g["first"], r["first"])
+                                    "passed": 0, "first": r.started_at})
+        g["first"] = min(g["first"], r.started_at)
         g["episodes"] += 1
-        if r["outcome"] in DECIDED_OUTCOMES:
+        if r.outcome in DECIDED_OUTCOMES:
             g["decided"] += 1
-            g["accepted"] += r["outcome"] in GOOD_OUTCOMES
-        if r["passed"] is not None:
+            g["accepted"] += r.outcome in GOOD_OUTCOMES
+        if r.passed is not None:
             g["tested"] += 1
-            g["passed"] += bool(r["passed"])
+            g["passed"] += r.passed
     out = sorted(groups.values(), key=lambda g: g["first"])
     for g in out:
         g["acceptance"] = g["accepted"] / g["decided"] if g["decided"] else None

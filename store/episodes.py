@@ -19,6 +19,7 @@ from learnagent.core import home
 from learnagent.core.errors import StoreError, UnknownEpisode
 from learnagent.store.adapter_rows import AdapterRows
 from learnagent.store.db import connect
+from learnagent.store.outcome_rows import OutcomeRows
 from learnagent.store.privacy_rows import PrivacyRows
 from learnagent.store.records import OUTCOMES, Episode, EpisodeStatus, from_row
 
@@ -40,11 +41,11 @@ def history_episode_id(repo_id: str, sha: str, authored_at: float, extra: int = 
     return _id_time(authored_at) + hashlib.sha1(f"{repo_id}:{sha}".encode()).hexdigest()[:6 + extra]
 
 
-class Store(PrivacyRows, AdapterRows):
+class Store(PrivacyRows, AdapterRows, OutcomeRows):
     """Every SQL statement of learnagent, behind typed methods, on one connection (`self.conn`).
 
     The statements are grouped by what they serve: episodes here, the privacy ones in
-    privacy_rows.py, the adapter registry's in adapter_rows.py. Multi-statement writes run in
+    privacy_rows.py, the adapter registry's in adapter_rows.py, outcomes' in outcome_rows.py. Multi-statement writes run in
     `transaction()`.
     """
 

@@ -18,6 +18,10 @@ OutcomeName = Literal["pending", "accepted", "edited", "rejected", "reverted", "
 # where an episode came from: a `do` run, or a commit imported by `history import`
 EpisodeSource = Literal["do", "history"]
 
+# evidence about an outcome (outcome_events.kind): a commit carried the agent's lines ('match'; 'rewritten'
+# once an amend/rebase replaced that commit), a verdict was reached, a commit reverted it, how much of it
+# survives N commits later
+OutcomeKind = Literal["match", "rewritten", "verdict", "revert", "survival"]
 # an adapter version's place in the registry (learning/registry.py): reserved and training or sealed
 # ('candidate'), loaded by `do` ('promoted'), failed the gate ('rejected'), superseded ('retired')
 AdapterStatus = Literal["candidate", "promoted", "rejected", "retired"]
@@ -73,6 +77,34 @@ class AdapterVersion:
     reason: str | None = None  # why it was promoted / rejected / retired
     tainted: bool = False  # trained on an episode that was later forgotten
     episodes: int = 0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One row of `outcome_events`: a piece of evidence of what became of an episode's proposal."""
+
+    id: int
+    episode_id: str
+    kind: OutcomeKind
+    created_at: float
+    commit_sha: str | None = None
+    outcome: OutcomeName | None = None  # a verdict's outcome
+    matched: int | None = None  # match: units covered by the commit; survival: lines present
+    total: int | None = None  # units of the episode / lines checked
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RatedEpisode:
+    """What `status` and `report` rate an episode on: its outcome, its last test run, its survival."""
+
+    id: str
+    started_at: float
+    outcome: OutcomeName
+    model: str | None
+    adapter_version: str | None
+    passed: bool | None  # its last test run (the final one when there is one); None: never tested
+    survival: float | None  # the latest share of its committed lines still present; None: not measured
 
 
 def from_row(cls, row, **overrides):

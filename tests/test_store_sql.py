@@ -166,3 +166,55 @@ def test_adapters_trained_on_reads_any_number_of_ids(git_repo):
     assert store.adapters_trained_on(rid, ["nope", "x"]) == {"v0002"}
     store.mark_adapters_tainted(rid, {"v0002"})
     assert store.tainted_adapter_versions(rid) == ["v0002"] and store.adapter(rid, "v0002").tainted is True
+
+
+# ---- outcome rows -----------------------------------------------------------------------------------
+
+def test_outcome_events_one_match_per_commit_and_rewrites_keep_their_detail(git_repo):
+    store = Store()
+    rid, eid = _episode(store, git_repo)
+    assert store.add_outcome_event(eid, "match", commit="aaa", matched=2, total=4, detail={"exact": [0, 1]})
+    assert not store.add_outcome_event(eid, "match", commit="aaa", matched=3, total=4)  # one match per commit
+    assert store.add_outcome_event(eid, "verdict", outcome="accepted", detail={"by": "user"})
+    assert store.add_outcome_event(eid, "verdict", outcome="accepted")  # other kinds may repeat
+    assert [e.kind for e in store.outcome_events(eid)] == ["match", "verdict", "verdict"]
+    assert store.rewrite_matches("aaa", "bbb") == {eid}
+    assert store.rewrite_matches("aaa", "ccc") == set()  # already rewritten
+    (rewritten,) = store.outcome_events(eid, "rewritten")
+    assert rewritten.detail == {"exact": [0, 1], "rewritten_to": "bbb"} and rewritten.commit_sha == "aaa"
+    assert store.outcome_events(eid, "match") == []
+
+
+def test_survival_rows_provisional_ones_are_replaced_final_ones_stay(git_repo):
+    store = Store()
+    rid, eid = _episode(store, git_repo)
+    _, other = _episode(store, git_repo)
+    for e in (eid, other):
+        store.set_outcome(e, "accepted")
+        store.add_outcome_event(e, "match", commit=f"c-{e}")
+    store.add_outcome_event(eid, "survival", detail={"final": False, "rate": 0.5})
+    store.add_outcome_event(eid, "survival", detail={"final": True, "rate": 0.75})
+    store.add_outcome_event(eid, "survival", detail={"final": False, "rate": 1.0})
+    store.drop_provisional_survival(eid)
+    assert [e.detail["rate"] for e in store.outcome_events(eid, "survival")] == [0.75]
+    assert [e.id for e in store.episodes_to_measure_survival(rid)] == [other]  # eid has a final result
+    assert store.episodes_to_measure_survival(rid, limit=0) == []
+    store.add_outcome_event(other, "survival", detail={"final": False, "rate": 0.25})
+    rated = {r.id: r for r in store.rated_episodes(rid)}
+    assert rated[eid].survival == 0.75 and rated[other].survival == 0.25
+
+
+def test_rated_episodes_take_the_final_test_run_and_leave_history_out(git_repo):
+    store = Store()
+    rid, eid = _episode(store, git_repo, model="m", adapter_version="v0001")
+    store.add_test_run(eid, "final", "pytest", 1, "failed", 0.1)
+    store.add_test_run(eid, "agent", "pytest", 0, "passed", 0.1)  # recorded later, but not the final run
+    _, untested = _episode(store, git_repo)
+    _, timed_out = _episode(store, git_repo)
+    store.add_test_run(timed_out, "agent", "pytest", 0, "", 9.0, timed_out=True)
+    _episode(store, git_repo, source="history")
+    rated = store.rated_episodes(rid)
+    assert [r.id for r in rated] == [eid, untested, timed_out]
+    assert [r.passed for r in rated] == [False, None, False]
+    assert (rated[0].model, rated[0].adapter_version, rated[0].outcome) == ("m", "v0001", "pending")
+    assert store.count_episodes(rid) == 4 and store.count_episodes(rid, source="history") == 1
