@@ -12,7 +12,6 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
-MIN_ID = 8  # shortest id prefix `log` prints (git prints 7 hex digits; ours start with the time)
 TASK_MIN = 24  # the task column never gets narrower than this (nor than a third of the line); other columns go first
 SUMMARY_FIELDS = ("id", "repo_id", "repo_name", "repo_path", "source", "task", "status", "outcome", "outcome_reason",
                   "tests", "model", "adapter_version", "steps", "prompt_tokens", "completion_tokens", "cost_usd",
@@ -21,26 +20,6 @@ SUMMARY_FIELDS = ("id", "repo_id", "repo_name", "repo_path", "source", "task", "
 
 def _when(ts: float | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
     return dt.datetime.fromtimestamp(ts).strftime(fmt) if ts else ""
-
-
-def unique_prefixes(conn, ids: list[str], min_len: int = MIN_ID) -> dict[str, str]:
-    """The shortest prefix of each id that no other episode's id starts with (at least `min_len`
-    characters), as git abbreviates commit ids; `show`, `apply`, `forget` take it back (resolve_id).
-    In sorted order an id shares its longest prefix with a neighbour, so two lookups per id suffice."""
-    short = {}
-    for eid in ids:
-        shared = 0
-        for sql in ("SELECT id FROM episodes WHERE id < ? ORDER BY id DESC LIMIT 1",
-                    "SELECT id FROM episodes WHERE id > ? ORDER BY id LIMIT 1"):
-            row = conn.execute(sql, (eid,)).fetchone()
-            if row is not None:
-                other = row[0]
-                n = 0
-                while n < min(len(eid), len(other)) and eid[n].lower() == other[n].lower():  # LIKE ignores case
-                    n += 1
-                shared = max(shared, n)
-        short[eid] = eid[:max(min_len, shared + 1)]
-    return short
 
 
 def episode_summary(ep: dict) -> dict:
@@ -150,7 +129,7 @@ def log(
     repo_id = None if all_repos else home.repo_key(find_repo(need_branch=False).root)
     with Store() as store:
         episodes = store.list_episodes(repo_id, limit=limit)
-        short_ids = unique_prefixes(store.conn, [e["id"] for e in episodes])
+        short_ids = store.short_ids([e["id"] for e in episodes])
     if as_json:
         print(json.dumps([episode_summary(e) for e in episodes], default=str))
         return

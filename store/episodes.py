@@ -24,6 +24,9 @@ from learnagent.store.privacy_rows import PrivacyRows
 from learnagent.store.records import OUTCOMES, Episode, EpisodeStatus, from_row
 
 
+MIN_ID = 8  # shortest id prefix `log` prints (git prints 7 hex digits; ours start with the time)
+
+
 def _id_time(at: float | None = None) -> str:
     return time.strftime("%y%m%d%H%M%S", time.gmtime(at))
 
@@ -84,7 +87,7 @@ class Store(PrivacyRows, AdapterRows, OutcomeRows):
         root = home.repository_root(root)  # a linked worktree files under its main tree
         key = home.repo_key(root)
         self.conn.execute(
-            "INSERT OR IGNORE INTO repos(id, path, name, created_at) VALUES (?,?,?,?)",
+            "INSERT INTO repos(id, path, name, created_at) VALUES (?,?,?,?) ON CONFLICT DO NOTHING",
             (key, str(root), root.name, time.time()),
         )
         return key
@@ -120,6 +123,14 @@ class Store(PrivacyRows, AdapterRows, OutcomeRows):
             (time.time(), why, episode_id, *statuses))
         return cur.rowcount > 0
 
+    def imported_commits(self, repo_id: str) -> set[str]:
+        """The commits `history import` already made episodes of in this repository."""
+        return {r["sha"] for r in self.conn.execute("SELECT sha FROM imported_commits WHERE repo_id = ?", (repo_id,))}
+
+    def add_imported_commit(self, repo_id: str, sha: str, episode_id: str) -> None:
+        self.conn.execute("INSERT INTO imported_commits(repo_id, sha, episode_id) VALUES (?,?,?)",
+                          (repo_id, sha, episode_id))
+
     def has_episode(self, episode_id: str) -> bool:
         return self.conn.execute("SELECT 1 FROM episodes WHERE id = ?", (episode_id,)).fetchone() is not None
 
@@ -148,8 +159,8 @@ class Store(PrivacyRows, AdapterRows, OutcomeRows):
             )
             self.conn.execute(
                 "UPDATE episodes SET prompt_tokens = prompt_tokens + ?, completion_tokens = completion_tokens + ?,"
-                " cost_usd = cost_usd + ?, steps = MAX(steps, ?) WHERE id = ?",
-                (prompt_tokens, completion_tokens, cost_usd, step, episode_id),
+                " cost_usd = cost_usd + ?, steps = CASE WHEN steps > ? THEN steps ELSE ? END WHERE id = ?",
+                (prompt_tokens, completion_tokens, cost_usd, step, step, episode_id),
             )
 
     def add_tool_call(self, episode_id: str, step: int, name: str, args: dict, result: str, ok: bool,
@@ -214,6 +225,25 @@ class Store(PrivacyRows, AdapterRows, OutcomeRows):
         if len(rows) > 1 and rows[0]["id"] != prefix:
             raise UnknownEpisode(f"episode id '{prefix}' is ambiguous; give more characters")
         return rows[0]["id"]
+
+    def short_ids(self, ids: list[str], min_len: int = MIN_ID) -> dict[str, str]:
+        """The shortest prefix of each id that no other episode's id starts with (at least `min_len`
+        characters), as git abbreviates commit ids; `resolve_id` takes it back (show, apply, forget).
+        In sorted order an id shares its longest prefix with a neighbour, so two lookups per id suffice."""
+        short = {}
+        for eid in ids:
+            shared = 0
+            for sql in ("SELECT id FROM episodes WHERE id < ? ORDER BY id DESC LIMIT 1",
+                        "SELECT id FROM episodes WHERE id > ? ORDER BY id LIMIT 1"):
+                row = self.conn.execute(sql, (eid,)).fetchone()
+                if row is not None:
+                    other = row["id"]
+                    n = 0
+                    while n < min(len(eid), len(other)) and eid[n].lower() == other[n].lower():  # LIKE ignores case
+                        n += 1
+                    shared = max(shared, n)
+            short[eid] = eid[:max(min_len, shared + 1)]
+        return short
 
     def list_episodes(self, repo_id: str | None = None, limit: int = 50) -> list[dict]:
         sql = "SELECT e.*, r.name AS repo_name, r.path AS repo_path FROM episodes e JOIN repos r ON r.id = e.repo_id"

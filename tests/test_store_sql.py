@@ -218,3 +218,27 @@ def test_rated_episodes_take_the_final_test_run_and_leave_history_out(git_repo):
     assert [r.passed for r in rated] == [False, None, False]
     assert (rated[0].model, rated[0].adapter_version, rated[0].outcome) == ("m", "v0001", "pending")
     assert store.count_episodes(rid) == 4 and store.count_episodes(rid, source="history") == 1
+
+
+def test_model_calls_add_up_and_steps_only_grow(git_repo):
+    store = Store()
+    _, eid = _episode(store, git_repo)
+    store.add_model_call(eid, 3, 2, None, 10, 5, 0.1, 0.01)
+    store.add_model_call(eid, 1, 2, None, 7, 1, 0.1, 0.02)  # an earlier step reported late
+    ep = store.find_episode(eid)
+    assert (ep.steps, ep.prompt_tokens, ep.completion_tokens) == (3, 17, 6)
+    assert abs(ep.cost_usd - 0.03) < 1e-9
+
+
+def test_short_ids_are_unique_prefixes_that_resolve_back(git_repo):
+    store = Store()
+    rid = store.ensure_repo(git_repo)
+    ids = ["260101000000aaaaaa", "260101000000aaaabb", "260101000000abcdef", "2601010000009f0000"]
+    for eid in ids:
+        store.create_episode(rid, "t", episode_id=eid)
+    short = store.short_ids(ids)
+    assert short == {"260101000000aaaaaa": "260101000000aaaaa", "260101000000aaaabb": "260101000000aaaab",
+                     "260101000000abcdef": "260101000000ab", "2601010000009f0000": "2601010000009"}
+    assert all(store.resolve_id(p) == eid for eid, p in short.items())
+    assert store.short_ids(["260101000000abcdef"], min_len=16)["260101000000abcdef"] == "260101000000abcd"
+    assert store.ensure_repo(git_repo) == rid  # a second time: the same row, no error
