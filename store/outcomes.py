@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass, fields
 from pathlib import Path
 
 from learnagent.core import home
+from learnagent.core.config import OutcomesConfig, load_config
 from learnagent.core.errors import LearnagentError
 from learnagent.store import gitutil
 from learnagent.store.attribution import coverage, match_commit, parse_diff, removed_fraction, units_of
@@ -39,29 +39,13 @@ CLOCK_SLACK_S = 60  # a commit older than its episode (minus this) can't hold th
 _REVERTS = re.compile(r"This reverts commit ([0-9a-f]{7,40})")
 
 
-@dataclass
-class OutcomeSettings:
-    """[outcomes] settings; defaults apply while core.config has no such section."""
-
-    reject_after_days: float = 7.0
-    survival_commits: int = 20
-    accept_fraction: float = 0.9  # share of the agent's lines committed for a verdict
-    partial_fraction: float = 0.5  # at the window's end: at least this much committed -> edited
-    revert_fraction: float = 0.6  # share of the committed lines one commit removes -> reverted
-
-
-def load_settings(repo_root: Path) -> OutcomeSettings:
-    settings = OutcomeSettings()
+def load_settings(repo_root: Path) -> OutcomesConfig:
+    """The repository's [outcomes] settings; the defaults when its config cannot be read (a broken config
+    must not stop the hooks; `learnagent` itself reports it)."""
     try:
-        from learnagent.core.config import load_config
-
-        section = getattr(load_config(repo_root), "outcomes", None)
-    except Exception:  # a broken config must not stop the hooks; `learnagent` itself reports it
-        section = None
-    for f in fields(settings):
-        if section is not None and hasattr(section, f.name):
-            setattr(settings, f.name, type(getattr(settings, f.name))(getattr(section, f.name)))
-    return settings
+        return load_config(repo_root).outcomes
+    except Exception:
+        return OutcomesConfig()
 
 
 # ---------------------------------------------------------------- events and verdicts
@@ -84,7 +68,7 @@ def explicit_verdict(store, episode_id: str, outcome: str, reason: str | None = 
     set_verdict(store, episode_id, outcome, reason or f"{outcome} by the user", by=USER_BY)
 
 
-def open_candidates(store, repo_id: str, settings: OutcomeSettings, now: float) -> list[Episode]:
+def open_candidates(store, repo_id: str, settings: OutcomesConfig, now: float) -> list[Episode]:
     """Episodes a new commit may belong to: applied or kept, or decided by attribution in the window.
     A kept episode (never applied) is only credited with a commit made from its branch
     (`made_from_branch`); an applied one by its lines, wherever they were committed."""
@@ -140,7 +124,7 @@ def _may_credit(root: Path, ep: Episode, info: dict) -> bool:
     return made_from_branch(root, ep, info)
 
 
-def reverdict(store, root: Path, ep: Episode, settings: OutcomeSettings, commit: str) -> list[str]:
+def reverdict(store, root: Path, ep: Episode, settings: OutcomesConfig, commit: str) -> list[str]:
     """Recompute an episode's verdict from all its (not rewritten) commit matches."""
     units = units_of(ep.final_diff)
     cov = coverage(units, _matches(store, ep.id))
@@ -164,7 +148,7 @@ def reverdict(store, root: Path, ep: Episode, settings: OutcomeSettings, commit:
 
 # ---------------------------------------------------------------- commits
 
-def process_commit(store, root: Path, sha: str, settings: OutcomeSettings, now: float | None = None,
+def process_commit(store, root: Path, sha: str, settings: OutcomesConfig, now: float | None = None,
                    repo_id: str | None = None) -> list[str]:
     """Attribute one commit (a merge: its diff against the first parent) to open episodes; detect reverts.
 
@@ -223,7 +207,7 @@ def _detect_reverts(store, root, repo_id, info, patches, settings, skip: set[str
     return msgs
 
 
-def process_rewrite(store, root: Path, pairs: list[tuple[str, str]], settings: OutcomeSettings,
+def process_rewrite(store, root: Path, pairs: list[tuple[str, str]], settings: OutcomesConfig,
                     repo_id: str | None = None) -> list[str]:
     """post-rewrite (amend, rebase): the new commits replace the old ones, never adding to them."""
     repo_id = repo_id or home.repo_key(root)
@@ -245,7 +229,7 @@ def process_rewrite(store, root: Path, pairs: list[tuple[str, str]], settings: O
     return msgs
 
 
-def process_merge(store, root: Path, settings: OutcomeSettings, repo_id: str | None = None) -> list[str]:
+def process_merge(store, root: Path, settings: OutcomesConfig, repo_id: str | None = None) -> list[str]:
     """post-merge: a merge commit, or the commits a fast-forward brought in (e.g. a kept branch)."""
     orig = gitutil.rev(root, "ORIG_HEAD")
     if orig:
@@ -262,7 +246,7 @@ def process_merge(store, root: Path, settings: OutcomeSettings, repo_id: str | N
 
 # ---------------------------------------------------------------- expiry
 
-def expire_stale(store, root: Path, settings: OutcomeSettings, now: float | None = None,
+def expire_stale(store, root: Path, settings: OutcomesConfig, now: float | None = None,
                  repo_id: str | None = None) -> list[str]:
     """Close the open episodes whose window has passed: edited if enough was committed, else rejected."""
     now = now or time.time()
