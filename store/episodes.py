@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 import time
 import uuid
 from contextlib import contextmanager
@@ -18,7 +17,7 @@ from typing import Any, Callable, Iterator
 from learnagent.core import home
 from learnagent.core.errors import StoreError, UnknownEpisode
 from learnagent.store.adapter_rows import AdapterRows
-from learnagent.store.db import connect
+from learnagent.store.db import INTEGRITY_ERRORS, connect, is_postgres, store_target
 from learnagent.store.outcome_rows import OutcomeRows
 from learnagent.store.privacy_rows import PrivacyRows
 from learnagent.store.records import OUTCOMES, Episode, EpisodeStatus, from_row
@@ -52,9 +51,12 @@ class Store(PrivacyRows, AdapterRows, OutcomeRows):
     `transaction()`.
     """
 
-    def __init__(self, path: Path | None = None, scrub: Callable[[str], str] | None = None):
-        self.path = Path(path) if path else home.db_path()
-        self.conn = connect(self.path)
+    def __init__(self, path: Path | str | None = None, scrub: Callable[[str], str] | None = None):
+        target = path if path else store_target()  # LEARNAGENT_DB, [store] url, the data home's file
+        self.dialect = "postgresql" if is_postgres(target) else "sqlite"
+        self.path = None if self.dialect == "postgresql" else Path(target)  # the SQLite file
+        self.url = str(target)
+        self.conn = connect(target)
         self.scrub = scrub or _default_scrubber()
 
     def close(self) -> None:
@@ -107,7 +109,7 @@ class Store(PrivacyRows, AdapterRows, OutcomeRows):
                      started_at or time.time(), self.scrub(json.dumps(meta or {}))),
                 )
                 return eid
-            except sqlite3.IntegrityError:
+            except INTEGRITY_ERRORS:
                 # two runs in the same second drew the same random tail (1 in 16M): draw again;
                 # a caller-given id is the caller's to make unique
                 if episode_id is not None or attempt == 4 or not self.has_episode(eid):

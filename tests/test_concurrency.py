@@ -96,10 +96,11 @@ def test_parallel_processes_write_without_lock_errors_or_mixups(tmp_path):
 
 def _open_new_store(path: str, errors) -> None:
     try:
-        from learnagent.store.db import connect, migrations
+        from learnagent.store.db import connect, head_version
 
         conn = connect(path)
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == migrations()[-1][0]
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == head_version()
+        assert [tuple(r) for r in conn.execute("SELECT version_num FROM alembic_version")] == [(f"{head_version():04d}",)]
         conn.close()
     except BaseException:
         errors.put(traceback.format_exc())

@@ -1,4 +1,5 @@
-"""The store's own methods where they carry logic: transaction(), forgetting, interrupted runs (real SQLite)."""
+"""The store's own methods where they carry logic: transaction(), forgetting, interrupted runs (real SQLite
+and a real PostgreSQL server: every test runs on both, see `store_db` in conftest.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import pytest
 from learnagent.store.episodes import Store
 from learnagent.store.privacy_rows import EPISODE_ROWS, forgotten_hash
 from learnagent.store.records import Episode
+
+pytestmark = pytest.mark.usefixtures("store_db")
 
 
 def _episode(store, repo, task="a task", **kw) -> tuple[str, str]:
@@ -47,7 +50,9 @@ def test_a_nested_transaction_joins_the_outer_one(git_repo):
     assert store.recording_enabled(rid)
 
 
-def test_transaction_holds_the_write_lock_against_another_process(git_repo):
+def test_transaction_holds_the_write_lock_against_another_process(git_repo, store_db):
+    if store_db != "sqlite":
+        pytest.skip("SQLite's file lock; PostgreSQL's row locks: tests/test_team_store.py")
     store = Store()
     rid, _ = _episode(store, git_repo)
     other = sqlite3.connect(store.path, timeout=0, isolation_level=None)
@@ -61,7 +66,9 @@ def test_transaction_holds_the_write_lock_against_another_process(git_repo):
 
 # ---- forgetting ------------------------------------------------------------------------------------
 
-def test_episode_rows_name_every_table_that_points_at_an_episode():
+def test_episode_rows_name_every_table_that_points_at_an_episode(store_db):
+    if store_db != "sqlite":
+        pytest.skip("reads SQLite's catalogue; the schema is the same revision on both")
     store = Store()
     pointing = set()
     for (table,) in store.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
