@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import socket
 import time
 import uuid
 from contextlib import contextmanager
@@ -94,19 +95,38 @@ class Store(PrivacyRows, AdapterRows, OutcomeRows):
         )
         return key
 
+    def author_of(self, repo_id: str) -> str | None:
+        """`git config user.email` as the repository sees it (its own config, then the user's), None
+        when unset; asked once per repository and store."""
+        cache = self.__dict__.setdefault("_authors", {})
+        if repo_id not in cache:
+            from learnagent.store.gitutil import git
+
+            row = self.conn.execute("SELECT path FROM repos WHERE id = ?", (repo_id,)).fetchone()
+            email = ""
+            if row is not None and Path(row["path"]).is_dir():
+                email = git(Path(row["path"]), "config", "user.email", check=False).strip()
+            cache[repo_id] = email or None
+        return cache[repo_id]
+
     # ---- writing an episode ---------------------------------------------------------
     def create_episode(self, repo_id: str, task: str, *, source: str = "do", base_commit: str | None = None,
                        branch: str | None = None, worktree: str | None = None, model: str | None = None,
                        adapter_version: str | None = None, meta: dict | None = None,
-                       episode_id: str | None = None, started_at: float | None = None) -> str:
+                       episode_id: str | None = None, started_at: float | None = None,
+                       author: str | None = None, machine: str | None = None) -> str:
+        """A new episode row; `author` defaults to the repository's `git config user.email` now,
+        `machine` to this host's name (docs/TEAM.md: what a push sends)."""
+        author = author if author is not None else self.author_of(repo_id)
+        machine = machine if machine is not None else socket.gethostname()
         for attempt in range(5):
             eid = episode_id or new_episode_id()
             try:
                 self.conn.execute(
                     "INSERT INTO episodes(id, repo_id, source, task, base_commit, branch, worktree, model,"
-                    " adapter_version, started_at, meta) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    " adapter_version, started_at, meta, author, machine) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (eid, repo_id, source, self.scrub(task), base_commit, branch, worktree, model, adapter_version,
-                     started_at or time.time(), self.scrub(json.dumps(meta or {}))),
+                     started_at or time.time(), self.scrub(json.dumps(meta or {})), author or None, machine),
                 )
                 return eid
             except INTEGRITY_ERRORS:

@@ -140,9 +140,9 @@ class _translated_errors:
         if isinstance(exc, psycopg.IntegrityError):
             raise PgIntegrityError(_first_line(exc)) from exc
         if isinstance(exc, psycopg.OperationalError):
-            raise StoreError(f"the team store {safe_url(self.url)} failed: {_first_line(exc)}") from None
+            raise StoreError(f"the store {safe_url(self.url)} failed: {_first_line(exc)}") from None
         if isinstance(exc, psycopg.Error):
-            raise StoreError(f"the team store {safe_url(self.url)} refused a statement ({_first_line(exc)}); "
+            raise StoreError(f"the store {safe_url(self.url)} refused a statement ({_first_line(exc)}); "
                              "nothing was changed: this is a learnagent bug, please report it") from None
         return False
 
@@ -159,7 +159,7 @@ def connect(url: str) -> PgConnection:
         raw = psycopg.connect(libpq_url(url), autocommit=True, connect_timeout=CONNECT_TIMEOUT_S,
                               application_name="learnagent")
     except psycopg.Error as exc:
-        raise StoreError(f"cannot open the team store {safe_url(url)}: {_pg_reason(exc)}") from None
+        raise StoreError(f"cannot open the store {safe_url(url)}: {_pg_reason(exc)}") from None
     raw.adapters.register_loader("numeric", FloatLoader)  # SUM()/AVG() come back as float, as on SQLite
     return PgConnection(raw, url)
 
