@@ -21,7 +21,8 @@ from learnagent.store.adapter_rows import AdapterRows
 from learnagent.store.db import connect
 from learnagent.store.outcome_rows import OutcomeRows
 from learnagent.store.privacy_rows import PrivacyRows
-from learnagent.store.records import OUTCOMES, Episode, EpisodeStatus, Message, ModelCall, TestRun, ToolCall, from_row
+from learnagent.store.records import (OUTCOMES, Episode, EpisodeStatus, Message, ModelCall, OutcomeName, TestRun,
+                                      ToolCall, from_row)
 
 
 MIN_ID = 8  # shortest id prefix `log` prints (git prints 7 hex digits; ours start with the time)
@@ -181,7 +182,7 @@ class Store(PrivacyRows, AdapterRows, OutcomeRows):
              duration_s, time.time()),
         )
 
-    def finish_episode(self, episode_id: str, status: str, *, final_diff: str | None = None,
+    def finish_episode(self, episode_id: str, status: EpisodeStatus, *, final_diff: str | None = None,
                        summary: str | None = None, error: str | None = None) -> None:
         self.conn.execute(
             "UPDATE episodes SET status = ?, final_diff = ?, summary = ?, error = ?, ended_at = ? WHERE id = ?",
@@ -190,7 +191,7 @@ class Store(PrivacyRows, AdapterRows, OutcomeRows):
              time.time(), episode_id),
         )
 
-    def set_outcome(self, episode_id: str, outcome: str, reason: str | None = None) -> None:
+    def set_outcome(self, episode_id: str, outcome: OutcomeName, reason: str | None = None) -> None:
         if outcome not in OUTCOMES:
             raise StoreError(f"unknown outcome '{outcome}' (one of {', '.join(OUTCOMES)})")
         self.conn.execute(
@@ -257,11 +258,9 @@ class Store(PrivacyRows, AdapterRows, OutcomeRows):
         args.append(limit)
         episodes = []
         for row in self.conn.execute(sql, args).fetchall():
-            last = self.conn.execute("SELECT exit_code, timed_out FROM test_runs WHERE episode_id = ?"
-                                     " ORDER BY id DESC LIMIT 1", (row["id"],)).fetchone()
-            tests = None if last is None else ("timeout" if last["timed_out"] else
-                                               "pass" if last["exit_code"] == 0 else "fail")
-            episodes.append(self._episode(row, tests=tests))
+            last = self.conn.execute(_TEST_RUN + " WHERE episode_id = ? ORDER BY id DESC LIMIT 1",
+                                     (row["id"],)).fetchone()
+            episodes.append(self._episode(row, tests=None if last is None else _test_run(last).verdict))
         return episodes
 
     def get_episode(self, episode_id: str) -> Episode:
@@ -281,15 +280,20 @@ class Store(PrivacyRows, AdapterRows, OutcomeRows):
         tool_calls = tuple(from_row(ToolCall, r, args=json.loads(r["args"]), ok=bool(r["ok"])) for r in q(
             "SELECT step, name, args, result, ok, duration_s FROM tool_calls WHERE episode_id = ? ORDER BY id",
             (episode_id,)))
-        test_runs = tuple(from_row(TestRun, r, timed_out=bool(r["timed_out"])) for r in q(
-            "SELECT phase, command, exit_code, timed_out, output_tail, duration_s FROM test_runs"
-            " WHERE episode_id = ? ORDER BY id", (episode_id,)))
+        test_runs = tuple(_test_run(r) for r in q(_TEST_RUN + " WHERE episode_id = ? ORDER BY id", (episode_id,)))
         return self._episode(row, tests=test_runs[-1].verdict if test_runs else None, messages=messages,
                              model_calls=model_calls, tool_calls=tool_calls, test_runs=test_runs)
 
     @staticmethod
     def _episode(row, **extra) -> Episode:
         return from_row(Episode, row, meta=json.loads(row["meta"] or "{}"), **extra)
+
+
+_TEST_RUN = "SELECT phase, command, exit_code, timed_out, output_tail, duration_s FROM test_runs"
+
+
+def _test_run(row) -> TestRun:
+    return from_row(TestRun, row, timed_out=bool(row["timed_out"]))
 
 
 def _default_scrubber() -> Callable[[str], str]:
