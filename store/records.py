@@ -33,6 +33,9 @@ AdapterStatus = Literal["candidate", "promoted", "rejected", "retired"]
 EPISODE_STATUSES: tuple[str, ...] = get_args(EpisodeStatus)
 OUTCOMES: tuple[str, ...] = get_args(OutcomeName)
 ADAPTER_STATUSES: tuple[str, ...] = get_args(AdapterStatus)
+# still waiting for commits to decide them / a verdict reached (the acceptance rate's denominator)
+OPEN_OUTCOMES: tuple[OutcomeName, ...] = ("pending", "kept")
+DECIDED_OUTCOMES: tuple[OutcomeName, ...] = ("accepted", "edited", "rejected", "reverted")
 
 
 @dataclass(frozen=True)
