@@ -21,7 +21,8 @@ from learnagent.store.adapter_rows import AdapterRows
 from learnagent.store.db import INTEGRITY_ERRORS, connect, is_postgres, store_target
 from learnagent.store.outcome_rows import OutcomeRows
 from learnagent.store.privacy_rows import PrivacyRows
-from learnagent.store.records import OUTCOMES, Episode, EpisodeStatus, from_row
+from learnagent.store.records import (OUTCOMES, Episode, EpisodeStatus, Message, ModelCall, OutcomeName, TestRun,
+                                      ToolCall, from_row)
 
 
 MIN_ID = 8  # shortest id prefix `log` prints (git prints 7 hex digits; ours start with the time)
@@ -203,7 +204,7 @@ class Store(PrivacyRows, AdapterRows, OutcomeRows):
              duration_s, time.time()),
         )
 
-    def finish_episode(self, episode_id: str, status: str, *, final_diff: str | None = None,
+    def finish_episode(self, episode_id: str, status: EpisodeStatus, *, final_diff: str | None = None,
                        summary: str | None = None, error: str | None = None) -> None:
         self.conn.execute(
             "UPDATE episodes SET status = ?, final_diff = ?, summary = ?, error = ?, ended_at = ? WHERE id = ?",
@@ -212,7 +213,7 @@ class Store(PrivacyRows, AdapterRows, OutcomeRows):
              time.time(), episode_id),
         )
 
-    def set_outcome(self, episode_id: str, outcome: str, reason: str | None = None) -> None:
+    def set_outcome(self, episode_id: str, outcome: OutcomeName, reason: str | None = None) -> None:
         if outcome not in OUTCOMES:
             raise StoreError(f"unknown outcome '{outcome}' (one of {', '.join(OUTCOMES)})")
         self.conn.execute(
@@ -267,7 +268,9 @@ class Store(PrivacyRows, AdapterRows, OutcomeRows):
             short[eid] = eid[:max(min_len, shared + 1)]
         return short
 
-    def list_episodes(self, repo_id: str | None = None, limit: int = 50) -> list[dict]:
+    def list_episodes(self, repo_id: str | None = None, limit: int = 50) -> list[Episode]:
+        """The newest episodes (of one repository, or all), without their messages and calls; `tests`
+        is the last test run's verdict."""
         sql = "SELECT e.*, r.name AS repo_name, r.path AS repo_path FROM episodes e JOIN repos r ON r.id = e.repo_id"
         args: list[Any] = []
         if repo_id:
@@ -275,46 +278,44 @@ class Store(PrivacyRows, AdapterRows, OutcomeRows):
             args.append(repo_id)
         sql += " ORDER BY e.started_at DESC, e.id DESC LIMIT ?"
         args.append(limit)
-        episodes = [self._episode_dict(r) for r in self.conn.execute(sql, args)]
-        for ep in episodes:
-            last = self.conn.execute(
-                "SELECT exit_code, timed_out FROM test_runs WHERE episode_id = ? ORDER BY id DESC LIMIT 1", (ep["id"],)
-            ).fetchone()
-            ep["tests"] = None if last is None else ("timeout" if last["timed_out"] else
-                                                      "pass" if last["exit_code"] == 0 else "fail")
+        episodes = []
+        for row in self.conn.execute(sql, args).fetchall():
+            last = self.conn.execute(_TEST_RUN + " WHERE episode_id = ? ORDER BY id DESC LIMIT 1",
+                                     (row["id"],)).fetchone()
+            episodes.append(self._episode(row, tests=None if last is None else _test_run(last).verdict))
         return episodes
 
-    def get_episode(self, episode_id: str) -> dict:
+    def get_episode(self, episode_id: str) -> Episode:
+        """The episode whole: its row, messages, model and tool calls, test runs."""
         row = self.conn.execute(
             "SELECT e.*, r.name AS repo_name, r.path AS repo_path FROM episodes e JOIN repos r ON r.id = e.repo_id"
             " WHERE e.id = ?", (episode_id,)).fetchone()
         if row is None:
             raise UnknownEpisode(f"no episode '{episode_id}'")
-        ep = self._episode_dict(row)
         q = self.conn.execute
-        ep["messages"] = [dict(r) for r in q("SELECT seq, step, role, content, tokens, created_at FROM messages"
-                                              " WHERE episode_id = ? ORDER BY seq", (episode_id,))]
-        ep["model_calls"] = [dict(r) for r in q("SELECT step, n_prompt_messages, response_seq, prompt_tokens,"
-                                                 " completion_tokens, duration_s, cost_usd, engine, adapter_version,"
-                                                 " stop_reason FROM model_calls"
-                                                 " WHERE episode_id = ? ORDER BY id", (episode_id,))]
-        ep["tool_calls"] = [dict(r) | {"args": json.loads(r["args"]), "ok": bool(r["ok"])} for r in
-                            q("SELECT step, name, args, result, ok, duration_s FROM tool_calls"
-                              " WHERE episode_id = ? ORDER BY id", (episode_id,))]
-        ep["test_runs"] = [dict(r) | {"timed_out": bool(r["timed_out"])} for r in
-                           q("SELECT phase, command, exit_code, timed_out, output_tail, duration_s FROM test_runs"
-                             " WHERE episode_id = ? ORDER BY id", (episode_id,))]
-        return ep
+        messages = tuple(from_row(Message, r) for r in q(
+            "SELECT seq, step, role, content, tokens, created_at FROM messages WHERE episode_id = ? ORDER BY seq",
+            (episode_id,)))
+        model_calls = tuple(from_row(ModelCall, r) for r in q(
+            "SELECT step, n_prompt_messages, response_seq, prompt_tokens, completion_tokens, duration_s, cost_usd,"
+            " engine, adapter_version, stop_reason FROM model_calls WHERE episode_id = ? ORDER BY id", (episode_id,)))
+        tool_calls = tuple(from_row(ToolCall, r, args=json.loads(r["args"]), ok=bool(r["ok"])) for r in q(
+            "SELECT step, name, args, result, ok, duration_s FROM tool_calls WHERE episode_id = ? ORDER BY id",
+            (episode_id,)))
+        test_runs = tuple(_test_run(r) for r in q(_TEST_RUN + " WHERE episode_id = ? ORDER BY id", (episode_id,)))
+        return self._episode(row, tests=test_runs[-1].verdict if test_runs else None, messages=messages,
+                             model_calls=model_calls, tool_calls=tool_calls, test_runs=test_runs)
 
     @staticmethod
-    def _episode(row) -> Episode:
-        return from_row(Episode, row, meta=json.loads(row["meta"] or "{}"))
+    def _episode(row, **extra) -> Episode:
+        return from_row(Episode, row, meta=json.loads(row["meta"] or "{}"), **extra)
 
-    @staticmethod
-    def _episode_dict(row) -> dict:
-        ep = dict(row)
-        ep["meta"] = json.loads(ep.get("meta") or "{}")
-        return ep
+
+_TEST_RUN = "SELECT phase, command, exit_code, timed_out, output_tail, duration_s FROM test_runs"
+
+
+def _test_run(row) -> TestRun:
+    return from_row(TestRun, row, timed_out=bool(row["timed_out"]))
 
 
 def _default_scrubber() -> Callable[[str], str]:

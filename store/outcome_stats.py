@@ -15,9 +15,9 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import datetime, timezone
 
-from learnagent.store.records import RatedEpisode
+from learnagent.store.records import DECIDED_OUTCOMES, RatedEpisode
 
-DECIDED = ("accepted", "edited", "rejected", "reverted")
+DECIDED = DECIDED_OUTCOMES
 BARS = "▁▂▃▄▅▆▇█"
 
 

@@ -29,9 +29,9 @@ from learnagent.core.errors import LearnagentError
 from learnagent.store import gitutil
 from learnagent.store.attribution import coverage, match_commit, parse_diff, removed_fraction, units_of
 from learnagent.store.correction import correction_diff
-from learnagent.store.records import Episode
+from learnagent.store.records import OPEN_OUTCOMES, Episode
 
-OPEN = ("pending", "kept")
+OPEN = OPEN_OUTCOMES
 AUTO_BY = "attribution"
 USER_BY = "user"
 MAX_MERGE_RANGE = 50  # commits a post-merge (fast-forward) looks at

@@ -18,6 +18,10 @@ OutcomeName = Literal["pending", "accepted", "edited", "rejected", "reverted", "
 # where an episode came from: a `do` run, or a commit imported by `history import`
 EpisodeSource = Literal["do", "history"]
 
+# who said a message; which test run (a `test` tool call during the loop, or the run after it); a test's verdict
+Role = Literal["system", "user", "assistant"]
+TestPhase = Literal["agent", "final"]
+TestVerdict = Literal["pass", "fail", "timeout"]
 # evidence about an outcome (outcome_events.kind): a commit carried the agent's lines ('match'; 'rewritten'
 # once an amend/rebase replaced that commit), a verdict was reached, a commit reverted it, how much of it
 # survives N commits later
@@ -29,6 +33,67 @@ AdapterStatus = Literal["candidate", "promoted", "rejected", "retired"]
 EPISODE_STATUSES: tuple[str, ...] = get_args(EpisodeStatus)
 OUTCOMES: tuple[str, ...] = get_args(OutcomeName)
 ADAPTER_STATUSES: tuple[str, ...] = get_args(AdapterStatus)
+# still waiting for commits to decide them / a verdict reached (the acceptance rate's denominator)
+OPEN_OUTCOMES: tuple[OutcomeName, ...] = ("pending", "kept")
+DECIDED_OUTCOMES: tuple[OutcomeName, ...] = ("accepted", "edited", "rejected", "reverted")
+
+
+@dataclass(frozen=True)
+class Message:
+    """One message of an episode's conversation, in order (`seq`)."""
+
+    seq: int
+    step: int
+    role: Role
+    content: str
+    tokens: int | None = None
+    created_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class ModelCall:
+    """One model call: it saw the first `n_prompt_messages` messages and answered with message `response_seq`."""
+
+    step: int
+    n_prompt_messages: int
+    response_seq: int | None
+    prompt_tokens: int
+    completion_tokens: int
+    duration_s: float
+    cost_usd: float = 0.0
+    engine: str | None = None
+    adapter_version: str | None = None
+    stop_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    step: int
+    name: str
+    args: dict[str, Any]
+    result: str
+    ok: bool  # False when the tool reported an error to the model
+    duration_s: float
+
+
+@dataclass(frozen=True)
+class TestRun:
+    __test__ = False  # not a pytest test class
+
+    phase: TestPhase
+    command: str
+    exit_code: int | None
+    timed_out: bool
+    output_tail: str
+    duration_s: float
+
+    @property
+    def passed(self) -> bool:
+        return self.exit_code == 0 and not self.timed_out
+
+    @property
+    def verdict(self) -> TestVerdict:
+        return "timeout" if self.timed_out else "pass" if self.exit_code == 0 else "fail"
 
 
 @dataclass(frozen=True)
@@ -61,6 +126,12 @@ class Episode:
     machine: str | None = None  # the host it was recorded on
     repo_name: str | None = None
     repo_path: str | None = None
+    tests: TestVerdict | None = None  # its last test run's verdict (Store.list_episodes, get_episode)
+    # its whole record (Store.get_episode only; empty elsewhere)
+    messages: tuple[Message, ...] = ()
+    model_calls: tuple[ModelCall, ...] = ()
+    tool_calls: tuple[ToolCall, ...] = ()
+    test_runs: tuple[TestRun, ...] = ()
 
 
 @dataclass(frozen=True)

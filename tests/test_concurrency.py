@@ -50,7 +50,7 @@ def _reader(stop, errors) -> None:
         with Store() as store:
             while not stop.is_set():
                 for ep in store.list_episodes(limit=20):
-                    store.get_episode(ep["id"])
+                    store.get_episode(ep.id)
     except BaseException:
         errors.put(f"reader: {traceback.format_exc()}")
 

@@ -249,3 +249,29 @@ def test_short_ids_are_unique_prefixes_that_resolve_back(git_repo):
     assert all(store.resolve_id(p) == eid for eid, p in short.items())
     assert store.short_ids(["260101000000abcdef"], min_len=16)["260101000000abcdef"] == "260101000000abcd"
     assert store.ensure_repo(git_repo) == rid  # a second time: the same row, no error
+
+
+def test_get_episode_returns_typed_records_and_list_gives_the_last_test_verdict(git_repo):
+    from learnagent.store.records import Message, ModelCall, TestRun, ToolCall, as_json
+
+    store = Store()
+    rid, eid = _episode(store, git_repo, meta={"k": 1})
+    seq = store.add_message(eid, 0, "user", "hello")
+    store.add_model_call(eid, 0, 1, seq, 3, 2, 0.5, engine="scripted", stop_reason="action")
+    store.add_tool_call(eid, 0, "read", {"path": "a.py"}, "text", False, 0.01)
+    store.add_test_run(eid, "agent", "pytest", 1, "F", 0.2)
+    store.add_test_run(eid, "final", "pytest", None, "", 9.0, timed_out=True)
+    ep = store.get_episode(eid)
+    assert ep.messages == (Message(seq, 0, "user", "hello", None, ep.messages[0].created_at),)
+    assert ep.model_calls == (ModelCall(0, 1, seq, 3, 2, 0.5, 0.0, "scripted", None, "action"),)
+    assert ep.tool_calls == (ToolCall(0, "read", {"path": "a.py"}, "text", False, 0.01),)
+    assert [(t.phase, t.verdict, t.passed) for t in ep.test_runs] == [("agent", "fail", False),
+                                                                        ("final", "timeout", False)]
+    assert isinstance(ep.test_runs[1], TestRun) and ep.test_runs[1].timed_out is True
+    assert ep.tests == "timeout" and ep.meta == {"k": 1} and ep.repo_path == str(git_repo.resolve())
+    (listed,) = store.list_episodes(rid)
+    assert listed.tests == "timeout" and listed.messages == () and listed.id == eid
+    data = as_json(ep)  # the JSON edge: plain dicts all the way down
+    assert data["tool_calls"][0] == {"step": 0, "name": "read", "args": {"path": "a.py"}, "result": "text",
+                                     "ok": False, "duration_s": 0.01}
+    assert data["meta"] == {"k": 1} and data["test_runs"][1]["timed_out"] is True
