@@ -18,7 +18,7 @@ from learnagent.store.records import Episode
 EPISODE_ROWS: tuple[tuple[str, str], ...] = (
     ("messages", "episode_id"), ("model_calls", "episode_id"), ("tool_calls", "episode_id"),
     ("test_runs", "episode_id"), ("outcome_events", "episode_id"), ("imported_commits", "episode_id"),
-    ("adapter_episodes", "episode_id"),
+    ("adapter_episodes", "episode_id"), ("pushed", "episode_id"),
 )
 
 
