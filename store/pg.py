@@ -23,6 +23,12 @@ from urllib.parse import urlsplit, urlunsplit
 from learnagent.core.errors import StoreError
 
 CONNECT_TIMEOUT_S = 10
+# Store.transaction() promises what SQLite's BEGIN IMMEDIATE gives: the write lock up front, so a
+# read-then-write inside it (commit_processed then mark_commit_processed, MAX(seq)+1 then INSERT) is
+# atomic against other processes. READ COMMITTED alone would not be; every store transaction takes
+# this transaction-scoped advisory lock first, so writers queue as they do on SQLite (reads never wait).
+WRITE_LOCK_KEY = 0x1EA2_0001
+LOCK_TIMEOUT_S = 30
 
 
 class PgIntegrityError(Exception):
@@ -103,8 +109,15 @@ class PgConnection:
 
     def execute(self, sql: str, params: Iterable[Any] = ()):
         cur = self.raw.cursor(row_factory=_row_factory)
+        statement = translate(sql)
         with self._errors():
-            cur.execute(translate(sql), tuple(params) or None)
+            cur.execute(statement, tuple(params) or None)
+            if statement == "BEGIN" and sql.strip().upper() == "BEGIN IMMEDIATE":
+                try:
+                    cur.execute(f"SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})")
+                except BaseException:
+                    self.raw.execute("ROLLBACK")  # as on SQLite: a BEGIN that failed leaves no transaction
+                    raise
         return cur
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]):
@@ -161,6 +174,8 @@ def connect(url: str) -> PgConnection:
     except psycopg.Error as exc:
         raise StoreError(f"cannot open the store {safe_url(url)}: {_pg_reason(exc)}") from None
     raw.adapters.register_loader("numeric", FloatLoader)  # SUM()/AVG() come back as float, as on SQLite
+    # wait for the write lock as long as SQLite waits for its own (store/db.py BUSY_TIMEOUT_MS), then fail
+    raw.execute(f"SET lock_timeout = '{LOCK_TIMEOUT_S}s'")
     return PgConnection(raw, url)
 
 

@@ -155,3 +155,22 @@ def test_the_user_config_chooses_the_store_and_a_repository_config_may_not(git_r
     with Store() as local:
         assert local.dialect == "sqlite" and local.path == home.db_path()
         assert not local.recording_enabled(local.ensure_repo(git_repo))
+
+
+def test_a_postgresql_transaction_holds_the_write_lock_like_sqlite(pg_url, tmp_path):
+    """Store.transaction() on PostgreSQL: a second writer waits for the first (a read-then-write inside
+    stays atomic), while plain reads go on."""
+    from learnagent.core.errors import StoreError
+
+    first, second = Store(pg_url), Store(pg_url)
+    rid = first.ensure_repo(tmp_path)
+    second.conn.execute("SET lock_timeout = '300ms'")
+    with first.transaction():
+        first.mark_commit_processed(rid, "abc")
+        assert second.count_episodes(rid) == 0  # reading is not blocked
+        with pytest.raises(StoreError, match="lock timeout"):
+            with second.transaction():
+                pass
+    with second.transaction():  # free again once the first committed
+        assert second.commit_processed(rid, "abc")
+    first.close(), second.close()
