@@ -110,17 +110,28 @@ def push(local, team, url: str) -> PushResult:
     return result
 
 
-def forget_on_team(team, episode_ids: list[str], author: str | None):
-    """Forget, on the team store, those of `episode_ids` that are the user's own (author = their
-    git user.email): deleted, their hashes kept, adapters trained on them tainted (store/privacy.py)."""
-    from learnagent.store import privacy
+def forget_on_team(team, episode_ids: list[str], author: str | None) -> list[str]:
+    """Forget, on the team store, those of `episode_ids` that are the user's own (author = their git
+    user.email): their hashes recorded, the team's adapters trained on them marked tainted (the next
+    sleep does not continue from them), the rows deleted. Returns the ids forgotten there.
 
+    Not store/privacy.forget: that one also moves the PROMOTED pointer in this machine's adapter
+    folders, which for a team repository live on the GPU box, not here."""
     if not author or not episode_ids:
         return []
-    own = team_rows.own_episode_ids(team, episode_ids, author)
-    if own:
-        privacy.forget(team, team.episodes_by_id(own), remove_git=False)
-    return own
+    own = team.episodes_by_id(team_rows.own_episode_ids(team, episode_ids, author))
+    if not own:
+        return []
+    ids = [ep.id for ep in own]
+    commits = team.imported_commits_of(ids)
+    with team.transaction():
+        for ep in own:
+            team.record_forgotten(ep.repo_id, ep.id, commits.get(ep.id))
+        for repo_id in {ep.repo_id for ep in own}:
+            team.mark_adapters_tainted(repo_id, team.adapters_trained_on(repo_id, ids))
+        team.delete_episodes(ids)
+    team.erase_freed_pages()
+    return ids
 
 
 def diff_paths(diff: str) -> set[str]:

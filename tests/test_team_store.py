@@ -97,15 +97,19 @@ def test_forget_removes_the_users_own_episodes_from_the_team_store(git_repo, pg_
     assert run_cli("team", "join", "--name", "acme/calc", cwd=git_repo, env=env).returncode == 0
     out = run_cli("push", cwd=git_repo, env=env)  # [team] url is the default --to
     assert out.returncode == 0 and "1 new episode" in out.stdout, out.stderr
-    with Store(pg_url) as team:  # a colleague's episode with the same id prefix rules: never touched
+    with Store(pg_url) as team:  # a colleague's episode (never touched) and an adapter trained on both
         team.conn.execute("INSERT INTO episodes(id, repo_id, task, started_at, author) VALUES (?,?,?,?,?)",
                           ("colleague1", "acme/calc", "theirs", 1.0, "them@example.com"))
+        team.add_adapter("acme/calc", "v0001", path="/gpu/v0001", parent=None, method="opsd", base_model="b")
+        team.add_adapter_episodes("acme/calc", "v0001", [mine, "colleague1"])
 
     out = run_cli("forget", mine, "--yes", cwd=git_repo, env=env)
     assert out.returncode == 0 and "on the team store too" in out.stdout, out.stdout + out.stderr
     assert _team_rows(pg_url, "SELECT id FROM episodes ORDER BY id") == [("colleague1",)]
     assert _team_rows(pg_url, "SELECT COUNT(*) FROM messages") == [(0,)]
     assert _team_rows(pg_url, "SELECT COUNT(*) FROM forgotten_episodes") == [(1,)]
+    assert _team_rows(pg_url, "SELECT version, tainted FROM adapters") == [("v0001", 1)]
+    assert _team_rows(pg_url, "SELECT episode_id FROM adapter_episodes") == [("colleague1",)]
     with Store() as store:
         assert not store.has_episode(mine)
 
