@@ -268,3 +268,30 @@ def test_get_episode_returns_typed_records_and_list_gives_the_last_test_verdict(
     assert data["tool_calls"][0] == {"step": 0, "name": "read", "args": {"path": "a.py"}, "result": "text",
                                      "ok": False, "duration_s": 0.01}
     assert data["meta"] == {"k": 1} and data["test_runs"][1]["timed_out"] is True
+
+
+def test_a_migration_another_process_applied_meanwhile_is_not_run_again(tmp_path):
+    from learnagent.store.db import connect, migrate, migrations
+
+    conn = connect(tmp_path / "a.db")
+    latest = migrations()[-1][0]
+
+    class StaleFirstRead:
+        """The connection, except that its first look at the schema version predates another
+        process's migration: every migration looks new until it is checked inside the lock."""
+
+        def __init__(self, conn):
+            self.conn, self.first = conn, True
+
+        @property
+        def in_transaction(self):
+            return self.conn.in_transaction
+
+        def execute(self, sql, *args):
+            if self.first and sql == "PRAGMA user_version":
+                self.first = False
+                return sqlite3.connect(":memory:").execute("SELECT 0")
+            return self.conn.execute(sql, *args)
+
+    assert migrate(StaleFirstRead(conn)) == latest  # CREATE TABLE run twice would raise
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == latest and not conn.in_transaction
