@@ -295,3 +295,29 @@ def test_a_migration_another_process_applied_meanwhile_is_not_run_again(tmp_path
 
     assert migrate(StaleFirstRead(conn)) == latest  # CREATE TABLE run twice would raise
     assert conn.execute("PRAGMA user_version").fetchone()[0] == latest and not conn.in_transaction
+
+
+def test_no_sql_outside_the_store():
+    """Every SQL statement lives in store/ (docs/STORE.md "Who writes SQL"): nothing else executes
+    statements, touches a store's connection, or opens SQLite. The repo map's tag cache is its own
+    file with no episode data (agent/repomap_tags.py), the one exception. (Catching sqlite3's
+    exception types, as cli/app.py and agent/repomap.py do, is not SQL.)"""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    allowed = {Path("agent/repomap_tags.py")}
+    found = []
+    for folder in ("agent", "cli", "core", "learning", "runtime", "sandbox", "services"):
+        for path in sorted((root / folder).rglob("*.py")):
+            rel = path.relative_to(root)
+            if rel in allowed:
+                continue
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Attribute) and node.attr in ("execute", "executemany", "executescript",
+                                                                     "conn"):
+                    found.append(f"{rel}:{node.lineno} .{node.attr}")
+                elif isinstance(node, ast.Attribute) and node.attr == "connect" and \
+                        isinstance(node.value, ast.Name) and node.value.id == "sqlite3":
+                    found.append(f"{rel}:{node.lineno} opens SQLite")
+    assert found == []
