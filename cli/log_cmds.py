@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -12,7 +13,8 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
-from learnagent.store.records import Episode
+if TYPE_CHECKING:
+    from learnagent.store.records import Episode
 
 TASK_MIN = 24  # the task column never gets narrower than this (nor than a third of the line); other columns go first
 SUMMARY_FIELDS = ("id", "repo_id", "repo_name", "repo_path", "source", "task", "status", "outcome", "outcome_reason",

@@ -50,8 +50,7 @@ def team_status(as_json: bool = typer.Option(False, "--json", help="Print JSON."
 
     with Store() as store:
         joined = team_rows.joined_repos(store)
-        paths = {rid: store.conn.execute("SELECT path FROM repos WHERE id = ?", (rid,)).fetchone()[0]
-                 for rid in joined}
+        paths = {rid: team_rows.repo_path(store, rid) for rid in joined}
     if as_json:
         typer.echo(json.dumps([{"path": paths[r], "team_name": n} for r, n in joined.items()]))
         return

@@ -150,8 +150,8 @@ def diff_paths(diff: str) -> set[str]:
 def _ignore_rules(local, repo_id: str):
     from learnagent.core.ignore import IgnoreRules
 
-    row = local.conn.execute("SELECT path FROM repos WHERE id = ?", (repo_id,)).fetchone()
-    root = Path(row["path"]) if row else None
+    path = team_rows.repo_path(local, repo_id)
+    root = Path(path) if path else None
     # the repository's own rules when its checkout is here; else the built-in credential list alone
     return IgnoreRules.for_repo(root) if root is not None and root.is_dir() else IgnoreRules(root=Path("/"))
 

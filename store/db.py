@@ -19,9 +19,11 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
+from contextlib import contextmanager
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
+from typing import Iterator
 
 from learnagent.core.errors import StoreError, UsageError
 from learnagent.core.home import PRIVATE_DIR_MODE, create_private_file, db_path, make_private
@@ -233,6 +235,26 @@ def connect_sqlite(path: Path) -> sqlite3.Connection:
     except sqlite3.DatabaseError as exc:
         raise store_error(path, str(exc)) from None
     return conn
+
+
+@contextmanager
+def transaction(conn) -> Iterator[None]:
+    """BEGIN IMMEDIATE ... COMMIT, ROLLBACK on any exception (Ctrl-C too). The write lock is taken
+    up front, so a read-then-write inside is atomic against other processes. Inside another
+    transaction it joins that one: the outer one commits or rolls back everything.
+    (`Store.transaction` is this on the store's connection; on PostgreSQL store/pg.py turns BEGIN
+    IMMEDIATE into BEGIN + the store's advisory write lock, so the same holds there.)"""
+    if conn.in_transaction:
+        yield
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        if conn.in_transaction:  # SQLite may have rolled back itself (a full disk, an I/O error)
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 def _alembic_upgrade(sa_url: str, shown: str) -> None:

@@ -11,14 +11,13 @@ import json
 import socket
 import time
 import uuid
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, ContextManager
 
 from learnagent.core import home
 from learnagent.core.errors import StoreError, UnknownEpisode
 from learnagent.store.adapter_rows import AdapterRows
-from learnagent.store.db import INTEGRITY_ERRORS, connect, is_postgres, store_target
+from learnagent.store.db import INTEGRITY_ERRORS, connect, is_postgres, store_target, transaction
 from learnagent.store.outcome_rows import OutcomeRows
 from learnagent.store.privacy_rows import PrivacyRows
 from learnagent.store.records import (OUTCOMES, Episode, EpisodeStatus, Message, ModelCall, OutcomeName, TestRun,
@@ -70,21 +69,10 @@ class Store(PrivacyRows, AdapterRows, OutcomeRows):
     def __exit__(self, *exc):
         self.close()
 
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        """BEGIN IMMEDIATE ... COMMIT, ROLLBACK on any exception (Ctrl-C too). The write lock is taken
-        up front, so a read-then-write inside is atomic against other processes. Inside another
-        transaction it joins that one: the outer one commits or rolls back everything."""
-        if self.conn.in_transaction:
-            yield
-            return
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        self.conn.execute("COMMIT")
+    def transaction(self) -> ContextManager[None]:
+        """BEGIN IMMEDIATE ... COMMIT, ROLLBACK on any exception; a nested one joins the outer one
+        (store/db.py `transaction`)."""
+        return transaction(self.conn)
 
     # ---- repositories -------------------------------------------------------------
     def ensure_repo(self, root: Path) -> str:

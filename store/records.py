@@ -1,7 +1,7 @@
 """Typed records the store returns: what happened, by name, with its statuses listed once.
 
 The store builds these from its rows (`Store.find_episode`, `get_episode`, ...); callers read
-attributes. Dicts appear only at the JSON edge (`learnagent log --json`, `show --json`), made by
+attributes. Dicts appear only at the JSON edge (`log --json`, `show --json`, `adapters list --json`), made by
 `as_json` below.
 """
 

@@ -22,6 +22,12 @@ LOCAL_ONLY = {"episodes": ("worktree", "branch")}
 
 # ---- opt-in (learnagent team join / leave) ---------------------------------------------------------
 
+def repo_path(store, repo_id: str) -> str | None:
+    """Where the repository's main tree is on this machine (as recorded), None for an unknown id."""
+    row = store.conn.execute("SELECT path FROM repos WHERE id = ?", (repo_id,)).fetchone()
+    return None if row is None else row["path"]
+
+
 def joined_repos(store) -> dict[str, str]:
     """repo_id -> the name the team store knows it by, for every repository opted in to push."""
     return {r["repo_id"]: r["team_name"] for r in store.conn.execute(

@@ -275,3 +275,49 @@ def test_get_episode_returns_typed_records_and_list_gives_the_last_test_verdict(
     assert data["tool_calls"][0] == {"step": 0, "name": "read", "args": {"path": "a.py"}, "result": "text",
                                      "ok": False, "duration_s": 0.01}
     assert data["meta"] == {"k": 1} and data["test_runs"][1]["timed_out"] is True
+
+
+def test_a_migration_another_process_applied_meanwhile_is_not_run_again(tmp_path, store_db):
+    """The open's quick look at the schema version may predate another process's migration: the
+    upgrade reads the version again inside the write lock, so it runs nothing twice (a CREATE TABLE
+    run twice would raise)."""
+    import os
+
+    from learnagent.store import db, pg
+
+    target = os.environ["LEARNAGENT_DB"] if store_db == "postgresql" else str(tmp_path / "a.db")
+    conn = db.connect(target)  # migrated to the newest revision
+    stale = pg.sqlalchemy_url(target) if store_db == "postgresql" else f"sqlite:///{target}"
+    db._alembic_upgrade(stale, target)  # what a process whose first look said "old" then does
+    assert [tuple(r) for r in conn.execute("SELECT version_num FROM alembic_version")] == \
+        [(f"{db.head_version():04d}",)]
+    if store_db == "sqlite":
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == db.head_version()
+    assert not conn.in_transaction
+    conn.close()
+
+
+def test_no_sql_outside_the_store():
+    """Every SQL statement lives in store/ (docs/STORE.md "Who writes SQL"): nothing else executes
+    statements, touches a store's connection, or opens SQLite. The repo map's tag cache is its own
+    file with no episode data (agent/repomap_tags.py), the one exception. (Catching sqlite3's
+    exception types, as cli/app.py and agent/repomap.py do, is not SQL.)"""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    allowed = {Path("agent/repomap_tags.py")}
+    found = []
+    for folder in ("agent", "cli", "core", "learning", "runtime", "sandbox", "services"):
+        for path in sorted((root / folder).rglob("*.py")):
+            rel = path.relative_to(root)
+            if rel in allowed:
+                continue
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Attribute) and node.attr in ("execute", "executemany", "executescript",
+                                                                     "conn"):
+                    found.append(f"{rel}:{node.lineno} .{node.attr}")
+                elif isinstance(node, ast.Attribute) and node.attr == "connect" and \
+                        isinstance(node.value, ast.Name) and node.value.id == "sqlite3":
+                    found.append(f"{rel}:{node.lineno} opens SQLite")
+    assert found == []
