@@ -52,7 +52,7 @@ def test_a_nested_transaction_joins_the_outer_one(git_repo):
 
 def test_transaction_holds_the_write_lock_against_another_process(git_repo, store_db):
     if store_db != "sqlite":
-        pytest.skip("SQLite's file lock; PostgreSQL's row locks: tests/test_team_store.py")
+        pytest.skip("SQLite's file lock; PostgreSQL's advisory lock: tests/test_store_backends.py")
     store = Store()
     rid, _ = _episode(store, git_repo)
     other = sqlite3.connect(store.path, timeout=0, isolation_level=None)
