@@ -61,7 +61,7 @@ def team_status(as_json: bool = typer.Option(False, "--json", help="Print JSON."
 
 
 def push(to: Optional[str] = typer.Option(None, "--to", metavar="URL",
-                                          help="The team store (default: url in your config's [team])."),
+                                          help="The team store (default: the url of the team section in your own config, docs/TEAM.md)."),
          as_json: bool = typer.Option(False, "--json", help="Print the result as JSON.")):
     """Send the finished episodes of the repositories you opted in (team join) to the team store."""
     from learnagent.services import team

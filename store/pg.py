@@ -79,11 +79,14 @@ def _row_factory(cursor):
 
 
 @lru_cache(maxsize=512)
-def translate(sql: str) -> str:
-    """A statement written for sqlite3 as psycopg wants it: `?` -> `%s` (a literal `%` doubled),
-    `BEGIN IMMEDIATE` -> `BEGIN`. The store's statements never put `?` inside a string literal."""
+def translate(sql: str, with_params: bool = True) -> str:
+    """A statement written for sqlite3 as psycopg wants it: `BEGIN IMMEDIATE` -> `BEGIN`; with
+    parameters, `?` -> `%s` and a literal `%` doubled (psycopg reads `%` only when it binds
+    parameters). The store's statements never put `?` inside a string literal."""
     if sql.strip().upper() == "BEGIN IMMEDIATE":
         return "BEGIN"
+    if not with_params:
+        return sql
     return sql.replace("%", "%%").replace("?", "%s")
 
 
@@ -109,9 +112,10 @@ class PgConnection:
 
     def execute(self, sql: str, params: Iterable[Any] = ()):
         cur = self.raw.cursor(row_factory=_row_factory)
-        statement = translate(sql)
+        params = tuple(params)
+        statement = translate(sql, bool(params))
         with self._errors():
-            cur.execute(statement, tuple(params) or None)
+            cur.execute(statement, params or None)
             if statement == "BEGIN" and sql.strip().upper() == "BEGIN IMMEDIATE":
                 try:
                     cur.execute(f"SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})")

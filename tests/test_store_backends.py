@@ -174,3 +174,23 @@ def test_a_postgresql_transaction_holds_the_write_lock_like_sqlite(pg_url, tmp_p
     with second.transaction():  # free again once the first committed
         assert second.commit_processed(rid, "abc")
     first.close(), second.close()
+
+
+def test_statements_written_for_sqlite_read_the_same_on_postgresql(pg_url, tmp_path):
+    """store/pg.py's translation: `?` placeholders, a literal `%` with and without parameters, rows by
+    name and position, a duplicate key as the error the store catches, SUM as a plain number."""
+    from learnagent.store.db import INTEGRITY_ERRORS
+
+    with Store(pg_url) as pg:
+        rid = pg.ensure_repo(tmp_path)
+        pg.create_episode(rid, "100% done", episode_id="e1")
+        pg.create_episode(rid, "half", episode_id="e2")
+        row = pg.conn.execute("SELECT id, task FROM episodes WHERE task LIKE '100%'").fetchone()
+        assert (row[0], row["task"], dict(row)) == ("e1", "100% done", {"id": "e1", "task": "100% done"})
+        assert [r["id"] for r in pg.conn.execute("SELECT id FROM episodes WHERE task LIKE ? AND id != '%'",
+                                                 ("%done",))] == ["e1"]
+        with pytest.raises(INTEGRITY_ERRORS):
+            pg.create_episode(rid, "again", episode_id="e1")
+        pg.add_model_call("e1", 0, 1, None, 7, 3, 0.5)
+        total = pg.conn.execute("SELECT SUM(prompt_tokens) FROM episodes").fetchone()[0]
+        assert total == 7 and isinstance(total, (int, float))
