@@ -85,6 +85,13 @@ def store_target() -> str | Path:
     return db_path()
 
 
+def store_exists() -> bool:
+    """Whether there is a store to read (without creating one): a PostgreSQL store is there by
+    configuration; an SQLite one once its file is."""
+    target = store_target()
+    return is_postgres(target) or Path(target).exists()
+
+
 def damaged(path: Path, why: str) -> StoreError:
     """The one-line error for a store known to be damaged (its header, or an integrity check,
     says so), with the way out. Any other SQLite error goes through `store_error`."""

@@ -194,3 +194,10 @@ def test_statements_written_for_sqlite_read_the_same_on_postgresql(pg_url, tmp_p
         pg.add_model_call("e1", 0, 1, None, 7, 3, 0.5)
         total = pg.conn.execute("SELECT SUM(prompt_tokens) FROM episodes").fetchone()[0]
         assert total == 7 and isinstance(total, (int, float))
+
+
+def test_a_git_hook_with_an_unreachable_team_store_never_fails_the_commit(git_repo, learnagent_home):
+    out = run_cli("hook", "post-commit", cwd=git_repo, env={"LEARNAGENT_DB": "postgresql://me:pw@127.0.0.1:1/x"})
+    assert out.returncode == 0 and out.stderr == ""
+    log = (learnagent_home / "hooks.log").read_text()
+    assert "cannot open the store postgresql://me:***@127.0.0.1:1/x" in log and ":pw@" not in log
