@@ -5,7 +5,6 @@ runs that changed nothing are out of the acceptance rate."""
 from __future__ import annotations
 
 import json
-import sqlite3
 
 import pytest
 
@@ -25,7 +24,7 @@ SCRIPT = [
 
 
 @pytest.fixture
-def repo(git_repo):
+def repo(git_repo, store_db):  # every crediting test on SQLite and on PostgreSQL (the hooks too)
     install_hooks(git_repo)
     return git_repo
 
@@ -42,8 +41,10 @@ def kept_episode(repo, tmp_path) -> str:
 
 
 def outcome(eid: str) -> str:
-    with sqlite3.connect(home.db_path()) as db:
-        return db.execute("SELECT outcome FROM episodes WHERE id = ?", (eid,)).fetchone()[0]
+    from learnagent.store.episodes import Store
+
+    with Store() as store:
+        return store.find_episode(eid).outcome
 
 
 def another_commit(repo):
