@@ -4,6 +4,11 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from cli_helpers import run_cli
 from conftest import git
@@ -123,3 +128,38 @@ def test_push_to_an_unreachable_team_store_is_one_line_and_keeps_everything(git_
     assert "secret" not in out.stderr and "Traceback" not in out.stderr
     out = run_cli("push", cwd=git_repo)
     assert out.returncode == 2 and "no team store" in out.stderr
+
+
+def test_several_developers_pushing_at_once_lose_nothing(git_repo, pg_url, tmp_path):
+    """Three laptops (their own data homes and clones of one repository) push at the same moment
+    while the team store is read: every episode arrives once, under one repository."""
+    homes = []
+    for dev in range(3):
+        clone = tmp_path / f"clone{dev}"
+        git(tmp_path, "clone", "-q", str(git_repo), str(clone))
+        git(clone, "remote", "set-url", "origin", "https://github.com/acme/calc.git")
+        git(clone, "config", "user.email", f"dev{dev}@example.com")
+        env = {"LEARNAGENT_HOME": str(tmp_path / f"home{dev}")}
+        code = ("import sys\nfrom learnagent.store.episodes import Store\nfrom test_team_store import _do_episode\n"
+                "with Store() as s:\n    for i in range(8):\n        _do_episode(s, sys.argv[1], f'task {i}')\n")
+        subprocess.run([sys.executable, "-c", code, str(clone)], check=True,
+                       env={**os.environ, **env, "PYTHONPATH": str(Path(__file__).parent)})
+        assert run_cli("team", "join", cwd=clone, env=env).returncode == 0
+        homes.append((clone, env))
+
+    def push(args):
+        clone, env = args
+        return run_cli("push", "--to", pg_url, "--json", cwd=clone, env=env, timeout=240)
+
+    with ThreadPoolExecutor(4) as pool:
+        reading = pool.submit(lambda: [_team_rows(pg_url, "SELECT COUNT(*) FROM episodes") for _ in range(20)])
+        outs = list(pool.map(push, homes))
+        reads = reading.result()
+    for out in outs:
+        assert out.returncode == 0, out.stderr
+        assert len(json.loads(out.stdout)["sent"]) == 8
+    assert [c for (c,), in reads] == sorted(c for (c,), in reads)  # a reader sees the count only grow
+    assert _team_rows(pg_url, "SELECT repo_id, author, COUNT(*) FROM episodes GROUP BY repo_id, author ORDER BY 2") == \
+        [("github.com/acme/calc", f"dev{d}@example.com", 8) for d in range(3)]
+    assert _team_rows(pg_url, "SELECT COUNT(*) FROM messages") == [(24,)]
+    assert _team_rows(pg_url, "SELECT COUNT(*) FROM repos") == [(1,)]
