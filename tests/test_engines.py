@@ -39,6 +39,31 @@ def test_named_engines_that_cannot_run_are_one_line_errors(folder_with_gguf, tmp
     monkeypatch.setattr(engines, "llama_cpp_installed", lambda: True)
     with pytest.raises(UsageError, match="needs the model's GGUF"):
         engines.choose_engine(tmp_path, "llama.cpp")
-    with pytest.raises(UsageError, match="not one of: auto, transformers, llama.cpp"):
+    with pytest.raises(UsageError, match="not one of: auto, transformers, llama.cpp, serve"):
         engines.choose_engine(folder_with_gguf, "vllm")
     assert engines.choose_engine(folder_with_gguf, "transformers") == "transformers"
+
+
+def test_a_running_learnagent_serve_is_used_for_its_base_only(folder_with_gguf, tmp_path, monkeypatch):
+    """`auto` uses a running `learnagent serve` for the configured model (its state file, its pid
+    alive); a stale state file (dead pid) or another base is ignored; `serve` with none is one line."""
+    import os
+
+    from learnagent.runtime import serving
+
+    assert engines.running_server(folder_with_gguf) is None  # no server: in-process
+    with pytest.raises(UsageError, match="no `learnagent serve` is running") as err:
+        engines.running_server(folder_with_gguf, "serve")
+    assert "\n" not in str(err.value)
+    info = serving.ServerInfo(url="http://127.0.0.1:1/v1", engine="llama.cpp", base_folder=str(folder_with_gguf),
+                              base_name="model", pid=os.getpid(), started_at=0.0)
+    serving.write_state(info)
+    assert engines.running_server(folder_with_gguf) == info
+    assert engines.running_server(folder_with_gguf, "serve") == info
+    assert engines.running_server(folder_with_gguf, "llama.cpp") is None  # an in-process engine named
+    assert engines.running_server(tmp_path) is None  # another base
+    assert oct(serving.state_path().stat().st_mode & 0o777) == "0o600"
+    serving.write_state(serving.ServerInfo(**{**info.__dict__, "pid": 2 ** 22 + 12345}))  # no such process
+    assert engines.running_server(folder_with_gguf) is None
+    serving.clear_state(2 ** 22 + 12345)
+    assert not serving.state_path().exists()

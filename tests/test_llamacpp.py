@@ -12,7 +12,6 @@ Skipped where llama-cpp-python is not installed, except when LEARNAGENT_REQUIRE_
 
 from __future__ import annotations
 
-import json
 import os
 
 import pytest
@@ -26,15 +25,9 @@ CHAT = [{"role": "system", "content": "You are a coding agent."}, {"role": "user
 @pytest.fixture(scope="module")
 def gguf_model_dir(tmp_path_factory):
     """A model folder as `learnagent model install` leaves it: transformers weights + its GGUF + marker."""
-    from tiny_gguf import write_tiny_gguf
-    from tiny_model import make_tiny_model, save_model_dir
+    from tiny_gguf import make_gguf_model_dir
 
-    folder = tmp_path_factory.mktemp("tinyg") / "model"
-    model, tok = make_tiny_model(seed=5)
-    save_model_dir(model, tok, folder)
-    write_tiny_gguf(model, tok, folder / "tiny.f32.gguf")
-    (folder / "learnagent-model.json").write_text(json.dumps({"gguf": "tiny.f32.gguf"}))
-    return folder
+    return make_gguf_model_dir(tmp_path_factory.mktemp("tinyg") / "model", seed=5)
 
 
 @pytest.fixture(scope="module")
