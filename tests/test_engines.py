@@ -67,3 +67,29 @@ def test_a_running_learnagent_serve_is_used_for_its_base_only(folder_with_gguf, 
     assert engines.running_server(folder_with_gguf) is None
     serving.clear_state(2 ** 22 + 12345)
     assert not serving.state_path().exists()
+
+
+def test_serve_engine_choice_and_the_vllm_command(tmp_path, monkeypatch):
+    """`serve --engine vllm` without vLLM + a GPU is one line; the vLLM command (not run here: no
+    GPU) names the base by the folder's name, enables LoRA with run-time loading, and serves every
+    adapter under its served name from its PEFT folder."""
+    from learnagent.runtime import serving
+
+    monkeypatch.setattr(serving, "vllm_usable", lambda: False)
+    with pytest.raises(UsageError, match="needs vLLM installed and a CUDA GPU") as err:
+        serving.choose_serve_engine("vllm")
+    assert "\n" not in str(err.value)
+    with pytest.raises(UsageError, match="use one of auto, llama.cpp, vllm"):
+        serving.choose_serve_engine("ollama")
+    monkeypatch.setattr(serving, "llamacpp_server_installed", lambda: False)
+    with pytest.raises(UsageError, match=r"pip install 'learnagent\[llama\]'"):
+        serving.choose_serve_engine("auto")
+    monkeypatch.setattr(serving, "vllm_usable", lambda: True)
+    assert serving.choose_serve_engine("auto") == "vllm"
+    base = tmp_path / "smollm2"
+    cmd = serving.vllm_command(base, {"learnagent-k-v0002": tmp_path / "v2", "learnagent-k-v0001": tmp_path / "v1"},
+                               host="127.0.0.1", port=8000, max_rank=16)
+    assert cmd[cmd.index("--model") + 1] == str(base) and cmd[cmd.index("--served-model-name") + 1] == "smollm2"
+    assert "--enable-lora" in cmd and cmd[cmd.index("--max-lora-rank") + 1] == "16"
+    assert cmd[cmd.index("--lora-modules") + 1:] == [f"learnagent-k-v0001={tmp_path / 'v1'}",
+                                                     f"learnagent-k-v0002={tmp_path / 'v2'}"]
