@@ -52,6 +52,7 @@ class ServerInfo:
     base_name: str  # the model name that selects the base
     pid: int
     started_at: float
+    pid_start: int | None = None  # the process's start time (core.processes): a reused pid is not taken for it
 
     @property
     def root(self) -> str:
@@ -64,27 +65,23 @@ def state_path() -> Path:
     return data_home() / STATE_FILE
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def running() -> ServerInfo | None:
     """The `learnagent serve` of this data home, when its process is alive."""
     try:
         info = ServerInfo(**json.loads(state_path().read_text()))
     except (OSError, ValueError, TypeError):
         return None
-    return info if _alive(info.pid) else None
+    from learnagent.core.processes import pid_alive
+
+    return info if pid_alive(info.pid, info.pid_start) else None
 
 
 def write_state(info: ServerInfo) -> None:
     from learnagent.core.home import create_private_file
+    from learnagent.core.processes import process_start
+
+    if info.pid_start is None and info.pid == os.getpid():
+        info.pid_start = process_start(info.pid)
 
     path = state_path()
     path.parent.mkdir(parents=True, exist_ok=True)
