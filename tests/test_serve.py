@@ -92,11 +92,12 @@ def served_names(info) -> list[str]:
         return json.loads(r.read())["adapters"]
 
 
-def test_served_replies_equal_in_process_and_promotion_and_rollback_hot_swap(repo, gguf_dir, server):
+def test_served_replies_equal_in_process_promotion_and_rollback_hot_swap_unknown_names_404(repo, gguf_dir, server):
     from learnagent.agent.models import load_model
     from learnagent.core.config import load_config
     from learnagent.core.home import repo_key
     from learnagent.learning.registry import Registry
+    from learnagent.runtime import serving
     from learnagent.store.episodes import Store
 
     cfg = load_config(repo).model
@@ -126,16 +127,8 @@ def test_served_replies_equal_in_process_and_promotion_and_rollback_hot_swap(rep
         assert out.extra["adapter"] == v1 and out.text == v1_text
         assert reg.rollback() is None  # back to the base model
         assert model.complete(CHAT, max_tokens=24).text == base_text
-    assert serving_pid(server) == server.pid  # one server process throughout
-
-
-def serving_pid(info) -> int:
-    from learnagent.runtime import serving
-
-    return serving.running().pid
-
-
-def test_unknown_model_names_are_refused_not_served_by_the_base(server):
+    assert serving.running().pid == server.pid  # one server process throughout
+    # a name the server does not hold is refused, not answered by the base
     request = urllib.request.Request(f"{server.url}/chat/completions", method="POST",
                                      headers={"Content-Type": "application/json"},
                                      data=json.dumps({"model": "learnagent-nope-v0009", "messages": CHAT,
@@ -145,9 +138,9 @@ def test_unknown_model_names_are_refused_not_served_by_the_base(server):
     assert err.value.code == 404 and "does not exist" in err.value.read().decode()
 
 
-def test_do_through_the_server_uses_the_adapter_as_in_process(repo, gguf_dir, server):
-    """`do` (a real CLI run) while the server is up: its model call goes to the server with the
-    promoted adapter, and writes exactly what `do` with the in-process llama.cpp engine writes."""
+@pytest.fixture
+def promoted(repo, gguf_dir) -> str:
+    """An adapter promoted before any server runs (the hook has nothing to load it into)."""
     from learnagent.learning.registry import Registry
     from learnagent.store.episodes import Store
 
@@ -155,6 +148,17 @@ def test_do_through_the_server_uses_the_adapter_as_in_process(repo, gguf_dir, se
         reg = Registry(store, repo)
         version = add_adapter(reg, gguf_dir, seed=2)
         reg.promote(version)
+    return version
+
+
+def test_do_through_the_server_uses_the_adapter_as_in_process(repo, promoted, server):
+    """A server started after the promotion holds the promoted adapter; `do` (a real CLI run) while
+    it is up sends its model call there with that adapter, and writes exactly what `do` with the
+    in-process llama.cpp engine writes."""
+    from learnagent.core.home import repo_key
+
+    version = promoted
+    assert served_names(server) == [f"learnagent-{repo_key(repo)}-{version}"]
 
     def first_reply(*extra: str) -> tuple[dict, str]:
         out = run_cli("do", "fix the bug in add", "--no-apply", "--json", "--sandbox", "none", *extra, cwd=repo,
