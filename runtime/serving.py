@@ -135,7 +135,11 @@ def _post(url: str, body: dict, timeout: float = 120) -> dict:
 def load_adapter(info: ServerInfo, name: str, adapter_dir: Path, version: str) -> None:
     """Load the registry adapter `adapter_dir` into the running server under `name`."""
     if info.engine == "vllm":
-        _post(f"{info.root}/v1/load_lora_adapter", {"lora_name": name, "lora_path": str(Path(adapter_dir).resolve())})
+        try:
+            _post(f"{info.root}/v1/load_lora_adapter", {"lora_name": name, "lora_path": str(Path(adapter_dir).resolve())})
+        except LearnagentError as exc:  # vLLM answers 400 for a name it holds (a rollback to a served version)
+            if "already been loaded" not in str(exc):
+                raise
         return
     from learnagent.runtime.export import gguf_lora_for
 
