@@ -147,6 +147,30 @@ def load_adapter(info: ServerInfo, name: str, adapter_dir: Path, version: str) -
     _post(info.root + LOAD_PATH, {"name": name, "lora_path": str(lora)})
 
 
+def served_names(info: ServerInfo) -> set[str]:
+    """The model names the server answers to (its OpenAI `/v1/models`: the base and the adapters)."""
+    try:
+        with urllib.request.urlopen(f"{info.url}/models", timeout=30) as response:
+            return {m["id"] for m in json.loads(response.read()).get("data", [])}
+    except (urllib.error.URLError, OSError, ValueError, KeyError, TypeError) as exc:
+        raise LearnagentError(f"learnagent serve at {info.url} does not answer: {getattr(exc, 'reason', exc)}") from None
+
+
+def ensure_adapter(info: ServerInfo, repo_root: Path, version: str, adapter_dir: Path) -> str:
+    """The served name of `version`, loaded into the server first when it does not hold it (a
+    repository whose adapter was promoted before this server started)."""
+    from learnagent.core.home import repo_key
+    from learnagent.runtime.export import served_name
+
+    name = served_name(repo_key(repo_root), version)
+    if name not in served_names(info):
+        try:
+            load_adapter(info, name, Path(adapter_dir), version)
+        except LearnagentError as exc:
+            raise LearnagentError(f"learnagent serve at {info.url} cannot load {version}: {exc}") from None
+    return name
+
+
 def before_pointer_change(repo_root: Path, version: str | None, adapter_dir: Path | None) -> None:
     """The registry's hook: the promoted pointer of `repo_root` is about to name `version` (None:
     the base). A running `learnagent serve` on the same base gets the adapter first. Never raises:

@@ -151,14 +151,42 @@ def promoted(repo, gguf_dir) -> str:
     return version
 
 
-def test_do_through_the_server_uses_the_adapter_as_in_process(repo, promoted, server):
+@pytest.fixture
+def other_repo(tmp_path, gguf_dir):
+    """A second repository on the same base, its adapter promoted before the server starts."""
+    from conftest import git
+    from learnagent.learning.registry import Registry
+    from learnagent.store.episodes import Store
+
+    other = tmp_path / "other"
+    other.mkdir()
+    git(other, "init", "-q", "-b", "main")
+    (other / "a.py").write_text("x = 1\n")
+    git(other, "add", ".")
+    git(other, "commit", "-q", "-m", "initial")
+    with Store() as store:
+        reg = Registry(store, other)
+        reg.promote(add_adapter(reg, gguf_dir, seed=7))
+    return other
+
+
+def test_do_through_the_server_uses_the_adapter_as_in_process(repo, gguf_dir, promoted, other_repo, server):
     """A server started after the promotion holds the promoted adapter; `do` (a real CLI run) while
     it is up sends its model call there with that adapter, and writes exactly what `do` with the
-    in-process llama.cpp engine writes."""
+    in-process llama.cpp engine writes. One server, many repositories: another repository's adapter,
+    promoted before the server started, is loaded when that repository's model is made."""
+    from learnagent.agent.models import load_model
+    from learnagent.core.config import load_config
     from learnagent.core.home import repo_key
+    from learnagent.learning.registry import promoted_adapter
 
     version = promoted
     assert served_names(server) == [f"learnagent-{repo_key(repo)}-{version}"]
+    other_version, other_folder = promoted_adapter(other_repo)
+    other = load_model(load_config(repo).model, other_repo)
+    assert f"learnagent-{repo_key(other_repo)}-{other_version}" in served_names(server)
+    out = other.complete(CHAT, max_tokens=24)
+    assert out.extra["adapter"] == other_version and out.text == in_process(gguf_dir, other_folder)
 
     def first_reply(*extra: str) -> tuple[dict, str]:
         out = run_cli("do", "fix the bug in add", "--no-apply", "--json", "--sandbox", "none", *extra, cwd=repo,

@@ -53,9 +53,14 @@ def served_model(server, cfg: ModelConfig, repo_root: Path | None, *, adapter: s
     from learnagent.agent.actions import reply_format
     from learnagent.runtime.engine_litellm import LiteLLMModel
 
+    from learnagent.runtime.serving import ensure_adapter
+
     target = f"openai/{server.base_name}"
     by_name = None
     if adapter == "auto" and cfg.use_adapter and repo_root is not None:
+        found = promoted_adapter(repo_root)
+        if found:  # promoted before this server started (another repository's server): load it now
+            ensure_adapter(server, repo_root, *found)
         by_name = adapter_by_name(target, repo_root)
     model = LiteLLMModel(target, temperature=cfg.temperature, api_base=server.url, api_key="learnagent-serve",
                          reply_format=reply_format(), model_for_request=by_name)
