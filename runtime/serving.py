@@ -339,11 +339,16 @@ def llamacpp_app(base_folder: Path, gguf: Path, adapters: dict[str, Path], *, n_
     return app
 
 
-def free_port(host: str) -> int:
+def free_port(host: str, port: int = 0) -> int:
+    """`port` if it can be bound on `host` (any free one for 0); a one-line error otherwise."""
     import socket
 
     with socket.socket() as s:
-        s.bind((host, 0))
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc} "
+                             "(another server? pick another --port, or --port 0 for any free one)") from None
         return s.getsockname()[1]
 
 
@@ -354,7 +359,7 @@ def serve_llamacpp(base_folder: Path, gguf: Path, adapters: dict[str, Path], *, 
 
     import uvicorn
 
-    port = port or free_port(host)
+    port = free_port(host, port)
     app = llamacpp_app(base_folder, gguf, adapters, n_threads=n_threads)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
     info = ServerInfo(url=f"http://{host}:{port}/v1", engine="llama.cpp", base_folder=str(Path(base_folder).resolve()),
@@ -392,7 +397,7 @@ def serve_vllm(base_folder: Path, adapters: dict[str, Path], *, host: str, port:
     CLI and endpoints; not run here: no GPU)."""
     import subprocess
 
-    port = port or free_port(host)
+    port = free_port(host, port)
     env = dict(os.environ, VLLM_ALLOW_RUNTIME_LORA_UPDATING="True")
     child = subprocess.Popen(vllm_command(base_folder, adapters, host=host, port=port, max_rank=max_rank), env=env)
     info = ServerInfo(url=f"http://{host}:{port}/v1", engine="vllm", base_folder=str(Path(base_folder).resolve()),

@@ -93,3 +93,18 @@ def test_serve_engine_choice_and_the_vllm_command(tmp_path, monkeypatch):
     assert "--enable-lora" in cmd and cmd[cmd.index("--max-lora-rank") + 1] == "16"
     assert cmd[cmd.index("--lora-modules") + 1:] == [f"learnagent-k-v0001={tmp_path / 'v1'}",
                                                      f"learnagent-k-v0002={tmp_path / 'v2'}"]
+
+
+def test_a_port_in_use_is_a_one_line_error():
+    import socket
+
+    from learnagent.runtime import serving
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(UsageError, match=f"cannot listen on 127.0.0.1:{port}") as err:
+            serving.free_port("127.0.0.1", port)
+        assert "\n" not in str(err.value)
+    assert serving.free_port("127.0.0.1", 0) > 0
