@@ -200,6 +200,7 @@ def test_do_through_the_server_uses_the_adapter_as_in_process(repo, gguf_dir, pr
 
     served_call, served = first_reply()
     assert served_call["engine"] == "serve:llama.cpp" and served_call["adapter_version"] == version
+    assert 0 < served_call["completion_tokens"] <= 24  # counted with the base's tokenizer (no usage streamed)
     cfg = (repo / ".learnagent" / "config.toml").read_text()
     (repo / ".learnagent" / "config.toml").write_text(cfg.replace("[model]\n", '[model]\nengine = "llama.cpp"\n'))
     local_call, local = first_reply()
