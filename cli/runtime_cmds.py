@@ -1,7 +1,9 @@
-"""`learnagent adapters export`: a repository adapter in the format of the engine a user runs.
+"""`learnagent adapters export` (a repository adapter in the format of the engine a user runs) and
+`learnagent serve` (an OpenAI-compatible server for the base and the repository's adapters).
 
-Added to the `adapters` group that `learn_cmds` registers (so `adapters list|use|rollback|export`
-read as one group). Heavy libraries (gguf, numpy, safetensors) load inside the command only.
+`export` joins the `adapters` group that `learn_cmds` registers (so `adapters list|use|rollback|export`
+read as one group). Heavy libraries (gguf, numpy, safetensors, llama_cpp, uvicorn) load inside the
+commands only.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from pathlib import Path
 
 import typer
 
-from learnagent.core.errors import UsageError
+from learnagent.core.errors import LearnagentError, UsageError
 
 
 def _repo_root() -> Path:
@@ -85,7 +87,86 @@ def adapters_export(
         console.print(done.note, markup=False)
 
 
+def served_adapters(repo_root: Path, base: Path, engine: str, say) -> dict[str, Path]:
+    """The repository's promoted adapter and its promotion history (what a rollback returns to), as
+    the server loads them: served name -> GGUF LoRA (llama.cpp) or PEFT folder (vLLM). An adapter
+    of another base or with damaged files is left out with a line saying why."""
+    from learnagent.core import home
+    from learnagent.learning.registry import is_complete, read_pointer
+    from learnagent.runtime.export import gguf_lora_for, served_name
+
+    pointer = read_pointer(home.adapters_dir(repo_root)) or {"version": None, "history": []}
+    out: dict[str, Path] = {}
+    for version in [*pointer["history"], pointer["version"]]:
+        folder = home.adapters_dir(repo_root) / str(version)
+        if not version or not is_complete(folder):
+            continue
+        try:
+            out[served_name(home.repo_key(repo_root), version)] = (
+                folder if engine == "vllm" else gguf_lora_for(folder, base, version=version))
+        except LearnagentError as exc:
+            say(f"not serving {version}: {exc}")
+    return out
+
+
+def serve(
+    engine: str = typer.Option("auto", "--engine", metavar="auto|llama.cpp|vllm",
+                               help="auto: vLLM when it is installed and a CUDA GPU is there, else llama.cpp."),
+    host: str = typer.Option("127.0.0.1", "--host", metavar="HOST",
+                             help="Address to listen on (loopback by default: the server has no authentication)."),
+    port: int = typer.Option(8000, "--port", metavar="PORT", help="Port (0: any free port)."),
+    threads: int = typer.Option(0, "--threads", metavar="N", help="llama.cpp threads (0: all cores)."),
+    model: str = typer.Option("", "--model", metavar="SPEC",
+                              help="The base model (default: the repository's configured local model, else the "
+                                   "embedded one)."),
+):
+    """Serve the base model and this repository's adapters (OpenAI-compatible); `do` uses it."""
+    from rich.console import Console
+
+    from learnagent.core.config import load_config
+    from learnagent.core.modelhub import resolve_model
+    from learnagent.runtime import serving
+
+    console = Console(highlight=False, soft_wrap=True, stderr=True)
+    chosen = serving.choose_serve_engine(engine)
+    root = _repo_root()
+    spec = model or load_config(root).model.name
+    if not model and resolve_model(spec)[0] != "local":
+        spec = ""  # the config names a remote model (perhaps this server): serve the embedded default
+    base = local_base(spec or "smollm2")
+    running = serving.running()
+    if running is not None:
+        raise UsageError(f"a learnagent serve is already running at {running.url} (pid {running.pid})")
+    say = lambda line: console.print(line, markup=False)  # noqa: E731
+    adapters = served_adapters(root, base, chosen, say)
+
+    def ready(info) -> None:
+        say(f"serving {info.base_name} and {len(adapters)} adapter(s) of this repository at {info.url} ({chosen})")
+        for name in sorted(adapters):
+            say(f"  {name}")
+        say("`learnagent do` uses it while it runs ([model] engine = auto or serve); promotions and rollbacks "
+            "load into it without a restart. Ctrl-C stops it.")
+
+    if chosen == "vllm":
+        from learnagent.runtime.export import _rank
+
+        rank = max([_rank(folder) for folder in adapters.values()] or [16])
+        serving.serve_vllm(base, adapters, host=host, port=port, max_rank=rank, on_ready=ready)
+        return
+    from learnagent.runtime.engines import gguf_of
+
+    gguf = gguf_of(base)
+    if gguf is None:
+        raise UsageError(f"{base} has no GGUF for llama.cpp (run `learnagent model install --force`)")
+    try:
+        serving.serve_llamacpp(base, gguf, adapters, host=host, port=port, n_threads=threads or None, on_ready=ready)
+    except KeyboardInterrupt:
+        pass
+    say("stopped")
+
+
 def register(app: typer.Typer) -> None:
     from learnagent.cli.learn_cmds import adapters_app
 
     adapters_app.command("export")(adapters_export)
+    app.command("serve")(serve)

@@ -25,6 +25,7 @@ from typing import Iterable
 
 from learnagent.core import home
 from learnagent.core.errors import LearnagentError
+from learnagent.runtime import serving
 from learnagent.store.records import AdapterStatus, AdapterVersion
 
 POINTER = "PROMOTED"
@@ -265,6 +266,7 @@ class Registry:
         self._set_status(version, "retired", reason)
 
     def _write_pointer(self, data: dict) -> None:
+        serving.before_pointer_change(self.repo_root, data["version"], self.folder(data["version"]))
         self.root.mkdir(parents=True, exist_ok=True)
         write_json_atomic(self.root / POINTER, data)
 

@@ -13,6 +13,7 @@
 | `engine_litellm.py` | any provider or OpenAI-compatible server through litellm |
 | `grammar.py` | constrained decoding of a `ReplyFormat.grammar` with llguidance |
 | `gguf_lora.py`, `export.py` | a PEFT adapter as a GGUF LoRA; `adapters export` |
+| `serving.py` | `learnagent serve` (llama-cpp-python's OpenAI server, or vLLM), its state file, and the registry's hook that loads a promoted adapter into a running server |
 
 Nothing heavy is imported at package import: torch, transformers, llama_cpp and litellm load
 inside the functions that need them.

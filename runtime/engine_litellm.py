@@ -38,13 +38,14 @@ class LiteLLMModel:
 
     def __init__(self, model: str, temperature: float = 0.0, api_base: str | None = None, timeout: float = 600,
                  reply_format: ReplyFormat | None = None,
-                 model_for_request: Callable[[], tuple[str, str | None]] | None = None):
+                 model_for_request: Callable[[], tuple[str, str | None]] | None = None, api_key: str | None = None):
         self.name = f"litellm:{model}"
         self.model = model
         self.adapter_version = None
         self.temperature = temperature
         self.api_base = api_base or os.environ.get("LEARNAGENT_API_BASE")
         self.timeout = timeout
+        self.api_key = api_key  # None: litellm reads the provider's variable
         self.reply_format = reply_format
         self.model_for_request = model_for_request  # () -> (model name to send, adapter version)
         if model_for_request is not None:
@@ -64,6 +65,8 @@ class LiteLLMModel:
             kwargs["stop"] = stops[:4]  # OpenAI accepts at most 4
         if self.api_base:
             kwargs["api_base"] = self.api_base
+        if self.api_key:
+            kwargs["api_key"] = self.api_key
         cut = StreamCut(self.reply_format, on_text)
         start = time.perf_counter()
         usage, finish = None, None

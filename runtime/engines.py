@@ -5,6 +5,8 @@
   exported to a GGUF LoRA; several times faster on a CPU. Chosen by `auto` when
   llama-cpp-python imports and the model folder carries its GGUF (`learnagent model install`
   keeps it).
+- `serve` (a running `learnagent serve` for this base, `runtime.serving`): the server holds the
+  repositories' adapters by name; `auto` picks it whenever one is up for the configured model.
 A named engine that is not installed is a one-line error saying how to install it.
 """
 
@@ -15,7 +17,7 @@ from pathlib import Path
 
 from learnagent.core.errors import UsageError
 
-ENGINES = ("auto", "transformers", "llama.cpp")
+ENGINES = ("auto", "transformers", "llama.cpp", "serve")
 LLAMA_HINT = "install it with `pip install 'learnagent[llama]'` (builds llama.cpp: several minutes)"
 
 
@@ -36,9 +38,25 @@ def gguf_of(model_path: str | Path) -> Path | None:
     return None
 
 
+def running_server(model_path: str | Path, engine: str = "auto"):
+    """The running `learnagent serve` that `do` should use for `model_path` (`ServerInfo`), or None:
+    with `auto` whenever one serves this base; with `serve` one must (else a one-line error)."""
+    if engine not in ("auto", "serve"):
+        return None
+    from learnagent.runtime.serving import for_model
+
+    info = for_model(model_path)
+    if info is None and engine == "serve":
+        raise UsageError(f"[model] engine = 'serve' but no `learnagent serve` is running for {model_path}; "
+                         "start one (`learnagent serve`) or set engine = 'auto'")
+    return info
+
+
 def choose_engine(model_path: str | Path, engine: str = "auto") -> str:
+    """The in-process engine for `model_path` (a server is chosen by `running_server` first)."""
     if engine not in ENGINES:
         raise UsageError(f"[model] engine = '{engine}' is not one of: {', '.join(ENGINES)}")
+    engine = "auto" if engine == "serve" else engine
     if engine == "llama.cpp":
         if not llama_cpp_installed():
             raise UsageError(f"engine llama.cpp asked for but llama-cpp-python is not installed: {LLAMA_HINT}")

@@ -12,7 +12,6 @@ Skipped where llama-cpp-python is not installed, except when LEARNAGENT_REQUIRE_
 
 from __future__ import annotations
 
-import json
 import os
 
 import pytest
@@ -26,15 +25,9 @@ CHAT = [{"role": "system", "content": "You are a coding agent."}, {"role": "user
 @pytest.fixture(scope="module")
 def gguf_model_dir(tmp_path_factory):
     """A model folder as `learnagent model install` leaves it: transformers weights + its GGUF + marker."""
-    from tiny_gguf import write_tiny_gguf
-    from tiny_model import make_tiny_model, save_model_dir
+    from tiny_gguf import make_gguf_model_dir
 
-    folder = tmp_path_factory.mktemp("tinyg") / "model"
-    model, tok = make_tiny_model(seed=5)
-    save_model_dir(model, tok, folder)
-    write_tiny_gguf(model, tok, folder / "tiny.f32.gguf")
-    (folder / "learnagent-model.json").write_text(json.dumps({"gguf": "tiny.f32.gguf"}))
-    return folder
+    return make_gguf_model_dir(tmp_path_factory.mktemp("tinyg") / "model", seed=5)
 
 
 @pytest.fixture(scope="module")
@@ -95,3 +88,42 @@ def test_llamacpp_stops_after_one_action(gguf_model_dir):
     out = model.complete(CHAT, max_tokens=60)
     assert out.text == "<run>ls</run>" and out.extra["stop_reason"] == "reply_complete"
     assert parse_action(out.text).body == "ls" and out.extra["grammar"] == "llguidance"
+
+
+EMBEDDED_WITH_LORA = """
+import sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from learnagent.core.modelhub import installed_default_path
+from learnagent.runtime.engine_llamacpp import LlamaCppModel
+from tiny_model import make_adapter
+path = installed_default_path()
+chat = [{"role": "system", "content": "You answer in one short sentence."},
+        {"role": "user", "content": "What is the capital of France?"}]
+base = LlamaCppModel(path, n_threads=2, constrain=False).complete(chat, max_tokens=16)
+lora = make_adapter(path, Path(sys.argv[2]) / "v0001", std=0.3, r=8, lora_alpha=16,
+                    target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
+tuned = LlamaCppModel(path, adapter_path=lora, n_threads=2, constrain=False).complete(chat, max_tokens=16)
+print(repr(base.text)); print(repr(tuned.text))
+assert "Paris" in base.text, base.text
+assert tuned.text != base.text and tuned.extra["lora"] == "adapter.gguf"
+"""
+
+
+@pytest.mark.slow
+def test_embedded_q4_1_gguf_runs_with_an_exported_lora(tmp_path):
+    """The embedded model's original Q4_1 GGUF in llama.cpp, bare and with a GGUF LoRA exported from
+    PEFT (a large random one, so that it must change the reply). In a child process: a llama.cpp
+    built for instructions this CPU lacks dies with SIGILL (as the first native build here did)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from learnagent.core.modelhub import installed_default_path
+
+    if installed_default_path() is None:
+        pytest.skip("the default model is not installed: run `learnagent model install`")
+    tests = Path(__file__).parent
+    out = subprocess.run([sys.executable, "-c", EMBEDDED_WITH_LORA, str(tests), str(tmp_path)], capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 0, f"exit {out.returncode} (-4: SIGILL):\n{out.stdout}\n{out.stderr[-2000:]}"

@@ -79,3 +79,14 @@ def write_tiny_gguf(model, tokenizer, path: Path) -> Path:
     writer.write_tensors_to_file()
     writer.close()
     return Path(path)
+
+
+def make_gguf_model_dir(folder: Path, seed: int = 5) -> Path:
+    """A model folder as `learnagent model install` leaves it: transformers weights + its F32 GGUF + marker."""
+    from tiny_model import make_tiny_model, save_model_dir
+
+    model, tok = make_tiny_model(seed=seed)
+    save_model_dir(model, tok, folder)
+    write_tiny_gguf(model, tok, folder / "tiny.f32.gguf")
+    (folder / "learnagent-model.json").write_text(json.dumps({"gguf": "tiny.f32.gguf"}))
+    return folder

@@ -28,8 +28,11 @@ def load_model(cfg: ModelConfig, repo_root: Path | None = None, *, adapter: str 
             by_name = adapter_by_name(target, repo_root)
         return LiteLLMModel(target, temperature=cfg.temperature, reply_format=reply_format(),
                             model_for_request=by_name)
-    from learnagent.runtime.engines import open_local
+    from learnagent.runtime.engines import open_local, running_server
 
+    server = running_server(target, cfg.engine) if adapter in ("auto", None) else None
+    if server is not None:  # a `learnagent serve` holds this base and the adapters by name
+        return served_model(server, cfg, repo_root, adapter=adapter, on_info=on_info)
     adapter_path, adapter_version = None, None
     if adapter == "auto" and cfg.use_adapter and repo_root is not None:
         found = promoted_adapter(repo_root)
@@ -42,6 +45,35 @@ def load_model(cfg: ModelConfig, repo_root: Path | None = None, *, adapter: str 
     return open_local(target, adapter_path=adapter_path, adapter_version=adapter_version,
                       temperature=cfg.temperature, reply_format=reply_format(), engine=cfg.engine,
                       constrain=cfg.grammar)
+
+
+def served_model(server, cfg: ModelConfig, repo_root: Path | None, *, adapter: str | None, on_info=None) -> Model:
+    """The model through a running `learnagent serve` (`runtime.serving.ServerInfo`): the base by
+    its name, and with the adapter on, the repository's promoted adapter by name at each request.
+    It is the same local model as in-process (name, so prompts and examples; the base's tokenizer,
+    so the repo map's budget and the token counts a server that sends no usage leaves out)."""
+    from transformers import AutoTokenizer
+
+    from learnagent.agent.actions import reply_format
+    from learnagent.runtime.engine_litellm import LiteLLMModel
+    from learnagent.runtime.serving import ensure_adapter
+
+    target = f"openai/{server.base_name}"
+    by_name = None
+    if adapter == "auto" and cfg.use_adapter and repo_root is not None:
+        found = promoted_adapter(repo_root)
+        if found:  # promoted before this server started (or another repository's server): load it now
+            ensure_adapter(server, repo_root, *found)
+        by_name = adapter_by_name(target, repo_root)
+    model = LiteLLMModel(target, temperature=cfg.temperature, api_base=server.url, api_key="learnagent-serve",
+                         reply_format=reply_format(), model_for_request=by_name)
+    model.engine, model.name = f"serve:{server.engine}", f"local:{server.base_name}"
+    tokenizer = AutoTokenizer.from_pretrained(server.base_folder)
+    model.count_tokens = lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])
+    if on_info:
+        on_info(f"learnagent serve at {server.url} ({server.engine}), "
+                + (f"adapter {model.adapter_version}" if model.adapter_version else "no adapter"))
+    return model
 
 
 def adapter_by_name(target: str, repo_root: Path):
