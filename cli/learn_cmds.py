@@ -138,6 +138,7 @@ def eval_cmd(
     from learnagent.learning import evaluate
     from learnagent.learning.registry import Registry, is_complete
     from learnagent.learning.sleep import resolve_local_model
+    from learnagent.runtime.loading import load_with_adapters
     from learnagent.store.episodes import Store
 
     root = _repo_root()
@@ -165,7 +166,8 @@ def eval_cmd(
                     raise UsageError("no held-out code to measure in this repository yet (it needs two committed "
                                      "code files); pass --probes FILE.jsonl")
                 corpus = None
-        model_obj, tokenizer = evaluate.load_with_adapters(model_path, {adapter: folder} if adapter else {})
+        # the device and dtype `do` runs on (runtime/placement.py); the adapter checked against this base
+        model_obj, tokenizer = load_with_adapters(model_path, {adapter: folder} if adapter else {})
         report: dict = {"adapter": adapter, "model": spec}
         if probe_list is not None:
             report |= evaluate.evaluate(model_obj, tokenizer, probe_list, adapter=adapter, samples=samples,

@@ -103,59 +103,41 @@ def lower_priority() -> None:
         subprocess.run(["ionice", "-c", "2", "-n", "7", "-p", str(os.getpid())], capture_output=True)
 
 
-def resolve_device(config: TrainConfig):
-    import torch
-
-    device = config.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise LearnagentError(f"device '{config.device}' asked for but CUDA is not available")
-    dtype = config.dtype
-    if dtype == "auto":
-        dtype = "bfloat16" if device.startswith("cuda") and torch.cuda.is_bf16_supported() else "float32"
-    if not hasattr(torch, dtype):
-        raise LearnagentError(f"unknown dtype '{config.dtype}' (auto, float32, bfloat16, float16)")
-    return torch.device(device), getattr(torch, dtype)
-
-
 def load_student(model_path, prev_adapter: Path | None, config: TrainConfig, *, with_teacher: bool):
     """Base model + trainable "student" LoRA (from `prev_adapter`, or fresh) and, when asked
     and `prev_adapter` exists, the same adapter again as the frozen "teacher". One base.
 
+    Loaded through runtime/loading.py on the placement `config.device` / `config.dtype` ask for
+    ("auto": the policy `do` runs on); `prev_adapter` is checked (complete, trained on this base).
     `model_path` is a model folder (or hub id in the cache), or a loaded (model, tokenizer)
     whose model is then wrapped in place (LoRA layers are injected into it).
     """
     import torch
-    from peft import LoraConfig, PeftModel, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from peft import LoraConfig, get_peft_model
 
-    device, dtype = resolve_device(config)
+    from learnagent.runtime.loading import attach_adapters, load_base
+    from learnagent.runtime.placement import placement
+
+    where = placement(config.device, config.dtype)
     if isinstance(model_path, tuple):  # an already loaded (base model, tokenizer): wrapped in place
         base, tokenizer = model_path
+        base_path = None
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        base.to(where.device)
     else:
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(str(model_path))
-            base = AutoModelForCausalLM.from_pretrained(str(model_path), dtype=dtype)
-        except OSError as err:
-            raise LearnagentError(f"cannot load model '{model_path}': {str(err).splitlines()[0]}") from None
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    base.to(device)
+        base, tokenizer = load_base(model_path, where)
+        base_path = model_path
     if prev_adapter is not None:
-        prev_adapter = Path(prev_adapter)
-        if not (prev_adapter / "adapter_config.json").is_file():
-            raise LearnagentError(f"no adapter at {prev_adapter} (adapter_config.json missing)")
-        model = PeftModel.from_pretrained(base, str(prev_adapter), adapter_name=STUDENT, is_trainable=True)
-        if with_teacher:
-            model.load_adapter(str(prev_adapter), adapter_name=TEACHER, is_trainable=False)
+        adapters = {STUDENT: Path(prev_adapter)} | ({TEACHER: Path(prev_adapter)} if with_teacher else {})
+        model = attach_adapters(base, adapters, base_path=base_path, trainable=(STUDENT,), where=where)
     else:
         torch.manual_seed(config.seed)  # a fresh LoRA's A matrices are random: same seed, same start
         lora = LoraConfig(r=config.rank, lora_alpha=2 * config.rank, lora_dropout=0.0,
                           target_modules="all-linear", task_type="CAUSAL_LM")
         model = get_peft_model(base, lora, adapter_name=STUDENT)
     model.set_adapter(STUDENT)
-    model.to(device)
+    model.to(where.device)
     model.eval()  # no dropout anywhere: sampling and scoring see the same function
     return model, tokenizer
 

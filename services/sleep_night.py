@@ -193,7 +193,7 @@ def train(n: Night, version: str, work: Work, parent_folder: Path | None, train_
 def gate(n: Night, cand: Candidate, parent_folder: Path | None, work: Work) -> GateResult:
     """trained -> gated: the candidate against the adapter it started from (the base model on the
     first night) on the held-out code and episodes; the metrics to seal are recorded with the verdict."""
-    from learnagent.learning.evaluate import load_with_adapters
+    from learnagent.runtime.loading import load_with_adapters
     from learnagent.learning.gate import run_gate
 
     version, parent = cand.version, cand.reserved["parent"]
@@ -214,9 +214,13 @@ def gate(n: Night, cand: Candidate, parent_folder: Path | None, work: Work) -> G
 
 
 def seal(n: Night, version: str) -> None:
-    """gated -> sealed: metrics.json, lineage.json (the folder is complete) and the lineage rows,
-    from what the plan and the gate recorded."""
+    """gated -> sealed: base.json, metrics.json, lineage.json (the folder is complete) and the
+    lineage rows, from what the plan and the gate recorded."""
+    from learnagent.runtime.identity import base_identity, stamp_adapter
+
     cand = load_candidate(n, version)
+    # base.json: which base it belongs to (name + hash); loading it on another is a one-line error
+    stamp_adapter(n.reg.folder(version), base_identity(n.model_path))
     n.reg.finish(version, metrics=cand.gated["metrics"], episode_ids=cand.plan["train"],
                  config=cand.gated.get("config") or {})
     n.steps.record(version, "sealed")

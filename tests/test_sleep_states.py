@@ -15,6 +15,7 @@ from learnagent.learning import registry
 from learnagent.learning.gate import GateConfig
 from learnagent.learning.registry import Registry, promoted_adapter
 from learnagent.learning.sleep import SleepOptions
+from learnagent.runtime.identity import adapter_base, base_identity
 from learnagent.services.sleep_night import Night, settle, sleep_night
 from learnagent.store.episodes import Store
 from learnagent.store.sleep_steps import STATES, SleepSteps
@@ -58,6 +59,8 @@ def test_a_night_records_each_transition_once_in_order(git_repo, tiny_model_dir)
     assert data["gated"]["metrics"] == row["metrics"]  # what was sealed is what the gate recorded
     assert data["decided"] == {"status": result.status, "reason": row["reason"]}
     assert not (home.adapters_dir(git_repo) / "v0001" / "plan.json").exists()  # the split lives in the store
+    # sealed with the base it belongs to (issue 12): loading it on another base is refused
+    assert adapter_base(home.adapters_dir(git_repo) / "v0001") == base_identity(tiny_model_dir)
 
 
 def test_stopped_after_training_the_next_sleep_gates_without_training_again(git_repo, tiny_model_dir, monkeypatch):
