@@ -92,6 +92,8 @@ def _train_progress(console: Console):
 
 
 def _print_sleep(console: Console, result, method: str) -> None:
+    if result.status == "worker":  # another process of `accelerate launch`: rank 0 reports
+        return
     if result.status in ("nothing-new", "dry-run", "interrupted"):
         console.print(result.message, highlight=False)
         return

@@ -46,7 +46,7 @@ class SleepOptions:
 
 @dataclass
 class SleepResult:
-    status: str  # nothing-new | dry-run | interrupted | promoted | rejected
+    status: str  # nothing-new | dry-run | interrupted | promoted | rejected | worker (rank > 0 under a launcher)
     message: str
     version: str | None = None
     parent: str | None = None
@@ -153,7 +153,10 @@ def train_config(TrainConfig, options: SleepOptions, n_pairs: int):
     if options.steps is not None:
         values["steps"] = options.steps
     elif "steps" not in values:
-        values["steps"] = plan_steps(n_pairs, values.get("grad_accum", 1))
+        from learnagent.learning import parallel
+
+        # one pass whatever the number of processes: N of them take 1/N of the steps, N times wider
+        values["steps"] = plan_steps(n_pairs, values.get("grad_accum", 1) * parallel.ranks().world)
     unknown = set(values) - names
     if unknown:
         raise UsageError(f"unknown training setting(s): {', '.join(sorted(unknown))}")

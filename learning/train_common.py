@@ -154,6 +154,15 @@ def data_order(n: int, step: int, micro: int, grad_accum: int, seed: int) -> int
     return order[offset]
 
 
+def items_per_step(config: TrainConfig) -> int:
+    """Items one optimizer step trains: grad_accum in each of the launcher's processes
+    (learning/parallel.py); `data_order`'s stride, so N processes see what one process with
+    grad_accum x N would."""
+    from learnagent.learning import parallel
+
+    return config.grad_accum * parallel.ranks().world
+
+
 def trainable_parameters(model) -> dict:
     return {n: p for n, p in model.named_parameters() if p.requires_grad}
 
@@ -289,38 +298,48 @@ def run_training(method: str, model, config: TrainConfig, out_dir: Path,
     """
     import torch
 
+    from learnagent.learning import parallel
+
     if config.low_priority:
         lower_priority()
+    ranks = parallel.ranks()  # several processes (accelerate launch): each its share, rank 0 writes
     out_dir = Path(out_dir)
     ckpt_dir = out_dir / CHECKPOINT
     params = trainable_parameters(model)
     optimizer, scheduler = make_optimizer(list(params.values()), config)
     state = load_checkpoint(ckpt_dir, model, optimizer, scheduler)
+    parallel.broadcast_parameters(list(params.values()))  # every process starts from rank 0's weights
     extra = state["extra"] if state else {"losses": [], "kls": [], "tokens": 0, "seconds": 0.0}
     step = state["step"] if state else 0
     resumed_from = step if state else None
     device = next(model.parameters()).device
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    bar = _Progress(progress, f"{method} training", config.steps, step)
+    bar = _Progress(progress if ranks.main else False, f"{method} training", config.steps, step)
     started, stopped = time.monotonic(), None
     base_seconds = extra["seconds"]
 
     def snapshot():
         extra["seconds"] = base_seconds + time.monotonic() - started
-        save_checkpoint(ckpt_dir, model, optimizer, scheduler, step, extra)
+        if ranks.main:
+            save_checkpoint(ckpt_dir, model, optimizer, scheduler, step, extra)
 
     updating = False
     try:
         while step < config.steps:
             optimizer.zero_grad(set_to_none=True)
-            step_loss, step_kl = 0.0, 0.0
-            for micro in range(config.grad_accum):
+            step_loss, step_kl, step_tokens = 0.0, 0.0, 0
+            for micro in parallel.share(config.grad_accum):  # one process: 0 .. grad_accum - 1
                 loss, stats = micro_step(step, micro)
                 (loss / config.grad_accum).backward()
                 step_loss += float(loss.detach()) / config.grad_accum
                 step_kl += stats["kl"] / config.grad_accum
-                extra["tokens"] += stats["tokens"]
+                step_tokens += stats["tokens"]
+            if ranks.world > 1:
+                parallel.average_gradients(list(params.values()))
+                step_loss, step_kl, step_tokens = parallel.sum_values(step_loss, step_kl, step_tokens)
+                step_loss, step_kl, step_tokens = step_loss / ranks.world, step_kl / ranks.world, int(step_tokens)
+            extra["tokens"] += step_tokens
             torch.nn.utils.clip_grad_norm_(list(params.values()), 1.0)
             updating = True  # weights and step counter change together; no snapshot in between
             optimizer.step()
@@ -335,6 +354,8 @@ def run_training(method: str, model, config: TrainConfig, out_dir: Path,
                 stopped = "max_minutes"
             elif step < config.steps and should_stop is not None and should_stop():
                 stopped = "should_stop"
+            if ranks.world > 1 and step < config.steps and parallel.any_true(stopped is not None):
+                stopped = stopped or "should_stop"  # all stop together: nobody waits on one that left
             if stopped or (config.checkpoint_every and step % config.checkpoint_every == 0 and step < config.steps):
                 snapshot()
             if stopped:
@@ -345,9 +366,10 @@ def run_training(method: str, model, config: TrainConfig, out_dir: Path,
         raise
     finally:
         bar.close()
-    save_adapter(model, out_dir)
-    if not stopped:
-        shutil.rmtree(ckpt_dir, ignore_errors=True)  # finished: nothing to resume
+    if ranks.main:
+        save_adapter(model, out_dir)
+        if not stopped:
+            shutil.rmtree(ckpt_dir, ignore_errors=True)  # finished: nothing to resume
     seconds = base_seconds + time.monotonic() - started
     kls = extra["kls"]
     window = max(1, len(kls) // 10)

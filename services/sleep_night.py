@@ -11,6 +11,10 @@ an interrupted or killed night up from it (nothing is inferred from which files 
   own work. A candidate gated against an adapter that is no longer the promoted one is rejected as
   stale; one whose parent or method no longer matches the night's is rejected as abandoned.
 Candidates made before the state table (no rows) are read once from their files (`_adopt_legacy`).
+
+Under `accelerate launch` (learning/parallel.py) rank 0 runs the night as above and hands the
+candidate and its split to the other processes just before training (`Handoff`); they train their
+share (`_worker`) and write nothing: the registry, the rows, the adapter and the gate are rank 0's.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from learnagent.learning import parallel
 from learnagent.learning.gate import GateConfig, GateResult
 from learnagent.learning.registry import Registry, is_complete
 from learnagent.learning.sleep import (CODE_CUTS, CODE_CUTS_PER_FILE, CODE_PREFIX_TOKENS, CODE_TARGET_LINES,
@@ -31,6 +36,23 @@ from learnagent.learning.sleep import (CODE_CUTS, CODE_CUTS_PER_FILE, CODE_PREFI
 from learnagent.store.sleep_steps import SleepState, SleepSteps
 
 Progress = Callable[[str], None]
+
+
+@dataclass
+class Handoff:
+    """Under `accelerate launch` (learning/parallel.py): rank 0 tells the other processes, once,
+    which candidate and split to train, or that tonight trains nothing (None)."""
+
+    world: int
+    sent: bool = False
+
+    def send(self, order: dict | None) -> None:
+        if self.world > 1 and not self.sent:
+            self.sent = True
+            parallel.broadcast_object(order)
+
+    def receive(self) -> dict | None:
+        return parallel.broadcast_object()
 
 
 @dataclass
@@ -45,6 +67,7 @@ class Night:
     started: float
     spec: str  # the model spec, e.g. "smollm2"
     model_path: str  # its local folder
+    handoff: Handoff = field(default_factory=lambda: Handoff(1))  # rank 0 -> the others, under a launcher
 
 
 @dataclass
@@ -80,23 +103,31 @@ def sleep_night(repo_root: Path, options: SleepOptions | None = None, *, store=N
     (None: its own rich bar, False: silent, or a rich Progress / callable(step, total, stats)).
     `time_up()` is a caller's own time limit, read like `--max-minutes` after every step."""
     opts = check_options(options or SleepOptions())
+    ranks = parallel.init()  # one process, or one of those `accelerate launch` started
     started = time.monotonic()
     root = Path(repo_root).resolve()
+    handoff = Handoff(ranks.world)
     own_store = store is None
     if own_store:
         from learnagent.store.episodes import Store
 
         store = Store()
     try:
-        with sleep_lock(root):
-            spec, model_path = resolve_local_model(opts.model, root)
-            reg = Registry(store, root)
-            night = Night(root, opts, reg, SleepSteps(store.conn, reg.repo_id), progress or (lambda _m: None),
-                          started, spec, model_path)
-            result = _night(night, train_progress, time_up)
+        if ranks.main:
+            with sleep_lock(root):
+                spec, model_path = resolve_local_model(opts.model, root)
+                reg = Registry(store, root)
+                night = Night(root, opts, reg, SleepSteps(store.conn, reg.repo_id), progress or (lambda _m: None),
+                              started, spec, model_path, handoff)
+                result = _night(night, train_progress, time_up)
+        else:
+            result = _worker(root, opts, store, handoff.receive(), started)
     finally:
+        if ranks.main:
+            handoff.send(None)  # a night that ended before training (or failed): the others stop too
         if own_store:
             store.close()
+        parallel.close()
     result.seconds = time.monotonic() - started
     return result
 
@@ -124,6 +155,8 @@ def _night(n: Night, train_progress, time_up) -> SleepResult:
     if resume is None or resume.state == "reserved":
         plan(n, version, work)
     if resume is None or resume.state in ("reserved", "planned"):
+        n.handoff.send({"version": version, "parent": parent, "parent_folder": parent_folder,
+                        "plan": load_candidate(n, version).plan})
         stats, trained = train(n, version, work, parent_folder, train_progress, time_up)
         if not trained:
             result.status, result.train = "interrupted", stats
@@ -137,6 +170,23 @@ def _night(n: Night, train_progress, time_up) -> SleepResult:
     if cand.trained["partial"]:
         stats = cand.trained["stats"]
         result.message += f" (trained {stats['steps']} of {stats.get('target_steps')} planned steps: time was up)"
+    return result
+
+
+def _worker(root: Path, opts: SleepOptions, store, order: dict | None, started: float) -> SleepResult:
+    """Rank > 0 under a launcher: trains its share of the candidate rank 0 planned (the same data:
+    the split comes from rank 0's plan, the rest is read the same way), and writes nothing."""
+    result = SleepResult(status="worker", message="")
+    if order is None:
+        return result
+    spec, model_path = resolve_local_model(opts.model, root)
+    reg = Registry(store, root)
+    n = Night(root, opts, reg, SleepSteps(store.conn, reg.repo_id), lambda _m: None, started, spec, model_path)
+    parent = order["parent"]
+    work = survey(n, parent, Candidate(order["version"], "planned", {"parent": parent}, order["plan"]), tried=False)
+    _training_data(n, work)
+    result.version = order["version"]
+    result.train, _ = train(n, order["version"], work, order["parent_folder"], False, None)
     return result
 
 
@@ -178,6 +228,8 @@ def train(n: Night, version: str, work: Work, parent_folder: Path | None, train_
     stats = result_dict(train_fn(n.model_path, work.train + work.code_train, work.replay, prev_adapter=parent_folder,
                                  out_dir=folder, config=work.config, progress=train_progress,
                                  should_stop=should_stop))
+    if not parallel.ranks().main:
+        return stats, False  # rank 0 saved the adapter and goes on alone
     partial = stats.get("stopped") == "should_stop" and (stats.get("steps") or 0) >= PARTIAL_MIN_STEPS
     if stats.get("interrupted") or not (folder / "adapter_config.json").is_file() \
             or (stats.get("stopped") and not partial):
@@ -332,8 +384,9 @@ def _resumable(n: Night, parent: str | None) -> Candidate | None:
 
 # ---------------------------------------------------------------- tonight's data
 
-def survey(n: Night, parent: str | None, resume: Candidate | None) -> Work:
-    """The episodes and code tonight would train on and hold out (nothing written)."""
+def survey(n: Night, parent: str | None, resume: Candidate | None, *, tried: bool = True) -> Work:
+    """The episodes and code tonight would train on and hold out (nothing written); `tried`: also
+    what the last rejected candidate considered."""
     from learnagent.learning import code_pairs
     from learnagent.learning import pairs as pairs_mod
 
@@ -350,7 +403,8 @@ def survey(n: Night, parent: str | None, resume: Candidate | None) -> Work:
         heldout = [p for p in everything if str(p.episode_id) in set(resume.plan["heldout"])]
     # Held-out episodes are never trained on (pairs.is_heldout hashes the id), so only new
     # TRAINING episodes make a sleep worth running; the held-out set only grows.
-    return Work(train, heldout, code, set(episode_ids(train)), already_tried(n.reg, parent, n.opts.method))
+    return Work(train, heldout, code, set(episode_ids(train)),
+                already_tried(n.reg, parent, n.opts.method) if tried else set())
 
 
 def _nothing_to_do(work: Work, parent: str | None, resume: Candidate | None) -> str:
