@@ -10,7 +10,9 @@ LEARNAGENT_CRASH_TRIALS sets the number of trials (default 6; 20 were run for th
 `sleep` is killed two ways: at each write boundary of the adapter save and promotion (a driver
 that dies at the registry's named checkpoints), and as the real CLI at random moments of its
 whole run (start-up, model load, training, gate, promotion), checking after each kill that the
-store is whole, the promoted adapter verifies and loads with peft, and no episode was lost.
+store is whole, the promoted adapter verifies and loads with peft, no episode was lost, and the
+persisted sleep states agree with the folders (a sealed or promoted version is complete; a
+decided one is no longer a candidate); after the last sleep no verdict is left un-acted on.
 """
 
 from __future__ import annotations

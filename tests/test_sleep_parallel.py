@@ -25,14 +25,21 @@ def _env(tmp_path: Path) -> dict:
     # no GPU for these processes (gloo on CPU), one torch thread each: two shared cores
     return dict(os.environ, CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
                 TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1", COLUMNS="120",
-                MASTER_PORT=str(29500 + os.getpid() % 1000),
                 PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"],
                 HF_HOME=str(tmp_path / "hf"))
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def _launch(args: list[str], cwd: Path, env: dict, timeout: int = 600) -> subprocess.CompletedProcess:
     cmd = [str(ACCELERATE), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", *args]
+           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()), *args]
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
