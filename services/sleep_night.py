@@ -9,7 +9,7 @@ an interrupted or killed night up from it (nothing is inferred from which files 
 - trained: the saved adapter is gated, not trained again;
 - gated, sealed: `settle` seals and decides it from the gate result it recorded, before the night's
   own work. A candidate gated against an adapter that is no longer the promoted one is rejected as
-  stale; one whose parent or method no longer matches the night's is rejected as abandoned.
+  stale; one whose parent, method or model no longer matches the night's is rejected as abandoned.
 Candidates made before the state table (no rows) are read once from their files (`_adopt_legacy`).
 
 Under `accelerate launch` (learning/parallel.py) rank 0 runs the night as above and hands the
@@ -271,8 +271,9 @@ def seal(n: Night, version: str) -> None:
     from learnagent.runtime.identity import base_identity, stamp_adapter
 
     cand = load_candidate(n, version)
-    # base.json: which base it belongs to (name + hash); loading it on another is a one-line error
-    stamp_adapter(n.reg.folder(version), base_identity(n.model_path))
+    if cand.reserved.get("model") in (None, n.spec):  # (settled on a night run with another model: unstamped)
+        # base.json: which base it belongs to (name + hash); loading it on another is a one-line error
+        stamp_adapter(n.reg.folder(version), base_identity(n.model_path))
     n.reg.finish(version, metrics=cand.gated["metrics"], episode_ids=cand.plan["train"],
                  config=cand.gated.get("config") or {})
     n.steps.record(version, "sealed")
@@ -370,15 +371,17 @@ def _parent(n: Night) -> tuple[str | None, Path | None]:
 
 def _resumable(n: Night, parent: str | None) -> Candidate | None:
     """The newest unfinished candidate (reserved, planned or trained) if tonight would make the same
-    one (same parent, same method); older or other ones are abandoned."""
+    one (same parent, method and model); older or other ones are abandoned."""
     resume = None
     for cand in reversed(_candidates(n)):
         if cand.state not in ("reserved", "planned", "trained"):
             continue
-        if resume is None and cand.reserved.get("parent") == parent and cand.reserved.get("method") == n.opts.method:
+        same = (cand.reserved.get("parent"), cand.reserved.get("method"), cand.reserved.get("model", n.spec))
+        if resume is None and same == (parent, n.opts.method, n.spec):
             resume = cand
         else:
-            abandon(n, cand.version, "abandoned: interrupted, and the promoted adapter or method changed since")
+            abandon(n, cand.version,
+                    "abandoned: interrupted, and the promoted adapter, method or model changed since")
     return resume
 
 

@@ -153,3 +153,23 @@ def test_an_unfinished_candidate_of_another_method_is_abandoned(git_repo, tiny_m
         row = Registry(store, git_repo).get("v0001")
     assert row["status"] == "rejected" and row["reason"].startswith("abandoned:")
     assert _states(git_repo, "v0001") == ["reserved", "planned", "decided"]
+
+
+def test_an_unfinished_candidate_is_resumed_only_by_a_night_that_would_make_it(git_repo):
+    """Same parent, method and model: resumed; the newest such one only, older ones and any other
+    are abandoned (decided, rejected) so that none is left a candidate forever."""
+    from learnagent.services.sleep_night import _resumable
+
+    said = []
+    n, store = _night(git_repo, said)
+    for model, method in (("tiny", "opsd"), ("other-model", "opsd"), ("tiny", "sft"), ("tiny", "opsd")):
+        v = n.reg.reserve(parent=None, method=method, base_model=model)
+        n.steps.record(v, "reserved", {"parent": None, "promoted": None, "method": method, "model": model})
+        n.steps.record(v, "planned", {"train": ["e1"], "heldout": [], "steps": 2})
+    resume = _resumable(n, None)
+    assert resume.version == "v0004" and resume.state == "planned" and resume.plan["train"] == ["e1"]
+    for v in ("v0001", "v0002", "v0003"):
+        assert n.reg.get(v)["status"] == "rejected" and n.reg.get(v)["reason"].startswith("abandoned:"), v
+        assert _states(git_repo, v)[-1] == "decided"
+    assert n.reg.get("v0004")["status"] == "candidate" and _states(git_repo, "v0004") == ["reserved", "planned"]
+    store.close()
