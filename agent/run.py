@@ -5,7 +5,6 @@ cli → run_episode (worktree, model, sandbox, loop, final tests, record) → de
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import time
@@ -25,7 +24,7 @@ from learnagent.core.processes import process_start
 from learnagent.core.testenv import TestEnv, resolve_test_env
 from learnagent.sandbox import CommandResult, Sandbox, policy
 from learnagent.store.episodes import Store, new_episode_id
-from learnagent.store.privacy import recording_enabled
+from learnagent.store.records import EPISODE_STATUSES, Episode
 
 TEST_TAIL_CHARS = 4000
 
@@ -101,7 +100,7 @@ def run_episode(repo: wt.RepoInfo, task: str, cfg: Config, model: Model, store: 
     example = prompts.use_example(cfg.model.examples, model.name)  # a bad setting fails before any work
     test_env = test_env or resolve_test_env(repo.root, cfg.test.python)
     repo_id = store.ensure_repo(repo.root)
-    recording = recording_enabled(store, repo_id)
+    recording = store.recording_enabled(repo_id)
     if not recording and on_warning:
         on_warning("recording is off for this repository (learnagent logs on): this episode is not stored")
     episode_id = episode_id or new_episode_id()
@@ -186,56 +185,67 @@ def build_repo_map(repo_root: Path, worktree: Path, task: str, max_tokens: int, 
 
 # ---- the verdict ------------------------------------------------------------------------
 
-def accept(store: Store, repo_root: Path, result_or_episode: dict, on_note=None) -> list[str]:
+@dataclass(frozen=True)
+class Proposal:
+    """What a verdict acts on: an episode's branch (from its base commit) and folder; `recorded`:
+    False when `logs off` kept it out of the store (the verdict then touches only git)."""
+
+    id: str
+    branch: str | None
+    base_commit: str | None
+    worktree: str | None
+    recorded: bool = True
+
+    @classmethod
+    def of_result(cls, result: EpisodeResult) -> "Proposal":
+        return cls(result.episode_id, result.branch, result.base, str(result.worktree), result.recorded)
+
+    @classmethod
+    def of_episode(cls, ep: Episode) -> "Proposal":
+        return cls(ep.id, ep.branch, ep.base_commit, ep.worktree)
+
+
+def accept(store: Store, repo_root: Path, ep: Proposal, on_note=None) -> list[str]:
     """Apply the episode's branch to the user's working tree (3-way); MergeConflict changes nothing."""
-    ep = result_or_episode
-    tip = wt.git(repo_root, "rev-parse", "--verify", "--quiet", f"refs/heads/{ep['branch']}^{{commit}}",
+    tip = wt.git(repo_root, "rev-parse", "--verify", "--quiet", f"refs/heads/{ep.branch}^{{commit}}",
                  check=False).strip()
     if not tip:
-        raise LearnagentError(f"episode {ep['id']}: its branch {ep['branch']} is gone; nothing to apply")
-    applied = wt.apply_to_user_tree(repo_root, ep["base_commit"], tip, on_note=on_note)
-    if ep.get("recorded", True):
-        store.update_meta(ep["id"], applied=True, applied_at=time.time(), applied_files=applied)
-    wt.remove_worktree(repo_root, _folder(ep), ep["branch"], delete_branch=True)
+        raise LearnagentError(f"episode {ep.id}: its branch {ep.branch} is gone; nothing to apply")
+    applied = wt.apply_to_user_tree(repo_root, ep.base_commit, tip, on_note=on_note)
+    if ep.recorded:
+        store.update_meta(ep.id, applied=True, applied_at=time.time(), applied_files=applied)
+    wt.remove_worktree(repo_root, _folder(ep), ep.branch, delete_branch=True)
     return applied
 
 
-def reject(store: Store, repo_root: Path, ep: dict, reason: str | None = None, outcome: str = "rejected") -> None:
+def reject(store: Store, repo_root: Path, ep: Proposal, reason: str | None = None, outcome: str = "rejected") -> None:
     """Remove the episode's folder and branch; `outcome` "unchanged" for a run that changed nothing."""
-    wt.remove_worktree(repo_root, _folder(ep), ep["branch"], delete_branch=True)
-    if ep.get("recorded", True):
-        store.set_outcome(ep["id"], outcome, reason or "rejected at review")
+    wt.remove_worktree(repo_root, _folder(ep), ep.branch, delete_branch=True)
+    if ep.recorded:
+        store.set_outcome(ep.id, outcome, reason or "rejected at review")
 
 
-def keep(store: Store, repo_root: Path, ep: dict) -> None:
+def keep(store: Store, repo_root: Path, ep: Proposal) -> None:
     # the branch holds the agent's commit; the worktree folder is not needed to apply it later
-    wt.remove_worktree(repo_root, _folder(ep), ep["branch"], delete_branch=False)
-    if ep.get("recorded", True):
-        store.set_outcome(ep["id"], "kept", "branch kept for later")
+    wt.remove_worktree(repo_root, _folder(ep), ep.branch, delete_branch=False)
+    if ep.recorded:
+        store.set_outcome(ep.id, "kept", "branch kept for later")
 
 
 def interrupted(store: Store, repo_root: Path, episode_id: str, why: str) -> None:
     """After Ctrl-C, SIGTERM or closed output anywhere in `do`: an episode not yet decided is
     marked interrupted and its folder and branch go (its diff stays in the store). One the user
     already kept or applied is left as it is."""
-    row = store.conn.execute("SELECT status, outcome, worktree, branch, meta FROM episodes WHERE id = ?",
-                             (episode_id,)).fetchone()
-    if row is not None:
-        if row["outcome"] != "pending" or json.loads(row["meta"] or "{}").get("applied"):
+    ep = store.find_episode(episode_id)
+    if ep is not None:
+        if ep.outcome != "pending" or ep.meta.get("applied"):
             return
-        store.conn.execute("UPDATE episodes SET status = 'interrupted', error = COALESCE(error, ?),"
-                           " ended_at = COALESCE(ended_at, ?) WHERE id = ? AND status != 'interrupted'",
-                           (why, time.time(), episode_id))
-    folder = Path(row["worktree"]) if row is not None and row["worktree"] else \
+        store.mark_interrupted(episode_id, why, statuses=tuple(s for s in EPISODE_STATUSES if s != "interrupted"))
+    folder = Path(ep.worktree) if ep is not None and ep.worktree else \
         home.worktrees_dir(repo_root) / episode_id  # not recorded (logs off): where it was made
-    branch = row["branch"] if row is not None and row["branch"] else wt.BRANCH_PREFIX + episode_id
+    branch = ep.branch if ep is not None and ep.branch else wt.BRANCH_PREFIX + episode_id
     wt.remove_worktree(repo_root, folder, branch, delete_branch=True)
 
 
-def _folder(ep: dict) -> Path | None:
-    return Path(ep["worktree"]) if ep.get("worktree") else None
-
-
-def as_episode_dict(result: EpisodeResult) -> dict:
-    return {"id": result.episode_id, "branch": result.branch, "base_commit": result.base,
-            "worktree": str(result.worktree), "recorded": result.recorded}
+def _folder(ep: Proposal) -> Path | None:
+    return Path(ep.worktree) if ep.worktree else None

@@ -169,7 +169,7 @@ def episode_ids(pairs) -> list[str]:
 
 def is_tainted(reg: Registry, version: str) -> bool:
     try:
-        return reg.get(version)["tainted"]
+        return reg.get(version).tainted
     except LearnagentError:  # promoted by hand-copied folders with no row: nothing known against it
         return False
 
@@ -177,8 +177,8 @@ def is_tainted(reg: Registry, version: str) -> bool:
 def already_tried(reg: Registry, parent: str | None, method: str) -> set[str]:
     """Episodes the newest rejected candidate with the same parent and method already considered."""
     for row in reg.list():
-        if row["parent"] == parent and row["method"] == method and row["status"] == "rejected":
-            return set(row["metrics"].get("considered", []))
+        if row.parent == parent and row.method == method and row.status == "rejected":
+            return set(row.metrics.get("considered", []))
     return set()
 
 

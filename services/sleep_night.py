@@ -33,6 +33,7 @@ from learnagent.learning.sleep import (CODE_CUTS, CODE_CUTS_PER_FILE, CODE_PREFI
                                        LEGACY_PLAN, PARTIAL_MIN_STEPS, SleepOptions, SleepResult, already_tried,
                                        check_options, config_dict, episode_ids, is_tainted, nights_message,
                                        resolve_local_model, result_dict, sleep_lock, train_config, trainer)
+from learnagent.store.records import AdapterVersion
 from learnagent.store.sleep_steps import SleepState, SleepSteps
 
 Progress = Callable[[str], None]
@@ -324,23 +325,23 @@ def _candidates(n: Night) -> list[Candidate]:
     status may already say promoted: a kill after the pointer moved). Candidates made before the
     table are adopted."""
     out = []
-    for row in sorted(n.reg.list(), key=lambda r: r["version"]):
-        cand = load_candidate(n, row["version"])
-        if cand is None and row["status"] == "candidate":
+    for row in sorted(n.reg.list(), key=lambda r: r.version):
+        cand = load_candidate(n, row.version)
+        if cand is None and row.status == "candidate":
             cand = _adopt_legacy(n, row)
         if cand is not None and cand.state != "decided":
             out.append(cand)
     return out
 
 
-def _adopt_legacy(n: Night, row: dict) -> Candidate:
+def _adopt_legacy(n: Night, row: AdapterVersion) -> Candidate:
     """Rows for a candidate from before the state table, from its files: complete (lineage.json) ->
     sealed with the metrics it was sealed with; a plan.json -> planned; else reserved."""
-    version, folder = row["version"], n.reg.folder(row["version"])
-    n.steps.record(version, "reserved", {"parent": row["parent"], "promoted": row["parent"],
-                                         "method": row["method"], "model": row["base_model"]})
+    version, folder = row.version, n.reg.folder(row.version)
+    n.steps.record(version, "reserved", {"parent": row.parent, "promoted": row.parent,
+                                         "method": row.method, "model": row.base_model})
     if is_complete(folder):
-        n.steps.record(version, "gated", {"metrics": row["metrics"]})
+        n.steps.record(version, "gated", {"metrics": row.metrics})
         n.steps.record(version, "sealed")
     elif (folder / LEGACY_PLAN).is_file():
         split = json.loads((folder / LEGACY_PLAN).read_text())

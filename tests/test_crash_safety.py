@@ -277,22 +277,22 @@ def _check_adapters(repo: Path, tiny_model_dir: Path, what: str) -> str:
     assert any("lora_" in name for name, _ in model.named_parameters()), f"{what}: {version} loaded no LoRA"
     with Store() as store:  # the table agrees with the pointer once read (sync repairs a kill in between)
         rows = Registry(store, repo).list()
-    promoted_rows = [r["version"] for r in rows if r["status"] == "promoted"]
+    promoted_rows = [r.version for r in rows if r.status == "promoted"]
     assert promoted_rows == [version], f"{what}: table says {promoted_rows}, pointer {version}"
     for row in rows:  # a folder sealed with lineage.json holds whole weights
-        if is_complete(root / row["version"]):
-            verify_adapter(root / row["version"])
+        if is_complete(root / row.version):
+            verify_adapter(root / row.version)
     with Store() as store:  # the persisted sleep states agree with the folders and the table
         steps = SleepSteps(store.conn, store.ensure_repo(repo))
         for row in rows:
-            last = steps.last(row["version"])
-            assert last is not None, f"{what}: {row['version']} has no sleep state"
+            last = steps.last(row.version)
+            assert last is not None, f"{what}: {row.version} has no sleep state"
             if last.state in ("sealed", "decided") and last.data.get("status") != "rejected":
-                assert is_complete(root / row["version"]), f"{what}: {row['version']} {last.state}, folder incomplete"
+                assert is_complete(root / row.version), f"{what}: {row.version} {last.state}, folder incomplete"
             if last.state == "decided":  # (`adapters use` may promote a rejected one by hand later)
-                assert row["status"] != "candidate", f"{what}: {row['version']} decided, still a candidate"
+                assert row.status != "candidate", f"{what}: {row.version} decided, still a candidate"
             else:
-                assert row["status"] == "candidate" or row["version"] == version, f"{what}: {row['version']}"
+                assert row.status == "candidate" or row.version == version, f"{what}: {row.version}"
     return version
 
 

@@ -54,10 +54,10 @@ def test_a_night_records_each_transition_once_in_order(git_repo, tiny_model_dir)
         row = Registry(store, git_repo).get("v0001")
     data = {s.state: s.data for s in steps}
     assert data["reserved"] == {"parent": None, "promoted": None, "method": "opsd", "model": f"local:{tiny_model_dir}"}
-    assert data["planned"]["train"] == row["metrics"]["considered"] and data["planned"]["steps"] == 2
+    assert data["planned"]["train"] == row.metrics["considered"] and data["planned"]["steps"] == 2
     assert data["trained"]["stats"]["steps"] == 2 and data["trained"]["partial"] is False
-    assert data["gated"]["metrics"] == row["metrics"]  # what was sealed is what the gate recorded
-    assert data["decided"] == {"status": result.status, "reason": row["reason"]}
+    assert data["gated"]["metrics"] == row.metrics  # what was sealed is what the gate recorded
+    assert data["decided"] == {"status": result.status, "reason": row.reason}
     assert not (home.adapters_dir(git_repo) / "v0001" / "plan.json").exists()  # the split lives in the store
     # sealed with the base it belongs to (issue 12): loading it on another base is refused
     assert adapter_base(home.adapters_dir(git_repo) / "v0001") == base_identity(tiny_model_dir)
@@ -101,7 +101,7 @@ def test_stopped_after_the_gate_the_next_sleep_seals_and_decides_from_the_record
     assert _states(git_repo, "v0001") == list(STATES)
     with Store() as store:
         row = Registry(store, git_repo).get("v0001")
-    assert row["metrics"]["reason"] == "accepted for this test" and row["status"] == "promoted"
+    assert row.metrics["reason"] == "accepted for this test" and row.status == "promoted"
     assert promoted_adapter(git_repo)[0] == "v0001"
     if stop_at == "metrics-written":
         assert said[0] == "promoted v0001, which passed the gate before the last sleep was interrupted"
@@ -130,10 +130,10 @@ def test_settle_decides_candidates_sealed_before_the_state_table(git_repo, tiny_
         r.update_metrics(v2, accepted=True, reason="gap 0.2 < 0.5")
         v3 = r.reserve(parent=None, method="opsd", base_model="tiny")  # still training: left for resume
     settle(n)
-    assert promoted_adapter(git_repo)[0] == v1 and reg.get(v1)["status"] == "promoted"
-    assert reg.get(v2)["status"] == "rejected"
-    assert reg.get(v2)["reason"] == "passed the gate against the base model, which is no longer the promoted one"
-    assert reg.get(v3)["status"] == "candidate" and reg.resumable()["version"] == v3
+    assert promoted_adapter(git_repo)[0] == v1 and reg.get(v1).status == "promoted"
+    assert reg.get(v2).status == "rejected"
+    assert reg.get(v2).reason == "passed the gate against the base model, which is no longer the promoted one"
+    assert reg.get(v3).status == "candidate" and reg.resumable().version == v3
     assert said == [f"promoted {v1}, which passed the gate before the last sleep was interrupted"]
     assert _states(git_repo, v1) == ["reserved", "gated", "sealed", "decided"]
     assert _states(git_repo, v3) == ["reserved"]
@@ -151,7 +151,7 @@ def test_an_unfinished_candidate_of_another_method_is_abandoned(git_repo, tiny_m
     assert result.version == "v0002" and result.status in ("promoted", "rejected"), result.message
     with Store() as store:
         row = Registry(store, git_repo).get("v0001")
-    assert row["status"] == "rejected" and row["reason"].startswith("abandoned:")
+    assert row.status == "rejected" and row.reason.startswith("abandoned:")
     assert _states(git_repo, "v0001") == ["reserved", "planned", "decided"]
 
 
@@ -169,7 +169,7 @@ def test_an_unfinished_candidate_is_resumed_only_by_a_night_that_would_make_it(g
     resume = _resumable(n, None)
     assert resume.version == "v0004" and resume.state == "planned" and resume.plan["train"] == ["e1"]
     for v in ("v0001", "v0002", "v0003"):
-        assert n.reg.get(v)["status"] == "rejected" and n.reg.get(v)["reason"].startswith("abandoned:"), v
+        assert n.reg.get(v).status == "rejected" and n.reg.get(v).reason.startswith("abandoned:"), v
         assert _states(git_repo, v)[-1] == "decided"
-    assert n.reg.get("v0004")["status"] == "candidate" and _states(git_repo, "v0004") == ["reserved", "planned"]
+    assert n.reg.get("v0004").status == "candidate" and _states(git_repo, "v0004") == ["reserved", "planned"]
     store.close()
