@@ -30,6 +30,7 @@ COMMAND_MODULES = [
     "learnagent.cli.learn_cmds",  # sleep, eval, report, adapters
     "learnagent.cli.runtime_cmds",  # adapters export (after learn_cmds: it joins its adapters group)
     "learnagent.cli.privacy_cmds",  # forget, logs, gc
+    "learnagent.cli.team_cmds",  # push, team
     "learnagent.cli.model_cmd",  # model install/info
 ]
 

@@ -61,6 +61,7 @@ def forget(
             if not typer.confirm("Delete them for good?", default=False):
                 console.print("Nothing forgotten.")
                 raise typer.Exit(1)
+        _forget_on_team_store(chosen)  # first: if the team store cannot be reached, nothing is forgotten yet
         result = privacy.forget(store, chosen)
     console.print(f"Forgot {len(result.episodes)} episode(s).")
     if result.removed_worktrees or result.removed_branches:
@@ -72,6 +73,23 @@ def forget(
         versions = ", ".join(v for _, v in result.tainted_adapters)
         console.print(f"Adapters trained on them are marked tainted ({versions}); the next `learnagent sleep` "
                       "retrains without them.")
+
+
+def _forget_on_team_store(chosen) -> None:
+    """With a team store configured ([team] url), forget the user's own pushed copies there too."""
+    from learnagent.core.config import user_settings
+
+    if not user_settings("team")[0].url:
+        return
+    from learnagent.services import team
+    from learnagent.store.episodes import Store
+    from learnagent.store.gitutil import git
+
+    author = git(_repo_root(), "config", "user.email", check=False).strip() or None
+    with Store(team.team_url(None)) as shared:
+        gone = team.forget_on_team(shared, [ep.id for ep in chosen], author)
+    if gone:
+        typer.echo(f"Forgot {len(gone)} of them on the team store too.")
 
 
 logs_app = typer.Typer(help="Pause or resume recording episodes in this repository.", no_args_is_help=True)

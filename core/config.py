@@ -92,6 +92,25 @@ class Config:
         return asdict(self)
 
 
+@dataclass
+class StoreSettings:
+    """[store] (your own config only): where your episodes live; empty: $LEARNAGENT_HOME/learnagent.db."""
+
+    url: str = ""  # postgresql://USER:PASSWORD@HOST/DB, sqlite:///PATH or a path; LEARNAGENT_DB overrides it
+
+
+@dataclass
+class TeamSettings:
+    """[team] (your own config only): the team store `learnagent push` sends to (docs/TEAM.md)."""
+
+    url: str = ""  # postgresql://...; `push --to` overrides it
+
+
+# Sections that decide where your episodes go: read from your own config only. A repository's
+# .learnagent/config.toml (which a cloned repository may carry) that sets them is refused.
+USER_ONLY = {"store": StoreSettings, "team": TeamSettings}
+
+
 def config_path(repo_root: Path) -> Path:
     return Path(repo_root) / CONFIG_DIR / CONFIG_FILE
 
@@ -130,6 +149,14 @@ def _read(path: Path) -> dict:
         raise UsageError(f"{path}: not valid TOML ({exc})") from None
     probe = Config()
     for name, values in data.items():
+        if name in USER_ONLY:
+            if Path(path) != user_config_path():
+                raise UsageError(f"{path}: [{name}] may only be set in your own config ({user_config_path()}): "
+                                 "a repository does not choose where your episodes go")
+            if not isinstance(values, dict):
+                raise UsageError(f"{path}: [{name}] must be a table")
+            _merge(USER_ONLY[name](), values, f"{path} [{name}]")
+            continue
         section = getattr(probe, name, None)
         if section is None or not isinstance(values, dict):
             raise UsageError(f"{path}: unknown section [{name}]")
@@ -142,8 +169,24 @@ def load_config(repo_root: Path, *, user: bool = True) -> Config:
     cfg = Config()
     for path in ([user_config_path()] if user else []) + [config_path(repo_root)]:
         for name, values in _read(path).items():
+            if name in USER_ONLY:
+                continue  # user_settings() reads them
             _merge(getattr(cfg, name), values, f"{path} [{name}]")
     return cfg
+
+
+def user_settings(name: str):
+    """Your own config's [store] or [team] section (defaults when unset), and where it was read."""
+    path = user_config_path()
+    section = USER_ONLY[name]()
+    _merge(section, _read(path).get(name, {}), f"{path} [{name}]")
+    return section, f"{path} [{name}]"
+
+
+def user_store_url() -> tuple[str, str]:
+    """[store] url of your own config ("" when unset) and where it was read, for messages."""
+    section, where = user_settings("store")
+    return section.url, f"{where} url"
 
 
 def repo_settings(repo_root: Path) -> set[tuple[str, str]]:

@@ -1,33 +1,95 @@
-"""SQLite connection and ordered migrations.
+"""The store's connection (SQLite by default, PostgreSQL for a team) and its one migration history.
 
-One database for all repositories (`$LEARNAGENT_HOME/learnagent.db`), in WAL mode so that
-several `do` runs and a `sleep` can read and write at once. Migrations are the numbered
-`migrations/NNNN_name.sql` files, applied in order; `PRAGMA user_version` holds the last one.
+Where: `LEARNAGENT_DB` (a path, `sqlite:///path` or `postgresql://user:password@host/db`), else the
+user config's `[store] url`, else `$LEARNAGENT_HOME/learnagent.db`; `store_target()` decides.
+
+SQLite: one database for all repositories, in WAL mode so that several `do` runs and a `sleep` can
+read and write at once; its header is checked before SQLite opens it, its failures are reported as
+"damaged" only after an integrity check says so. PostgreSQL: store/pg.py.
+
+Migrations: Alembic revisions written with SQLAlchemy Core (`migrations/versions/NNNN_name.py`), one
+history for both databases (docs/STORE.md, "Migrations"). An SQLite store keeps `PRAGMA user_version`
+equal to its Alembic revision's number, so opening an up-to-date store never imports Alembic; a store
+made before Alembic (user_version 1..6, no alembic_version table) is adopted at its version and
+upgraded from there, nothing rewritten.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from contextlib import contextmanager
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Iterator
 
-from learnagent.core.errors import StoreError
-from learnagent.core.home import PRIVATE_DIR_MODE, create_private_file, make_private
+from learnagent.core.errors import StoreError, UsageError
+from learnagent.core.home import PRIVATE_DIR_MODE, create_private_file, db_path, make_private
+from learnagent.store.pg import PgIntegrityError
 
 BUSY_TIMEOUT_MS = 30_000
+SCRIPT_LOCATION = "learnagent.store:migrations"
+# a duplicate key on either database: what the store catches to draw another id
+INTEGRITY_ERRORS = (sqlite3.IntegrityError, PgIntegrityError)
+_PG_MIGRATION_LOCK = 0x1EA2_A6E7  # pg_advisory_xact_lock key: one migrating process at a time
 
 
-def migrations() -> list[tuple[int, str, str]]:
-    """(number, name, sql) for every migration shipped in the package, in order."""
+def migrations() -> list[tuple[int, str]]:
+    """(number, file name) of every revision shipped in the package, in order."""
     found = []
-    for entry in resources.files("learnagent.store").joinpath("migrations").iterdir():
+    for entry in resources.files("learnagent.store").joinpath("migrations", "versions").iterdir():
         name = entry.name
-        if name.endswith(".sql") and name[:4].isdigit():
-            found.append((int(name[:4]), name, entry.read_text()))
+        if name.endswith(".py") and name[:4].isdigit():
+            found.append((int(name[:4]), name))
     return sorted(found)
+
+
+@lru_cache(maxsize=1)
+def head_version() -> int:
+    """The newest revision's number: what an up-to-date store's user_version / alembic_version says."""
+    return migrations()[-1][0]
+
+
+# ---- where the store is ------------------------------------------------------------------------
+
+def is_postgres(target: str | Path) -> bool:
+    return isinstance(target, str) and target.split("://", 1)[0].split("+")[0] in ("postgresql", "postgres")
+
+
+def parse_target(value: str, where: str) -> str | Path:
+    """A store named by the user: a postgresql:// URL as it is, an sqlite:///path or plain path as a Path.
+    Anything else (mysql://, http://...) is a usage error (exit 2) saying what is accepted."""
+    value = value.strip()
+    if is_postgres(value):
+        return value
+    if value.startswith("sqlite:///"):
+        return Path(value.removeprefix("sqlite:///")).expanduser()
+    if "://" in value:
+        raise UsageError(f"{where}: unsupported store '{value.split('://', 1)[0]}://...'; use "
+                         "postgresql://USER:PASSWORD@HOST[:PORT]/DATABASE, sqlite:///PATH or a file path")
+    return Path(value).expanduser()
+
+
+def store_target() -> str | Path:
+    """The store this process uses: LEARNAGENT_DB, else the user config's [store] url, else the data home's file."""
+    env = os.environ.get("LEARNAGENT_DB", "").strip()
+    if env:
+        return parse_target(env, "LEARNAGENT_DB")
+    from learnagent.core.config import user_store_url
+
+    url, where = user_store_url()
+    if url:
+        return parse_target(url, where)
+    return db_path()
+
+
+def store_exists() -> bool:
+    """Whether there is a store to read (without creating one): a PostgreSQL store is there by
+    configuration; an SQLite one once its file is."""
+    target = store_target()
+    return is_postgres(target) or Path(target).exists()
 
 
 def damaged(path: Path, why: str) -> StoreError:
@@ -129,7 +191,30 @@ def store_files(path: Path) -> list[Path]:
     return [path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")]
 
 
-def connect(path: Path) -> sqlite3.Connection:
+def connect(target: str | Path):
+    """The store's connection: sqlite3's for a path, store/pg.py's for a postgresql:// URL; migrated
+    to the newest revision either way."""
+    if is_postgres(target):
+        return connect_postgres(str(target))
+    return connect_sqlite(Path(target))
+
+
+def connect_postgres(url: str):
+    from learnagent.store import pg
+
+    conn = pg.connect(url)
+    try:
+        row = conn.execute("SELECT to_regclass('alembic_version') IS NOT NULL").fetchone()
+        current = conn.execute("SELECT version_num FROM alembic_version").fetchone() if row[0] else None
+        if current is None or int(current[0]) < head_version():
+            _alembic_upgrade(pg.sqlalchemy_url(url), url)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def connect_sqlite(path: Path) -> sqlite3.Connection:
     path = Path(path)
     # The store holds what the agent saw of the user's code: its folder 0700, its files 0600. SQLite
     # gives the -wal and -shm files the database file's mode, so that one is created 0600 first.
@@ -144,7 +229,8 @@ def connect(path: Path) -> sqlite3.Connection:
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
-        migrate(conn)
+        if conn.execute("PRAGMA user_version").fetchone()[0] < head_version():
+            _alembic_upgrade(f"sqlite:///{path}", str(path))
     except sqlite3.OperationalError as exc:
         if "locked" in str(exc) or "busy" in str(exc):
             raise StoreError(f"the episode store {path} stayed locked for {BUSY_TIMEOUT_MS // 1000} s ({exc}); "
@@ -159,11 +245,12 @@ def connect(path: Path) -> sqlite3.Connection:
 
 
 @contextmanager
-def transaction(conn: sqlite3.Connection) -> Iterator[None]:
+def transaction(conn) -> Iterator[None]:
     """BEGIN IMMEDIATE ... COMMIT, ROLLBACK on any exception (Ctrl-C too). The write lock is taken
     up front, so a read-then-write inside is atomic against other processes. Inside another
     transaction it joins that one: the outer one commits or rolls back everything.
-    (`Store.transaction` is this on the store's connection.)"""
+    (`Store.transaction` is this on the store's connection; on PostgreSQL store/pg.py turns BEGIN
+    IMMEDIATE into BEGIN + the store's advisory write lock, so the same holds there.)"""
     if conn.in_transaction:
         yield
         return
@@ -177,27 +264,51 @@ def transaction(conn: sqlite3.Connection) -> Iterator[None]:
     conn.execute("COMMIT")
 
 
-def migrate(conn: sqlite3.Connection) -> int:
-    """Apply the migrations the database has not seen; returns the schema version."""
-    current = conn.execute("PRAGMA user_version").fetchone()[0]
-    for number, _name, sql in migrations():
-        if number <= current:
-            continue
-        with transaction(conn):
-            # re-check inside the write lock: another process may have migrated meanwhile
-            if conn.execute("PRAGMA user_version").fetchone()[0] < number:
-                for statement in _statements(sql):
-                    conn.execute(statement)
-                conn.execute(f"PRAGMA user_version = {number}")
-        current = number
-    return current
+def _alembic_upgrade(sa_url: str, shown: str) -> None:
+    """Bring the database at `sa_url` to the newest revision (Alembic, migrations/env.py). Every pending
+    revision runs in one transaction that first takes the database's write lock (SQLite: BEGIN
+    IMMEDIATE; PostgreSQL: an advisory lock), so processes opening a new store at once migrate it
+    once, and a failure leaves the store as it was."""
+    import sqlalchemy as sa
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy.pool import NullPool
+
+    if sa_url.startswith("sqlite"):
+        engine = sa.create_engine(sa_url, poolclass=NullPool, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
+
+        @sa.event.listens_for(engine, "connect")
+        def _own_transactions(dbapi_conn, _record):
+            dbapi_conn.isolation_level = None  # pysqlite's implicit BEGIN off: the "begin" event below decides
+            dbapi_conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            dbapi_conn.execute("PRAGMA foreign_keys = ON")
+
+        @sa.event.listens_for(engine, "begin")
+        def _write_lock(conn):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+    else:
+        engine = sa.create_engine(sa_url, poolclass=NullPool)
+    cfg = Config()
+    cfg.set_main_option("script_location", SCRIPT_LOCATION)
+    cfg.attributes["lock_key"] = _PG_MIGRATION_LOCK
+    try:
+        with engine.connect() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+    except sa.exc.OperationalError as exc:
+        if isinstance(exc.orig, sqlite3.Error):
+            raise exc.orig from None  # connect_sqlite's handlers say what it means
+        raise StoreError(f"cannot migrate the store {_shown(shown)}: {str(exc.orig).strip().splitlines()[0]}") from None
+    except sa.exc.DBAPIError as exc:
+        if isinstance(exc.orig, sqlite3.Error):
+            raise exc.orig from None
+        raise StoreError(f"the store {_shown(shown)} refused its migration: "
+                         f"{str(exc.orig).strip().splitlines()[0]}") from None
+    finally:
+        engine.dispose()
 
 
-def _statements(sql: str) -> list[str]:
-    out, buf = [], []
-    for line in sql.splitlines():
-        buf.append(line)
-        if sqlite3.complete_statement("\n".join(buf)):
-            out.append("\n".join(buf))
-            buf = []
-    return [s for s in out if s.strip() and not all(l.strip().startswith("--") or not l.strip() for l in s.splitlines())]
+def _shown(target: str) -> str:
+    from learnagent.store.pg import safe_url
+
+    return safe_url(target) if is_postgres(target) else target

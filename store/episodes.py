@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
+import socket
 import time
 import uuid
 from pathlib import Path
@@ -17,7 +17,7 @@ from typing import Any, Callable, ContextManager
 from learnagent.core import home
 from learnagent.core.errors import StoreError, UnknownEpisode
 from learnagent.store.adapter_rows import AdapterRows
-from learnagent.store.db import connect, transaction
+from learnagent.store.db import INTEGRITY_ERRORS, connect, is_postgres, store_target, transaction
 from learnagent.store.outcome_rows import OutcomeRows
 from learnagent.store.privacy_rows import PrivacyRows
 from learnagent.store.records import (OUTCOMES, Episode, EpisodeStatus, Message, ModelCall, OutcomeName, TestRun,
@@ -52,9 +52,12 @@ class Store(PrivacyRows, AdapterRows, OutcomeRows):
     `transaction()`.
     """
 
-    def __init__(self, path: Path | None = None, scrub: Callable[[str], str] | None = None):
-        self.path = Path(path) if path else home.db_path()
-        self.conn = connect(self.path)
+    def __init__(self, path: Path | str | None = None, scrub: Callable[[str], str] | None = None):
+        target = path if path else store_target()  # LEARNAGENT_DB, [store] url, the data home's file
+        self.dialect = "postgresql" if is_postgres(target) else "sqlite"
+        self.path = None if self.dialect == "postgresql" else Path(target)  # the SQLite file
+        self.url = str(target)
+        self.conn = connect(target)
         self.scrub = scrub or _default_scrubber()
 
     def close(self) -> None:
@@ -81,22 +84,41 @@ class Store(PrivacyRows, AdapterRows, OutcomeRows):
         )
         return key
 
+    def author_of(self, repo_id: str) -> str | None:
+        """`git config user.email` as the repository sees it (its own config, then the user's), None
+        when unset; asked once per repository and store."""
+        cache = self.__dict__.setdefault("_authors", {})
+        if repo_id not in cache:
+            from learnagent.store.gitutil import git
+
+            row = self.conn.execute("SELECT path FROM repos WHERE id = ?", (repo_id,)).fetchone()
+            email = ""
+            if row is not None and Path(row["path"]).is_dir():
+                email = git(Path(row["path"]), "config", "user.email", check=False).strip()
+            cache[repo_id] = email or None
+        return cache[repo_id]
+
     # ---- writing an episode ---------------------------------------------------------
     def create_episode(self, repo_id: str, task: str, *, source: str = "do", base_commit: str | None = None,
                        branch: str | None = None, worktree: str | None = None, model: str | None = None,
                        adapter_version: str | None = None, meta: dict | None = None,
-                       episode_id: str | None = None, started_at: float | None = None) -> str:
+                       episode_id: str | None = None, started_at: float | None = None,
+                       author: str | None = None, machine: str | None = None) -> str:
+        """A new episode row; `author` defaults to the repository's `git config user.email` now,
+        `machine` to this host's name (docs/TEAM.md: what a push sends)."""
+        author = author if author is not None else self.author_of(repo_id)
+        machine = machine if machine is not None else socket.gethostname()
         for attempt in range(5):
             eid = episode_id or new_episode_id()
             try:
                 self.conn.execute(
                     "INSERT INTO episodes(id, repo_id, source, task, base_commit, branch, worktree, model,"
-                    " adapter_version, started_at, meta) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    " adapter_version, started_at, meta, author, machine) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (eid, repo_id, source, self.scrub(task), base_commit, branch, worktree, model, adapter_version,
-                     started_at or time.time(), self.scrub(json.dumps(meta or {}))),
+                     started_at or time.time(), self.scrub(json.dumps(meta or {})), author or None, machine),
                 )
                 return eid
-            except sqlite3.IntegrityError:
+            except INTEGRITY_ERRORS:
                 # two runs in the same second drew the same random tail (1 in 16M): draw again;
                 # a caller-given id is the caller's to make unique
                 if episode_id is not None or attempt == 4 or not self.has_episode(eid):

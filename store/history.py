@@ -149,7 +149,7 @@ def _record(store, root: Path, repo_id: str, info: dict, parent: str, diff: str,
             extra += 2
             eid = history_episode_id(repo_id, sha, info["authored_at"], extra)
         store.create_episode(repo_id, info["message"] or subject, source="history", base_commit=parent, meta=meta,
-                             episode_id=eid, started_at=info["authored_at"])
+                             episode_id=eid, started_at=info["authored_at"], author=info["author_email"] or None)
         store.finish_episode(eid, "finished", final_diff=diff, summary=subject)
         store.set_outcome(eid, "accepted", "history import")
         store.add_imported_commit(repo_id, sha, eid)

@@ -277,7 +277,9 @@ def run_hook(name: str, args: list[str], stdin_text: str = "", cwd: Path | None 
     top = gitutil.toplevel(cwd)
     if gitutil.current_branch(top).startswith("learnagent/"):
         return []  # the agent's own commit in its worktree: the episode is not decided there
-    if not home.db_path().exists():
+    from learnagent.store.db import store_exists
+
+    if not store_exists():
         return []  # learnagent never ran for anything: nothing to attribute to
     root = gitutil.main_root(top)
     from learnagent.store.episodes import Store

@@ -18,7 +18,7 @@ from learnagent.store.records import Episode
 EPISODE_ROWS: tuple[tuple[str, str], ...] = (
     ("messages", "episode_id"), ("model_calls", "episode_id"), ("tool_calls", "episode_id"),
     ("test_runs", "episode_id"), ("outcome_events", "episode_id"), ("imported_commits", "episode_id"),
-    ("adapter_episodes", "episode_id"),
+    ("adapter_episodes", "episode_id"), ("pushed", "episode_id"),
 )
 
 
@@ -99,12 +99,19 @@ class PrivacyRows:
         old page images until it is checkpointed."""
         if not episode_ids:
             return
-        self.conn.execute("PRAGMA secure_delete = ON")  # freed pages are zeroed, not left readable in the file
+        if self.dialect == "sqlite":
+            self.conn.execute("PRAGMA secure_delete = ON")  # freed pages are zeroed, not left readable in the file
         marks = _marks(episode_ids)
         for table, column in EPISODE_ROWS:
             self.conn.execute(f"DELETE FROM {table} WHERE {column} IN ({marks})", episode_ids)
         self.conn.execute(f"DELETE FROM episodes WHERE id IN ({marks})", episode_ids)
 
     def erase_freed_pages(self) -> None:
-        """Copy the WAL's (zeroed) pages back into the file and truncate it: deleted text leaves the disk."""
-        self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        """Copy the WAL's (zeroed) pages back into the file and truncate it: deleted text leaves the disk.
+        On PostgreSQL: VACUUM the episode tables, so the deleted rows' space is reclaimed (the server's
+        own WAL and backups are the operator's: docs/TEAM.md "Forgetting on a team store")."""
+        if self.dialect == "sqlite":
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            return
+        for table in ("episodes", *dict(EPISODE_ROWS)):
+            self.conn.execute(f"VACUUM {table}")

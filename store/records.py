@@ -122,6 +122,8 @@ class Episode:
     cost_usd: float = 0.0
     ended_at: float | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    author: str | None = None  # git config user.email when recorded (history: the commit's author email)
+    machine: str | None = None  # the host it was recorded on
     repo_name: str | None = None
     repo_path: str | None = None
     tests: TestVerdict | None = None  # its last test run's verdict (Store.list_episodes, get_episode)

@@ -1,4 +1,5 @@
-"""The persisted steps of `learnagent sleep` (migration 0007): one row per transition of a candidate.
+"""The persisted steps of `learnagent sleep` (revision 0007, store/migrations/versions): one row per
+transition of a candidate.
 
 A candidate adapter goes reserved -> planned -> trained -> gated -> sealed -> decided
 (services/sleep_night.py makes each transition). Each row is written in one statement, after the

@@ -100,3 +100,12 @@ def pg_url(pg_cluster, request):
 
     name = re.sub(r"[^a-z0-9_]", "_", request.node.name.lower())[:40] + "_" + uuid.uuid4().hex[:8]
     return pg_cluster.create_database(name)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_db(request, monkeypatch):
+    """Runs a test once on the default SQLite store and once on a fresh PostgreSQL database
+    (LEARNAGENT_DB, which the CLI subprocesses inherit too); the value is the dialect's name."""
+    if request.param == "postgresql":
+        monkeypatch.setenv("LEARNAGENT_DB", request.getfixturevalue("pg_url"))
+    return request.param

@@ -47,7 +47,9 @@ class Cluster:
     def __init__(self, bin_dir: Path):
         self.bin = bin_dir
         self.as_postgres = os.geteuid() == 0
-        self.home = Path(tempfile.mkdtemp(prefix="learnagent-pg-"))
+        # under /tmp itself: a test's own TMPDIR (conftest's private_system_tmp) sits in folders the
+        # postgres user cannot enter
+        self.home = Path(tempfile.mkdtemp(prefix="learnagent-pg-", dir="/tmp" if Path("/tmp").is_dir() else None))
         self.data = self.home / "data"
         self.port = _free_port()
         self.password = secrets.token_hex(16)

@@ -2,12 +2,15 @@
 
 Raw Store writers and readers, processes migrating a new store, parallel `learnagent do` runs,
 and `do` runs going on for the whole of a `learnagent sleep` on the same store (tiny model).
+The raw-writer and migration tests run on SQLite and on a real PostgreSQL server (`store_db`):
+`do`-like writers, git-hook-like writers recording the same commits, and readers, all at once.
 """
 
 from __future__ import annotations
 
 import json
 import multiprocessing as mp
+import os
 import sqlite3
 import traceback
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +22,8 @@ from learnagent.core import home
 N_PROCS = 6
 EPISODES_EACH = 12
 MESSAGES_EACH = 6
+N_HOOKS = 3
+COMMITS = 40
 
 
 def _writer(proc: int, repo: str, start, errors) -> None:
@@ -43,6 +48,26 @@ def _writer(proc: int, repo: str, start, errors) -> None:
         errors.put(f"writer {proc}: {traceback.format_exc()}")
 
 
+def _hook_writer(proc: int, repo: str, start, errors) -> None:
+    """What post-commit hooks in several clones do at once: every one records the same commits as
+    processed and its own evidence per commit (ON CONFLICT on shared keys)."""
+    try:
+        from learnagent.store.episodes import Store
+
+        start.wait()
+        with Store() as store:
+            rid = store.ensure_repo(repo)
+            eid = store.create_episode(rid, f"hooked h{proc}")
+            for c in range(COMMITS):
+                with store.transaction():
+                    if not store.commit_processed(rid, f"c{c}"):
+                        store.add_outcome_event(eid, "match", commit=f"c{c}", matched=1, total=2)
+                    store.mark_commit_processed(rid, f"c{c}")
+                assert store.add_outcome_event(eid, "survival", commit=f"c{c}", matched=c, total=COMMITS)
+    except BaseException:
+        errors.put(f"hook {proc}: {traceback.format_exc()}")
+
+
 def _reader(stop, errors) -> None:
     try:
         from learnagent.store.episodes import Store
@@ -55,11 +80,12 @@ def _reader(stop, errors) -> None:
         errors.put(f"reader: {traceback.format_exc()}")
 
 
-def test_parallel_processes_write_without_lock_errors_or_mixups(tmp_path):
+def test_parallel_processes_write_without_lock_errors_or_mixups(tmp_path, store_db):
     ctx = mp.get_context("spawn")  # real separate interpreters, not forked copies of this one
     start, stop, errors = ctx.Event(), ctx.Event(), ctx.Queue()
     repo = str(tmp_path)
     procs = [ctx.Process(target=_writer, args=(p, repo, start, errors)) for p in range(N_PROCS)]
+    procs += [ctx.Process(target=_hook_writer, args=(h, repo, start, errors)) for h in range(N_HOOKS)]
     readers = [ctx.Process(target=_reader, args=(stop, errors)) for _ in range(2)]
     for p in procs + readers:
         p.start()
@@ -75,11 +101,23 @@ def test_parallel_processes_write_without_lock_errors_or_mixups(tmp_path):
     assert found == [], "\n".join(found)
     assert all(p.exitcode == 0 for p in procs + readers)
 
-    db = sqlite3.connect(home.db_path())
-    db.row_factory = sqlite3.Row
-    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    episodes = db.execute("SELECT * FROM episodes").fetchall()
+    from learnagent.store.episodes import Store
+
+    store = Store()
+    db = store.conn
+    if store_db == "sqlite":
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    rid = store.ensure_repo(tmp_path)
+    assert sorted(r[0] for r in db.execute("SELECT sha FROM processed_commits WHERE repo_id = ?", (rid,))) == \
+        sorted(f"c{c}" for c in range(COMMITS))
+    hooked = db.execute("SELECT id FROM episodes WHERE task LIKE 'hooked %'").fetchall()
+    assert len(hooked) == N_HOOKS
+    for (eid,) in hooked:
+        assert len(store.outcome_events(eid, "survival")) == COMMITS  # not one lost
+    # each commit's match went to exactly one hook: the one that processed it first
+    assert db.execute("SELECT COUNT(*) FROM outcome_events WHERE kind = 'match'").fetchone()[0] == COMMITS
+    episodes = db.execute("SELECT * FROM episodes WHERE task NOT LIKE 'hooked %'").fetchall()
     assert len(episodes) == N_PROCS * EPISODES_EACH
     assert len({e["id"] for e in episodes}) == len(episodes)
     for ep in episodes:
@@ -96,19 +134,21 @@ def test_parallel_processes_write_without_lock_errors_or_mixups(tmp_path):
 
 def _open_new_store(path: str, errors) -> None:
     try:
-        from learnagent.store.db import connect, migrations
+        from learnagent.store.db import connect, head_version
 
         conn = connect(path)
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == migrations()[-1][0]
+        if not path.startswith("postgresql://"):
+            assert conn.execute("PRAGMA user_version").fetchone()[0] == head_version()
+        assert [tuple(r) for r in conn.execute("SELECT version_num FROM alembic_version")] == [(f"{head_version():04d}",)]
         conn.close()
     except BaseException:
         errors.put(traceback.format_exc())
 
 
-def test_many_processes_migrating_a_new_store_at_once(tmp_path):
+def test_many_processes_migrating_a_new_store_at_once(tmp_path, store_db):
     ctx = mp.get_context("spawn")
     errors = ctx.Queue()
-    path = str(tmp_path / "fresh.db")
+    path = os.environ["LEARNAGENT_DB"] if store_db == "postgresql" else str(tmp_path / "fresh.db")
     procs = [ctx.Process(target=_open_new_store, args=(path, errors)) for _ in range(6)]
     for p in procs:
         p.start()
@@ -118,7 +158,13 @@ def test_many_processes_migrating_a_new_store_at_once(tmp_path):
     while not errors.empty():
         found.append(errors.get())
     assert found == [], "\n".join(found)
-    tables = {r[0] for r in sqlite3.connect(path).execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if store_db == "postgresql":
+        from learnagent.store.episodes import Store
+
+        with Store(path) as store:
+            tables = {r[0] for r in store.conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+    else:
+        tables = {r[0] for r in sqlite3.connect(path).execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"episodes", "messages", "forgotten_episodes", "recording"} <= tables
 
 

@@ -5,7 +5,6 @@ runs that changed nothing are out of the acceptance rate."""
 from __future__ import annotations
 
 import json
-import sqlite3
 
 import pytest
 
@@ -25,7 +24,7 @@ SCRIPT = [
 
 
 @pytest.fixture
-def repo(git_repo):
+def repo(git_repo, store_db):  # every crediting test on SQLite and on PostgreSQL (the hooks too)
     install_hooks(git_repo)
     return git_repo
 
@@ -42,8 +41,10 @@ def kept_episode(repo, tmp_path) -> str:
 
 
 def outcome(eid: str) -> str:
-    with sqlite3.connect(home.db_path()) as db:
-        return db.execute("SELECT outcome FROM episodes WHERE id = ?", (eid,)).fetchone()[0]
+    from learnagent.store.episodes import Store
+
+    with Store() as store:
+        return store.find_episode(eid).outcome
 
 
 def another_commit(repo):
@@ -114,24 +115,16 @@ def test_a_run_that_changed_nothing_is_not_rejected_and_not_in_the_rate(repo, tm
 
 def test_migration_moves_old_no_change_rejections_out_of_the_rate():
     """A store written before `unchanged` existed: its no-change runs were 'rejected' ("no changes")."""
-    from learnagent.store.db import _statements, migrations
+    from legacy_store import make_legacy_store
     from learnagent.store.episodes import Store
 
-    path = home.db_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(path)
-    for number, _name, sql in migrations():
-        if number <= 4:
-            for statement in _statements(sql):
-                db.execute(statement)
-    db.execute("PRAGMA user_version = 4")
+    db = make_legacy_store(home.db_path(), upto=4)
     db.execute("INSERT INTO repos VALUES ('r', '/r', 'r', 0)")
     rows = [("e1", "rejected", "no changes", ""), ("e2", "rejected", "rejected at review", "diff"),
             ("e3", "rejected", "no changes", "some diff")]
     for eid, out, reason, diff in rows:
         db.execute("INSERT INTO episodes(id, repo_id, task, outcome, outcome_reason, final_diff, started_at)"
                    " VALUES (?, 'r', 't', ?, ?, ?, 0)", (eid, out, reason, diff))
-    db.commit()
     db.close()
     with Store() as store:
         got = {r["id"]: r["outcome"] for r in store.conn.execute("SELECT id, outcome FROM episodes")}

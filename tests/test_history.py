@@ -1,8 +1,12 @@
 """`learnagent history import` on a real repository: what becomes an episode, what is skipped."""
 
+import pytest
+
 from outcome_helpers import git, write
 
 from learnagent.store.episodes import Store
+
+pytestmark = pytest.mark.usefixtures("store_db")  # each test on SQLite and on PostgreSQL
 from learnagent.store.history import import_history, skipped_path
 
 FAKE_KEY = "AKIA" + "IOSFODNN7EXAMPLE"

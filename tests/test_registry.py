@@ -10,6 +10,8 @@ from learnagent.learning import registry
 from learnagent.learning.registry import Registry, list_adapters, promoted_adapter
 from learnagent.store.episodes import Store
 
+pytestmark = pytest.mark.usefixtures("store_db")  # each test on SQLite and on PostgreSQL
+
 
 @pytest.fixture(scope="module")
 def lora_factory(tiny_model_dir):

@@ -1,4 +1,5 @@
-"""The store's own methods where they carry logic: transaction(), forgetting, interrupted runs (real SQLite)."""
+"""The store's own methods where they carry logic: transaction(), forgetting, interrupted runs (real SQLite
+and a real PostgreSQL server: every test runs on both, see `store_db` in conftest.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import pytest
 from learnagent.store.episodes import Store
 from learnagent.store.privacy_rows import EPISODE_ROWS, forgotten_hash
 from learnagent.store.records import Episode
+
+pytestmark = pytest.mark.usefixtures("store_db")
 
 
 def _episode(store, repo, task="a task", **kw) -> tuple[str, str]:
@@ -47,7 +50,9 @@ def test_a_nested_transaction_joins_the_outer_one(git_repo):
     assert store.recording_enabled(rid)
 
 
-def test_transaction_holds_the_write_lock_against_another_process(git_repo):
+def test_transaction_holds_the_write_lock_against_another_process(git_repo, store_db):
+    if store_db != "sqlite":
+        pytest.skip("SQLite's file lock; PostgreSQL's advisory lock: tests/test_store_backends.py")
     store = Store()
     rid, _ = _episode(store, git_repo)
     other = sqlite3.connect(store.path, timeout=0, isolation_level=None)
@@ -61,7 +66,9 @@ def test_transaction_holds_the_write_lock_against_another_process(git_repo):
 
 # ---- forgetting ------------------------------------------------------------------------------------
 
-def test_episode_rows_name_every_table_that_points_at_an_episode():
+def test_episode_rows_name_every_table_that_points_at_an_episode(store_db):
+    if store_db != "sqlite":
+        pytest.skip("reads SQLite's catalogue; the schema is the same revision on both")
     store = Store()
     pointing = set()
     for (table,) in store.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
@@ -270,31 +277,24 @@ def test_get_episode_returns_typed_records_and_list_gives_the_last_test_verdict(
     assert data["meta"] == {"k": 1} and data["test_runs"][1]["timed_out"] is True
 
 
-def test_a_migration_another_process_applied_meanwhile_is_not_run_again(tmp_path):
-    from learnagent.store.db import connect, migrate, migrations
+def test_a_migration_another_process_applied_meanwhile_is_not_run_again(tmp_path, store_db):
+    """The open's quick look at the schema version may predate another process's migration: the
+    upgrade reads the version again inside the write lock, so it runs nothing twice (a CREATE TABLE
+    run twice would raise)."""
+    import os
 
-    conn = connect(tmp_path / "a.db")
-    latest = migrations()[-1][0]
+    from learnagent.store import db, pg
 
-    class StaleFirstRead:
-        """The connection, except that its first look at the schema version predates another
-        process's migration: every migration looks new until it is checked inside the lock."""
-
-        def __init__(self, conn):
-            self.conn, self.first = conn, True
-
-        @property
-        def in_transaction(self):
-            return self.conn.in_transaction
-
-        def execute(self, sql, *args):
-            if self.first and sql == "PRAGMA user_version":
-                self.first = False
-                return sqlite3.connect(":memory:").execute("SELECT 0")
-            return self.conn.execute(sql, *args)
-
-    assert migrate(StaleFirstRead(conn)) == latest  # CREATE TABLE run twice would raise
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == latest and not conn.in_transaction
+    target = os.environ["LEARNAGENT_DB"] if store_db == "postgresql" else str(tmp_path / "a.db")
+    conn = db.connect(target)  # migrated to the newest revision
+    stale = pg.sqlalchemy_url(target) if store_db == "postgresql" else f"sqlite:///{target}"
+    db._alembic_upgrade(stale, target)  # what a process whose first look said "old" then does
+    assert [tuple(r) for r in conn.execute("SELECT version_num FROM alembic_version")] == \
+        [(f"{db.head_version():04d}",)]
+    if store_db == "sqlite":
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == db.head_version()
+    assert not conn.in_transaction
+    conn.close()
 
 
 def test_no_sql_outside_the_store():
