@@ -61,7 +61,7 @@ def main() -> None:
     from learnagent.core.modelhub import installed_default_path
     from learnagent.learning import behaviour
     from learnagent.learning.code_pairs import mine_code
-    from learnagent.learning.evaluate import load_with_adapters
+    from learnagent.runtime.loading import load_with_adapters
 
     path = installed_default_path()
     if path is None:

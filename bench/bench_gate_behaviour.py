@@ -97,7 +97,7 @@ def main() -> None:
     from code_repo import make_code_repo
     from learnagent.core.modelhub import installed_default_path
     from learnagent.learning import behaviour
-    from learnagent.learning.evaluate import load_with_adapters
+    from learnagent.runtime.loading import load_with_adapters
     from learnagent.learning.gate import GateConfig, compare, decide
     from learnagent.learning.rollout import GENERAL_PROMPTS, drift
     from learnagent.learning.code_pairs import mine_code

@@ -135,7 +135,7 @@ def main() -> None:
     from learnagent.core.modelhub import installed_default_path
     from learnagent.learning import pairs as pairs_mod
     from learnagent.learning.code_pairs import mine_code
-    from learnagent.learning.evaluate import load_with_adapters
+    from learnagent.runtime.loading import load_with_adapters
     from learnagent.learning.gate import GateConfig, run_gate
     from learnagent.learning.registry import Registry
     from learnagent.store.episodes import Store

@@ -225,11 +225,12 @@ def run_eval(spec):
 
     from learnagent.learning import evaluate, rollout
     from learnagent.learning.losses import topk_reverse_kl
+    from learnagent.runtime.loading import load_with_adapters
 
     torch.set_num_threads(spec["threads"])
     probes = evaluate.load_probes(Path(spec["probes"]))
     adapters = {name: Path(folder) for name, folder in spec["adapters"].items()}
-    model, tokenizer = evaluate.load_with_adapters(spec["model"], adapters)
+    model, tokenizer = load_with_adapters(spec["model"], adapters)
     n, max_new, seed = spec["eval_samples"], spec["eval_max_new_tokens"], spec["seed"]
     out = {}
     for variant in ["base", "context", *adapters]:

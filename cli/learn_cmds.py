@@ -70,19 +70,30 @@ def sleep(
         if res.log:
             console.print(f"log: {res.log}", highlight=False)
         return
-    from learnagent.learning.sleep import SleepOptions, run_sleep
+    from learnagent.learning.sleep import SleepOptions
+    from learnagent.services.sleep_night import sleep_night
 
     opts = SleepOptions(method=method, steps=steps, max_minutes=max_minutes, model=model, dry_run=dry_run,
                         drift_budget=drift_budget, min_nll_gain=min_improvement)
-    train_progress = None  # on a terminal: the trainer's own bar
-    if not console.is_terminal:  # cron, a pipe, a log file: a line every few steps instead of nothing
-        from learnagent.cli.display import StepProgress
+    result = sleep_night(root, opts, progress=lambda m: console.print(f"[dim]{m}[/]", highlight=False),
+                         train_progress=_train_progress(console))
+    _print_sleep(console, result, method)
 
-        lines = StepProgress(console, "training", "steps")
-        train_progress = lambda step, total, stats: lines.update(  # noqa: E731
-            step, total, f"loss {stats['loss']:.4f}, kl {stats['kl']:.4f}")
-    result = run_sleep(root, opts, progress=lambda m: console.print(f"[dim]{m}[/]", highlight=False),
-                       train_progress=train_progress)
+
+def _train_progress(console: Console):
+    """On a terminal: None (the trainer's own bar); without one (cron, a pipe, a log file): a line
+    every few steps instead of nothing."""
+    if console.is_terminal:
+        return None
+    from learnagent.cli.display import StepProgress
+
+    lines = StepProgress(console, "training", "steps")
+    return lambda step, total, stats: lines.update(step, total, f"loss {stats['loss']:.4f}, kl {stats['kl']:.4f}")
+
+
+def _print_sleep(console: Console, result, method: str) -> None:
+    if result.status == "worker":  # another process of `accelerate launch`: rank 0 reports
+        return
     if result.status in ("nothing-new", "dry-run", "interrupted"):
         console.print(result.message, highlight=False)
         return
@@ -129,6 +140,7 @@ def eval_cmd(
     from learnagent.learning import evaluate
     from learnagent.learning.registry import Registry, is_complete
     from learnagent.learning.sleep import resolve_local_model
+    from learnagent.runtime.loading import load_with_adapters
     from learnagent.store.episodes import Store
 
     root = _repo_root()
@@ -156,7 +168,8 @@ def eval_cmd(
                     raise UsageError("no held-out code to measure in this repository yet (it needs two committed "
                                      "code files); pass --probes FILE.jsonl")
                 corpus = None
-        model_obj, tokenizer = evaluate.load_with_adapters(model_path, {adapter: folder} if adapter else {})
+        # the device and dtype `do` runs on (runtime/placement.py); the adapter checked against this base
+        model_obj, tokenizer = load_with_adapters(model_path, {adapter: folder} if adapter else {})
         report: dict = {"adapter": adapter, "model": spec}
         if probe_list is not None:
             report |= evaluate.evaluate(model_obj, tokenizer, probe_list, adapter=adapter, samples=samples,

@@ -75,10 +75,11 @@ def _line_nll(model, tokenizer, context: str, lines: list[str]) -> list[float]:
     ids, offsets = enc["input_ids"], enc["offset_mapping"]
     if len(ids) > MAX_BLOCK_TOKENS:  # keep the end: the block, with as much context as fits
         ids, offsets = ids[-MAX_BLOCK_TOKENS:], offsets[-MAX_BLOCK_TOKENS:]
+    device = next(model.parameters()).device
     with torch.no_grad():
-        logits = model(input_ids=torch.tensor([ids])).logits[0].float()
+        logits = model(input_ids=torch.tensor([ids], device=device)).logits[0].float()
     logp = torch.log_softmax(logits[:-1], dim=-1)
-    nll = -logp.gather(1, torch.tensor(ids[1:]).unsqueeze(1)).squeeze(1)
+    nll = -logp.gather(1, torch.tensor(ids[1:], device=device).unsqueeze(1)).squeeze(1).cpu()
     starts, pos = [], len(context)
     for line in lines:
         starts.append(pos)
@@ -111,18 +112,11 @@ def score(root: Path, model, tokenizer, blocks) -> list[LineScore]:
 
 
 def load_with_adapter(model_target: str, adapter_path: Path):
-    import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """The base model with the repository adapter (checked: complete, trained on this base), placed
+    by the runtime's policy like the model `do` runs (runtime/loading.py)."""
+    from learnagent.runtime.loading import load_with_adapters
 
-    tokenizer = AutoTokenizer.from_pretrained(model_target)
-    from learnagent.store.privacy import verify_adapter
-
-    verify_adapter(Path(adapter_path))
-    base = AutoModelForCausalLM.from_pretrained(model_target, dtype=torch.float32)
-    model = PeftModel.from_pretrained(base, str(adapter_path))
-    model.eval()
-    return model, tokenizer
+    return load_with_adapters(model_target, {Path(adapter_path).name: Path(adapter_path)})
 
 
 def review(root: Path, files: list[str] | None = None, *, strict: bool = False, margin: float = DEFAULT_MARGIN,

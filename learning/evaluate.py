@@ -135,29 +135,6 @@ def summarize(variants: dict[str, dict]) -> dict:
             for metric in ("adherence", "gap")}
 
 
-def load_with_adapters(model_path: str | Path, adapters: dict[str, Path]):
-    """The base model once, with each adapter folder loaded under its name (frozen); + tokenizer."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()  # a "Loading weights" bar would garble the command's own output
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
-    model.eval()
-    if adapters:
-        from peft import PeftModel
-
-        items = list(adapters.items())
-        name, folder = items[0]
-        model = PeftModel.from_pretrained(model, str(folder), adapter_name=name, is_trainable=False)
-        for name, folder in items[1:]:
-            model.load_adapter(str(folder), adapter_name=name, is_trainable=False)
-        model.eval()
-    return model, tokenizer
-
-
 def evaluate(model, tokenizer, probes: list[Probe], *, adapter: str | None, samples: int = 4,
              max_new_tokens: int = 48, temperature: float = 1.0, seed: int = 0, drift_prompts=None) -> dict:
     """Metrics of every variant on `probes` (adapter variant only when `adapter` names a loaded one)."""

@@ -33,7 +33,7 @@ from learnagent.learning.rollout import (adapter_context, at_token_boundary, bat
                                          build_prefix_cache, encode, encode_prefix, sample)
 from learnagent.learning.sft import target_ids
 from learnagent.learning.train_common import (STUDENT, TEACHER, TrainConfig, TrainResult, data_order,
-                                              load_student, run_training)
+                                              items_per_step, load_student, run_training)
 
 __all__ = ["TrainConfig", "TrainResult", "train_opsd", "data_order"]
 
@@ -198,8 +198,8 @@ def train_opsd(model_path, pairs: Sequence, replay: Sequence | None = None, *, p
         raise LearnagentError(f"retention must be student or anchor, got {config.retention!r}")
 
     def micro_step(step: int, micro: int):
-        pair = pairs[data_order(len(pairs), step, micro, config.grad_accum, config.seed)]
-        replay_prompt = replay[data_order(len(replay), step, micro, config.grad_accum, config.seed + 1)] \
+        pair = pairs[data_order(len(pairs), step, micro, items_per_step(config), config.seed)]
+        replay_prompt = replay[data_order(len(replay), step, micro, items_per_step(config), config.seed + 1)] \
             if replay else None
         return opsd_micro_step(model, tokenizer, pair, replay_prompt, teacher=teacher, config=config,
                                seed=_sample_seed(config, step, micro), accept=accept, kept_teacher=kept_teacher,

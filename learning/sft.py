@@ -13,8 +13,8 @@ from typing import Callable, Sequence
 
 from learnagent.core.errors import LearnagentError
 from learnagent.learning.rollout import adapter_context, at_token_boundary, batch_completion_logprobs, encode
-from learnagent.learning.train_common import (STUDENT, TrainConfig, TrainResult, data_order, load_student,
-                                              run_training)
+from learnagent.learning.train_common import (STUDENT, TrainConfig, TrainResult, data_order, items_per_step,
+                                              load_student, run_training)
 
 MAX_TARGET_TOKENS = 512  # a diff longer than this is cut (the head carries the change's shape)
 
@@ -55,7 +55,7 @@ def train_sft(model_path, pairs: Sequence, replay: Sequence | None = None, *, pr
     model, tokenizer = load_student(model_path, prev_adapter, config, with_teacher=False)
 
     def micro_step(step: int, micro: int):
-        pair = pairs[data_order(len(pairs), step, micro, config.grad_accum, config.seed)]
+        pair = pairs[data_order(len(pairs), step, micro, items_per_step(config), config.seed)]
         return sft_micro_step(model, tokenizer, pair, max_target_tokens)
 
     return run_training("sft", model, config, out_dir, micro_step, progress=progress, should_stop=should_stop)

@@ -103,59 +103,41 @@ def lower_priority() -> None:
         subprocess.run(["ionice", "-c", "2", "-n", "7", "-p", str(os.getpid())], capture_output=True)
 
 
-def resolve_device(config: TrainConfig):
-    import torch
-
-    device = config.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise LearnagentError(f"device '{config.device}' asked for but CUDA is not available")
-    dtype = config.dtype
-    if dtype == "auto":
-        dtype = "bfloat16" if device.startswith("cuda") and torch.cuda.is_bf16_supported() else "float32"
-    if not hasattr(torch, dtype):
-        raise LearnagentError(f"unknown dtype '{config.dtype}' (auto, float32, bfloat16, float16)")
-    return torch.device(device), getattr(torch, dtype)
-
-
 def load_student(model_path, prev_adapter: Path | None, config: TrainConfig, *, with_teacher: bool):
     """Base model + trainable "student" LoRA (from `prev_adapter`, or fresh) and, when asked
     and `prev_adapter` exists, the same adapter again as the frozen "teacher". One base.
 
+    Loaded through runtime/loading.py on the placement `config.device` / `config.dtype` ask for
+    ("auto": the policy `do` runs on); `prev_adapter` is checked (complete, trained on this base).
     `model_path` is a model folder (or hub id in the cache), or a loaded (model, tokenizer)
     whose model is then wrapped in place (LoRA layers are injected into it).
     """
     import torch
-    from peft import LoraConfig, PeftModel, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from peft import LoraConfig, get_peft_model
 
-    device, dtype = resolve_device(config)
+    from learnagent.runtime.loading import attach_adapters, load_base
+    from learnagent.runtime.placement import placement
+
+    where = placement(config.device, config.dtype)
     if isinstance(model_path, tuple):  # an already loaded (base model, tokenizer): wrapped in place
         base, tokenizer = model_path
+        base_path = None
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        base.to(where.device)
     else:
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(str(model_path))
-            base = AutoModelForCausalLM.from_pretrained(str(model_path), dtype=dtype)
-        except OSError as err:
-            raise LearnagentError(f"cannot load model '{model_path}': {str(err).splitlines()[0]}") from None
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    base.to(device)
+        base, tokenizer = load_base(model_path, where)
+        base_path = model_path
     if prev_adapter is not None:
-        prev_adapter = Path(prev_adapter)
-        if not (prev_adapter / "adapter_config.json").is_file():
-            raise LearnagentError(f"no adapter at {prev_adapter} (adapter_config.json missing)")
-        model = PeftModel.from_pretrained(base, str(prev_adapter), adapter_name=STUDENT, is_trainable=True)
-        if with_teacher:
-            model.load_adapter(str(prev_adapter), adapter_name=TEACHER, is_trainable=False)
+        adapters = {STUDENT: Path(prev_adapter)} | ({TEACHER: Path(prev_adapter)} if with_teacher else {})
+        model = attach_adapters(base, adapters, base_path=base_path, trainable=(STUDENT,), where=where)
     else:
         torch.manual_seed(config.seed)  # a fresh LoRA's A matrices are random: same seed, same start
         lora = LoraConfig(r=config.rank, lora_alpha=2 * config.rank, lora_dropout=0.0,
                           target_modules="all-linear", task_type="CAUSAL_LM")
         model = get_peft_model(base, lora, adapter_name=STUDENT)
     model.set_adapter(STUDENT)
-    model.to(device)
+    model.to(where.device)
     model.eval()  # no dropout anywhere: sampling and scoring see the same function
     return model, tokenizer
 
@@ -170,6 +152,15 @@ def data_order(n: int, step: int, micro: int, grad_accum: int, seed: int) -> int
     order = list(range(n))
     random.Random(seed * 1_000_003 + epoch).shuffle(order)
     return order[offset]
+
+
+def items_per_step(config: TrainConfig) -> int:
+    """Items one optimizer step trains: grad_accum in each of the launcher's processes
+    (learning/parallel.py); `data_order`'s stride, so N processes see what one process with
+    grad_accum x N would."""
+    from learnagent.learning import parallel
+
+    return config.grad_accum * parallel.ranks().world
 
 
 def trainable_parameters(model) -> dict:
@@ -307,38 +298,48 @@ def run_training(method: str, model, config: TrainConfig, out_dir: Path,
     """
     import torch
 
+    from learnagent.learning import parallel
+
     if config.low_priority:
         lower_priority()
+    ranks = parallel.ranks()  # several processes (accelerate launch): each its share, rank 0 writes
     out_dir = Path(out_dir)
     ckpt_dir = out_dir / CHECKPOINT
     params = trainable_parameters(model)
     optimizer, scheduler = make_optimizer(list(params.values()), config)
     state = load_checkpoint(ckpt_dir, model, optimizer, scheduler)
+    parallel.broadcast_parameters(list(params.values()))  # every process starts from rank 0's weights
     extra = state["extra"] if state else {"losses": [], "kls": [], "tokens": 0, "seconds": 0.0}
     step = state["step"] if state else 0
     resumed_from = step if state else None
     device = next(model.parameters()).device
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    bar = _Progress(progress, f"{method} training", config.steps, step)
+    bar = _Progress(progress if ranks.main else False, f"{method} training", config.steps, step)
     started, stopped = time.monotonic(), None
     base_seconds = extra["seconds"]
 
     def snapshot():
         extra["seconds"] = base_seconds + time.monotonic() - started
-        save_checkpoint(ckpt_dir, model, optimizer, scheduler, step, extra)
+        if ranks.main:
+            save_checkpoint(ckpt_dir, model, optimizer, scheduler, step, extra)
 
     updating = False
     try:
         while step < config.steps:
             optimizer.zero_grad(set_to_none=True)
-            step_loss, step_kl = 0.0, 0.0
-            for micro in range(config.grad_accum):
+            step_loss, step_kl, step_tokens = 0.0, 0.0, 0
+            for micro in parallel.share(config.grad_accum):  # one process: 0 .. grad_accum - 1
                 loss, stats = micro_step(step, micro)
                 (loss / config.grad_accum).backward()
                 step_loss += float(loss.detach()) / config.grad_accum
                 step_kl += stats["kl"] / config.grad_accum
-                extra["tokens"] += stats["tokens"]
+                step_tokens += stats["tokens"]
+            if ranks.world > 1:
+                parallel.average_gradients(list(params.values()))
+                step_loss, step_kl, step_tokens = parallel.sum_values(step_loss, step_kl, step_tokens)
+                step_loss, step_kl, step_tokens = step_loss / ranks.world, step_kl / ranks.world, int(step_tokens)
+            extra["tokens"] += step_tokens
             torch.nn.utils.clip_grad_norm_(list(params.values()), 1.0)
             updating = True  # weights and step counter change together; no snapshot in between
             optimizer.step()
@@ -353,6 +354,8 @@ def run_training(method: str, model, config: TrainConfig, out_dir: Path,
                 stopped = "max_minutes"
             elif step < config.steps and should_stop is not None and should_stop():
                 stopped = "should_stop"
+            if ranks.world > 1 and step < config.steps and parallel.any_true(stopped is not None):
+                stopped = stopped or "should_stop"  # all stop together: nobody waits on one that left
             if stopped or (config.checkpoint_every and step % config.checkpoint_every == 0 and step < config.steps):
                 snapshot()
             if stopped:
@@ -363,9 +366,10 @@ def run_training(method: str, model, config: TrainConfig, out_dir: Path,
         raise
     finally:
         bar.close()
-    save_adapter(model, out_dir)
-    if not stopped:
-        shutil.rmtree(ckpt_dir, ignore_errors=True)  # finished: nothing to resume
+    if ranks.main:
+        save_adapter(model, out_dir)
+        if not stopped:
+            shutil.rmtree(ckpt_dir, ignore_errors=True)  # finished: nothing to resume
     seconds = base_seconds + time.monotonic() - started
     kls = extra["kls"]
     window = max(1, len(kls) // 10)

@@ -10,7 +10,9 @@ LEARNAGENT_CRASH_TRIALS sets the number of trials (default 6; 20 were run for th
 `sleep` is killed two ways: at each write boundary of the adapter save and promotion (a driver
 that dies at the registry's named checkpoints), and as the real CLI at random moments of its
 whole run (start-up, model load, training, gate, promotion), checking after each kill that the
-store is whole, the promoted adapter verifies and loads with peft, and no episode was lost.
+store is whole, the promoted adapter verifies and loads with peft, no episode was lost, and the
+persisted sleep states agree with the folders (a sealed or promoted version is complete; a
+decided one is no longer a candidate); after the last sleep no verdict is left un-acted on.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from conftest import git
 from learnagent.core import gc as gcmod
 from learnagent.core import home
 from learnagent.store.episodes import Store
+from learnagent.store.sleep_steps import SleepSteps
 
 TRIALS = int(os.environ.get("LEARNAGENT_CRASH_TRIALS", "6"))
 STEPS = 14
@@ -279,7 +282,26 @@ def _check_adapters(repo: Path, tiny_model_dir: Path, what: str) -> str:
     for row in rows:  # a folder sealed with lineage.json holds whole weights
         if is_complete(root / row.version):
             verify_adapter(root / row.version)
+    with Store() as store:  # the persisted sleep states agree with the folders and the table
+        steps = SleepSteps(store.conn, store.ensure_repo(repo))
+        for row in rows:
+            last = steps.last(row.version)
+            assert last is not None, f"{what}: {row.version} has no sleep state"
+            if last.state in ("sealed", "decided") and last.data.get("status") != "rejected":
+                assert is_complete(root / row.version), f"{what}: {row.version} {last.state}, folder incomplete"
+            if last.state == "decided":  # (`adapters use` may promote a rejected one by hand later)
+                assert row.status != "candidate", f"{what}: {row.version} decided, still a candidate"
+            else:
+                assert row.status == "candidate" or row.version == version, f"{what}: {row.version}"
     return version
+
+
+def _undecided(repo: Path) -> list[str]:
+    """Versions whose last sleep state is gated or sealed (a verdict not yet acted on)."""
+    with Store() as store:
+        steps = SleepSteps(store.conn, store.ensure_repo(repo))
+        versions = [r[0] for r in store.conn.execute("SELECT version FROM adapters")]
+        return [v for v in versions if (last := steps.last(v)) and last.state in ("gated", "sealed")]
 
 
 def test_sigkill_sleep_at_random_points_keeps_store_and_adapter_whole(git_repo, tmp_path, tiny_model_dir):
@@ -341,13 +363,15 @@ def test_sigkill_sleep_at_random_points_keeps_store_and_adapter_whole(git_repo, 
     _check_adapters(git_repo, tiny_model_dir, "after the final sleep")
     with Store() as store:
         assert Registry(store, git_repo).resumable() is None  # nothing left half-trained
+    assert _undecided(git_repo) == []  # every verdict a killed sleep left was acted on
 
 
 _KILL_MID_SAVE = r"""
 import os, signal, sys
 from pathlib import Path
 from peft import PeftModel
-from learnagent.learning.sleep import SleepOptions, run_sleep
+from learnagent.learning.sleep import SleepOptions
+from learnagent.services.sleep_night import sleep_night
 
 save = PeftModel.save_pretrained
 def dying_save(self, save_directory, *args, **kwargs):
@@ -356,7 +380,7 @@ def dying_save(self, save_directory, *args, **kwargs):
         os.truncate(f, f.stat().st_size // 2)
     os.kill(os.getpid(), signal.SIGKILL)
 PeftModel.save_pretrained = dying_save
-run_sleep(Path(sys.argv[1]), SleepOptions(steps=int(sys.argv[2])), train_progress=False)
+sleep_night(Path(sys.argv[1]), SleepOptions(steps=int(sys.argv[2])), train_progress=False)
 """
 
 

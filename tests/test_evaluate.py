@@ -8,6 +8,7 @@ import pytest
 from learnagent.core.errors import UsageError
 from learnagent.learning import evaluate, rollout
 from learnagent.learning.evaluate import Probe, adherence, internalization, load_probes, summarize
+from learnagent.runtime.loading import load_with_adapters
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -98,7 +99,7 @@ def tiny_with_adapters(tiny_model_dir, tmp_path_factory):
                         p.normal_(0, fill)
         folders[name] = tmp_path_factory.mktemp(name)
         peft_model.save_pretrained(folders[name])
-    return evaluate.load_with_adapters(tiny_model_dir, folders)
+    return load_with_adapters(tiny_model_dir, folders)
 
 
 PROBES = [Probe("any", [{"role": "user", "content": "def add(a, b):"}], "Use snake_case names and type hints.",
@@ -135,7 +136,7 @@ def test_a_moved_adapter_drifts(tiny_with_adapters):
 
 
 def test_without_adapter_only_base_and_ceiling(tiny_model_dir):
-    model, tok = evaluate.load_with_adapters(tiny_model_dir, {})
+    model, tok = load_with_adapters(tiny_model_dir, {})
     out = evaluate.evaluate(model, tok, PROBES[:1], adapter=None, samples=1, max_new_tokens=4)
     assert set(out["variants"]) == {"base", "context"}
     assert out["internalization"] == {"adherence": None, "gap": None}

@@ -156,7 +156,7 @@ def candidates(code_world, tmp_path_factory):
 
 
 def test_gate_promotes_what_learned_the_code_and_rejects_what_learned_nothing(code_world, candidates):
-    from learnagent.learning.evaluate import load_with_adapters
+    from learnagent.runtime.loading import load_with_adapters
     from learnagent.learning.gate import run_gate
 
     root, store, corpus, model_dir = code_world
@@ -185,7 +185,7 @@ def test_gate_promotes_what_learned_the_code_and_rejects_what_learned_nothing(co
 def test_the_verdict_does_not_depend_on_the_sampling_seed(code_world, candidates):
     """The code measure samples nothing; only the drift (and the secondary gap) does. With the drift
     far from its budget, every seed gives the same verdict and the same code numbers."""
-    from learnagent.learning.evaluate import load_with_adapters
+    from learnagent.runtime.loading import load_with_adapters
     from learnagent.learning.gate import run_gate
 
     root, store, corpus, model_dir = code_world
@@ -202,7 +202,7 @@ def test_sleep_registry_keeps_the_promoted_adapter_over_rejected_candidates(code
     """The verdicts drive the registry. v1 (genuine) is promoted against the base; v2 (shuffled) is
     rejected against the base; v3, a no-op continuation of v1, is rejected against v1, the previous
     adapter now; v1 stays promoted."""
-    from learnagent.learning.evaluate import load_with_adapters
+    from learnagent.runtime.loading import load_with_adapters
     from learnagent.learning.gate import run_gate
     from learnagent.learning.registry import Registry, promoted_adapter
     from learnagent.store.episodes import Store

@@ -168,23 +168,3 @@ def test_mark_tainted_unpromotes_and_taints_descendants(reg, lora_factory, git_r
     assert rows[v1].status == "promoted" and rows[v3].status == "retired"
     with pytest.raises(LearnagentError, match="forgotten"):
         reg.use(v3)
-
-
-def test_sleep_settles_a_candidate_sealed_but_never_decided(reg, lora_factory, git_repo):
-    """Killed between `finish` and `promote`: the next sleep decides it from its sealed gate result."""
-    from learnagent.learning.sleep import _settle_sealed_candidates
-
-    said = []
-    v1 = reg.reserve(parent=None, method="opsd", base_model="tiny")
-    lora_factory(reg.folder(v1))
-    reg.finish(v1, metrics={"accepted": True, "reason": "gap 0.1 < 0.5"}, episode_ids=("e1",), config={})
-    v2 = reg.reserve(parent=None, method="opsd", base_model="tiny")  # gated against the base, which is stale now
-    lora_factory(reg.folder(v2))
-    reg.finish(v2, metrics={"accepted": True, "reason": "gap 0.2 < 0.5"}, episode_ids=("e2",), config={})
-    v3 = reg.reserve(parent=None, method="opsd", base_model="tiny")  # still training: left for resume
-    _settle_sealed_candidates(reg, said.append)
-    assert promoted_adapter(git_repo)[0] == v1
-    assert reg.get(v1).status == "promoted"
-    assert reg.get(v2).status == "rejected"  # its gate compared it with the base model, not with v1
-    assert reg.get(v3).status == "candidate" and reg.resumable().version == v3
-    assert said == [f"promoted {v1}, which passed the gate before the last sleep was interrupted"]

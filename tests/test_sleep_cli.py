@@ -217,7 +217,8 @@ def _history_episodes(store, repo_id, n_train=3):
 
 def test_sleep_trains_gates_registers_and_then_has_nothing_new(cli, git_repo, tiny_model_dir):
     from learnagent.learning.gate import GateConfig
-    from learnagent.learning.sleep import SleepOptions, run_sleep
+    from learnagent.learning.sleep import SleepOptions
+    from learnagent.services.sleep_night import sleep_night
 
     with Store() as store:
         train_ids, held = _history_episodes(store, store.ensure_repo(git_repo))
@@ -228,7 +229,7 @@ def test_sleep_trains_gates_registers_and_then_has_nothing_new(cli, git_repo, ti
 
     opts = SleepOptions(steps=2, model=f"local:{tiny_model_dir}", train_overrides=FAST,
                         gate=GateConfig(samples=1, max_new_tokens=6, drift_max_new_tokens=6))
-    result = run_sleep(git_repo, opts, train_progress=False)
+    result = sleep_night(git_repo, opts, train_progress=False)
     assert result.status in ("promoted", "rejected"), result.message
     assert result.version == "v0001" and result.train_episodes == 3 and result.heldout_episodes == 1
     assert result.train["steps"] == 2 and result.gate.heldout == 1
@@ -241,22 +242,23 @@ def test_sleep_trains_gates_registers_and_then_has_nothing_new(cli, git_repo, ti
     assert (promoted_adapter(git_repo) or (None,))[0] == ("v0001" if result.status == "promoted" else None)
     assert not (home.adapters_dir(git_repo) / "v0001" / "checkpoint").exists()
 
-    again = run_sleep(git_repo, opts, train_progress=False)
+    again = sleep_night(git_repo, opts, train_progress=False)
     assert again.status == "nothing-new", again.message
 
 
 def test_interrupted_sleep_resumes_into_the_same_version(git_repo, tiny_model_dir):
     from learnagent.learning.gate import GateConfig
-    from learnagent.learning.sleep import SleepOptions, run_sleep
+    from learnagent.learning.sleep import SleepOptions
+    from learnagent.services.sleep_night import sleep_night
 
     with Store() as store:
         _history_episodes(store, store.ensure_repo(git_repo))
     gate = GateConfig(samples=1, max_new_tokens=6, drift_max_new_tokens=6)
-    first = run_sleep(git_repo, SleepOptions(steps=3, model=f"local:{tiny_model_dir}", max_minutes=1e-6,
+    first = sleep_night(git_repo, SleepOptions(steps=3, model=f"local:{tiny_model_dir}", max_minutes=1e-6,
                                              train_overrides=FAST, gate=gate), train_progress=False)
     assert first.status == "interrupted" and first.version == "v0001" and first.train["steps"] == 1
     assert (home.adapters_dir(git_repo) / "v0001" / "checkpoint" / "state.pt").is_file()
-    second = run_sleep(git_repo, SleepOptions(steps=3, model=f"local:{tiny_model_dir}", train_overrides=FAST,
+    second = sleep_night(git_repo, SleepOptions(steps=3, model=f"local:{tiny_model_dir}", train_overrides=FAST,
                                               gate=gate), train_progress=False)
     assert second.version == "v0001" and second.status in ("promoted", "rejected")
     assert second.train["resumed_from"] == 1 and second.train["steps"] == 3
@@ -269,18 +271,19 @@ def test_a_sleep_out_of_time_after_enough_steps_gates_what_it_learnt(git_repo, t
     import itertools
 
     from learnagent.learning.gate import GateConfig
-    from learnagent.learning.sleep import PARTIAL_MIN_STEPS, SleepOptions, run_sleep
+    from learnagent.learning.sleep import PARTIAL_MIN_STEPS, SleepOptions
+    from learnagent.services.sleep_night import sleep_night
 
     with Store() as store:
         _history_episodes(store, store.ensure_repo(git_repo))
     opts = SleepOptions(steps=PARTIAL_MIN_STEPS + 6, model=f"local:{tiny_model_dir}", train_overrides=FAST,
                         gate=GateConfig(samples=1, max_new_tokens=6, drift_max_new_tokens=6))
     calls = itertools.count(1)  # asked after every step but the last
-    short = run_sleep(git_repo, opts, train_progress=False, time_up=lambda: next(calls) >= PARTIAL_MIN_STEPS - 1)
+    short = sleep_night(git_repo, opts, train_progress=False, time_up=lambda: next(calls) >= PARTIAL_MIN_STEPS - 1)
     assert short.status == "interrupted" and short.train["steps"] == PARTIAL_MIN_STEPS - 1, short.message
     assert (home.adapters_dir(git_repo) / "v0001" / "checkpoint" / "state.pt").is_file()
     calls = itertools.count(1)
-    done = run_sleep(git_repo, opts, train_progress=False, time_up=lambda: next(calls) >= 2)  # resumed: 9 steps
+    done = sleep_night(git_repo, opts, train_progress=False, time_up=lambda: next(calls) >= 2)  # resumed: 9 steps
     assert done.version == "v0001" and done.status in ("promoted", "rejected"), done.message
     assert done.train["resumed_from"] == PARTIAL_MIN_STEPS - 1 and done.train["steps"] == PARTIAL_MIN_STEPS + 1
     assert done.train["target_steps"] == PARTIAL_MIN_STEPS + 6 and done.gate is not None

@@ -74,7 +74,8 @@ def test_history_sleep_eval_shows_the_convention_learnt(convention_repo, monkeyp
 
     from learnagent.cli.learn_cmds import register
     from learnagent.learning.gate import GateConfig
-    from learnagent.learning.sleep import SleepOptions, run_sleep
+    from learnagent.learning.sleep import SleepOptions
+    from learnagent.services.sleep_night import sleep_night
     from learnagent.store.episodes import Store
     from learnagent.store.history import import_history
 
@@ -85,7 +86,7 @@ def test_history_sleep_eval_shows_the_convention_learnt(convention_repo, monkeyp
     # sleep's default method and gate (docs/OPSD.md, docs/sleep.md), only fewer steps than the plan's
     opts = SleepOptions(steps=16, train_overrides=dict(low_priority=False, checkpoint_every=0),
                         gate=GateConfig(samples=2, max_new_tokens=32, drift_max_new_tokens=16))
-    result = run_sleep(convention_repo, opts, train_progress=False)
+    result = sleep_night(convention_repo, opts, train_progress=False)
     print("sleep:", result.status, result.message)
     assert result.status == "promoted", result.message
 
