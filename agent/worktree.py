@@ -35,9 +35,10 @@ from learnagent.agent import snapshot
 from learnagent.agent.accept import ApplyRefused, MergeConflict, apply_to_user_tree  # noqa: F401 (re-exported)
 from learnagent.core import git as G
 from learnagent.core import home
-from learnagent.core.errors import LearnagentError, NotAGitRepo, RepoNotReady
+from learnagent.core.errors import LearnagentError, RepoNotReady
 from learnagent.core.gitdirs import git_dirs, main_worktree
 from learnagent.core.ignore import IgnoreRules
+from learnagent.core.repository import Repository, find_repository
 
 BRANCH_PREFIX = "learnagent/"
 ARTIFACTS = list(snapshot.ARTIFACTS)
@@ -58,31 +59,30 @@ def git(cwd: Path, *args: str, check: bool = True, input: str | None = None) -> 
     return G.text(cwd, *args, input=input.encode() if input is not None else None, check=check)
 
 
-@dataclass
+@dataclass(frozen=True)
 class RepoInfo:
-    root: Path
+    """The repository a command works on (resolved once, at the CLI edge) and its checked-out HEAD."""
+    repository: Repository
     head: str
     branch: str
 
+    @property
+    def root(self) -> Path:
+        return self.repository.work_tree
+
 
 def find_repo(start: Path | None = None, *, need_branch: bool = True) -> RepoInfo:
-    """The repository containing `start`, with checks that give one-line errors."""
+    """The repository containing `start` and its HEAD, with checks that give one-line errors."""
     import git as gitpython  # gitpython; imported here to keep `--help` fast
 
-    start = Path(start or Path.cwd())
-    try:
-        repo = gitpython.Repo(start, search_parent_directories=True)
-    except (gitpython.InvalidGitRepositoryError, gitpython.NoSuchPathError):
-        raise NotAGitRepo(f"not a git repository: {start} (run learnagent inside a git repository)") from None
-    if repo.bare:
-        raise NotAGitRepo(f"{start} is a bare repository; learnagent needs a working tree")
-    root = Path(repo.working_tree_dir)
+    repository = find_repository(start)
+    repo = gitpython.Repo(repository.work_tree)
     if not repo.head.is_valid():
         raise RepoNotReady("the repository has no commits yet; make a first commit so the agent has a base")
     if repo.head.is_detached and need_branch:
         raise RepoNotReady("HEAD is detached; check out a branch first (learnagent applies its work onto a branch)")
     branch = "" if repo.head.is_detached else repo.active_branch.name
-    return RepoInfo(root=root, head=repo.head.commit.hexsha, branch=branch)
+    return RepoInfo(repository=repository, head=repo.head.commit.hexsha, branch=branch)
 
 
 def episode_branch(episode_id: str) -> str:

@@ -13,7 +13,6 @@ directory, owned by someone else) is left alone with a warning instead.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 import sys
@@ -55,8 +54,9 @@ def repository_root(work_tree: Path) -> Path:
 def repo_key(repo_root: Path) -> str:
     """A stable short id for a repository, from the real path of its main working tree, so
     every worktree of one repository shares its episodes, outcomes and adapters."""
-    real = str(repository_root(repo_root))
-    return hashlib.sha1(real.encode()).hexdigest()[:12]
+    from learnagent.core.repository import key_of
+
+    return key_of(repository_root(repo_root))
 
 
 def worktrees_dir(repo_root: Path) -> Path:
