@@ -166,7 +166,7 @@ def do(
 def _preamble(console, repo, cfg, no_tests):
     """What `do` says before the run (test environment, model, sandbox, uncommitted changes), and
     the loaded model; returns (test environment or None, model)."""
-    from learnagent.agent.models import load_model
+    from learnagent.services.run_task import open_model
 
     test_env = None
     if cfg.test.command and not no_tests:
@@ -174,7 +174,7 @@ def _preamble(console, repo, cfg, no_tests):
 
         test_env = resolve_test_env(repo.root, cfg.test.python)  # a bad [test] python fails here, silently
     # the model first: a bad spec or a missing file is one error line with nothing said before it
-    lm = load_model(cfg.model, repo.root, on_info=lambda msg: console.print(f"[dim]{msg}[/]"))
+    lm = open_model(cfg.model, repo.repository, on_info=lambda msg: console.print(f"[dim]{msg}[/]"))
     console.print(f"[bold]learnagent[/] · {lm.name}" + (f" + adapter {lm.adapter_version}" if lm.adapter_version else "")
                   + f" · {repo.root.name}@{repo.branch}")
     console.print(f"[dim]sandbox:[/] {_sandbox_state(cfg.sandbox)}", highlight=False)
