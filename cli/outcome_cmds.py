@@ -30,7 +30,7 @@ def _console():
 def hook(name: str = typer.Argument(..., metavar="HOOK", help="post-commit | post-merge | post-rewrite"),
          args: Optional[list[str]] = typer.Argument(None, metavar="ARGS")):
     """Called by the git hooks; never fails (errors go to hooks.log in the data home)."""
-    from learnagent.core.githooks import main
+    from learnagent.services.settle_outcomes import main
 
     raise typer.Exit(main([name, *(args or [])]))
 

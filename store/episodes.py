@@ -64,6 +64,10 @@ class Store:
         )
         return key
 
+    def has_repo(self, repo_id: str) -> bool:
+        """Whether learnagent ever recorded anything for the repository keyed `repo_id`."""
+        return self.conn.execute("SELECT 1 FROM repos WHERE id = ?", (repo_id,)).fetchone() is not None
+
     # ---- writing an episode ---------------------------------------------------------
     def create_episode(self, repo_id: str, task: str, *, source: str = "do", base_commit: str | None = None,
                        branch: str | None = None, worktree: str | None = None, model: str | None = None,
