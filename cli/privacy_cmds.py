@@ -12,10 +12,15 @@ import typer
 from learnagent.core.errors import UsageError
 
 
-def _repo_root():
+def _repo():
+    """The repository of the current folder (a Repository; it must have a first commit)."""
     from learnagent.agent.worktree import find_repo
 
-    return find_repo(need_branch=False).root
+    return find_repo(need_branch=False).repository
+
+
+def _repo_root():
+    return _repo().work_tree
 
 
 def _when(ts: float | None) -> str:
@@ -33,7 +38,6 @@ def forget(
     """Delete episodes for good (conversation, tool output, tests, outcomes) and taint adapters trained on them."""
     from rich.console import Console
 
-    from learnagent.core import home
     from learnagent.core.dates import parse_since
     from learnagent.store import privacy
     from learnagent.store.episodes import Store
@@ -41,7 +45,7 @@ def forget(
     if not episodes and since is None and not everything:
         raise UsageError("say what to forget: episode ids, --since DATE, or --all (see `learnagent log`)")
     since_ts = parse_since(since) if since is not None else None
-    repo_id = home.repo_key(_repo_root()) if (since_ts is not None or everything) else None
+    repo_id = _repo().key if (since_ts is not None or everything) else None
     console = Console()
     with Store() as store:
         chosen = privacy.select_episodes(store, repo_id=repo_id, ids=list(episodes or []), since=since_ts,
