@@ -5,7 +5,6 @@ cli → run_episode (worktree, model, sandbox, loop, final tests, record) → de
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import time
@@ -25,7 +24,7 @@ from learnagent.core.processes import process_start
 from learnagent.core.testenv import TestEnv, resolve_test_env
 from learnagent.sandbox import CommandResult, Sandbox, policy
 from learnagent.store.episodes import Store, new_episode_id
-from learnagent.store.privacy import recording_enabled
+from learnagent.store.records import EPISODE_STATUSES
 
 TEST_TAIL_CHARS = 4000
 
@@ -101,7 +100,7 @@ def run_episode(repo: wt.RepoInfo, task: str, cfg: Config, model: Model, store: 
     example = prompts.use_example(cfg.model.examples, model.name)  # a bad setting fails before any work
     test_env = test_env or resolve_test_env(repo.root, cfg.test.python)
     repo_id = store.ensure_repo(repo.root)
-    recording = recording_enabled(store, repo_id)
+    recording = store.recording_enabled(repo_id)
     if not recording and on_warning:
         on_warning("recording is off for this repository (learnagent logs on): this episode is not stored")
     episode_id = episode_id or new_episode_id()
@@ -218,17 +217,14 @@ def interrupted(store: Store, repo_root: Path, episode_id: str, why: str) -> Non
     """After Ctrl-C, SIGTERM or closed output anywhere in `do`: an episode not yet decided is
     marked interrupted and its folder and branch go (its diff stays in the store). One the user
     already kept or applied is left as it is."""
-    row = store.conn.execute("SELECT status, outcome, worktree, branch, meta FROM episodes WHERE id = ?",
-                             (episode_id,)).fetchone()
-    if row is not None:
-        if row["outcome"] != "pending" or json.loads(row["meta"] or "{}").get("applied"):
+    ep = store.find_episode(episode_id)
+    if ep is not None:
+        if ep.outcome != "pending" or ep.meta.get("applied"):
             return
-        store.conn.execute("UPDATE episodes SET status = 'interrupted', error = COALESCE(error, ?),"
-                           " ended_at = COALESCE(ended_at, ?) WHERE id = ? AND status != 'interrupted'",
-                           (why, time.time(), episode_id))
-    folder = Path(row["worktree"]) if row is not None and row["worktree"] else \
+        store.mark_interrupted(episode_id, why, statuses=tuple(s for s in EPISODE_STATUSES if s != "interrupted"))
+    folder = Path(ep.worktree) if ep is not None and ep.worktree else \
         home.worktrees_dir(repo_root) / episode_id  # not recorded (logs off): where it was made
-    branch = row["branch"] if row is not None and row["branch"] else wt.BRANCH_PREFIX + episode_id
+    branch = ep.branch if ep is not None and ep.branch else wt.BRANCH_PREFIX + episode_id
     wt.remove_worktree(repo_root, folder, branch, delete_branch=True)
 
 

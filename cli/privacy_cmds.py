@@ -55,7 +55,7 @@ def forget(
             return
         console.print(f"About to forget {len(chosen)} episode(s):")
         for ep in chosen[:10]:
-            console.print(f"  {ep['id']}  {_when(ep['started_at'])}  {ep['task'][:60]}", highlight=False,
+            console.print(f"  {ep.id}  {_when(ep.started_at)}  {ep.task[:60]}", highlight=False,
                           markup=False)
         if len(chosen) > 10:
             console.print(f"  … and {len(chosen) - 10} more")
@@ -97,21 +97,19 @@ def logs_on():
 def logs_status():
     """Say whether episodes are recorded in this repository."""
     from learnagent.store.episodes import Store
-    from learnagent.store.privacy import recording_enabled
 
     root = _repo_root()
     with Store() as store:
-        on = recording_enabled(store, store.ensure_repo(root))
+        on = store.recording_enabled(store.ensure_repo(root))
     typer.echo(f"recording is {'on' if on else 'off'} for {root}")
 
 
 def _set_logs(enabled: bool) -> None:
     from learnagent.store.episodes import Store
-    from learnagent.store.privacy import set_recording
 
     root = _repo_root()
     with Store() as store:
-        set_recording(store, store.ensure_repo(root), enabled)
+        store.set_recording(store.ensure_repo(root), enabled)
     if enabled:
         typer.echo(f"recording is on for {root}")
     else:

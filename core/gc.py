@@ -19,7 +19,6 @@ Sandbox's own cleanup); `sandbox_items` below, the rules in `sandbox/tmpdirs.py`
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import time
@@ -45,14 +44,11 @@ class GcItem:
     done: bool = False
 
 
-def run_is_live(ep: dict, host: str | None = None) -> bool:
-    """True unless the episode's recorded process is known to be gone.
+def run_is_live(meta: dict, host: str | None = None) -> bool:
+    """True unless the process an episode's `meta` records (pid, host, pid_start) is known to be gone.
 
     A run recorded on another host (a shared home directory) cannot be checked: assume live.
     """
-    meta = ep.get("meta") or {}
-    if isinstance(meta, str):
-        meta = json.loads(meta or "{}")
     pid, run_host = meta.get("pid"), meta.get("host")
     if not isinstance(pid, int):
         return False  # a running episode that never recorded its pid is from an old crash
@@ -84,17 +80,13 @@ def plan(store, repo_root: Path, *, now: float | None = None) -> list[GcItem]:
     branches = {line.strip()[len(BRANCH_PREFIX):]: line.strip() for line in
                 _git(root, "for-each-ref", "--format=%(refname:short)", "refs/heads/" + BRANCH_PREFIX).splitlines()
                 if line.strip()}
-    running = {r["id"] for r in store.conn.execute(
-        "SELECT id FROM episodes WHERE repo_id = ? AND status = 'running'", (repo_id,))}
+    running = store.running_episode_ids(repo_id)
     items: list[GcItem] = []
-    for eid in sorted(set(worktrees) | set(branches) | running):
-        row = store.conn.execute("SELECT * FROM episodes WHERE id = ?", (eid,)).fetchone()
-        ep = dict(row) if row else None
+    for eid in sorted(set(worktrees) | set(branches) | set(running)):
+        ep = store.find_episode(eid)
         wt, br = worktrees.get(eid), branches.get(eid)
         if ep is None:
-            from learnagent.store.privacy import is_forgotten
-
-            forgotten = is_forgotten(store, repo_id, eid)
+            forgotten = store.is_forgotten(repo_id, eid)
             if not forgotten and wt is not None and now - wt.stat().st_mtime <= UNKNOWN_GRACE_S:
                 continue
             if wt is not None:
@@ -102,21 +94,20 @@ def plan(store, repo_root: Path, *, now: float | None = None) -> list[GcItem]:
             if br is not None and (forgotten or not _has_own_commits(root, br)):
                 items.append(GcItem(eid, "branch", br, "forgotten" if forgotten else "not in the store, no commits"))
             continue
-        if ep["outcome"] == "kept":
+        if ep.outcome == "kept":
             continue
-        meta = json.loads(ep.get("meta") or "{}")
-        if ep["status"] == "running":
-            if run_is_live(ep):
+        if ep.status == "running":
+            if run_is_live(ep.meta):
                 continue
             reason = "died: its process is gone"
             items.append(GcItem(eid, "episode", "interrupted", reason))
-        elif ep["status"] in ("interrupted", "failed"):
-            reason = f"run {ep['status']}"
-        elif ep["outcome"] in DECIDED:
-            reason = f"outcome {ep['outcome']}"
-        elif meta.get("applied"):
+        elif ep.status in ("interrupted", "failed"):
+            reason = f"run {ep.status}"
+        elif ep.outcome in DECIDED:
+            reason = f"outcome {ep.outcome}"
+        elif ep.meta.get("applied"):
             reason = "applied to the working tree"
-        elif run_is_live(ep):
+        elif run_is_live(ep.meta):
             continue  # its `do` is still waiting for the user's verdict
         else:
             # finished, but its `do` ended before the verdict (killed, or its output closed
@@ -151,10 +142,8 @@ def collect(store, repo_root: Path, *, dry_run: bool = False, now: float | None 
         if item.what == "sandbox tmp":
             item.done = tmpdirs.remove_tree(item.target)
         elif item.what == "episode":
-            store.conn.execute(
-                "UPDATE episodes SET status = 'interrupted', ended_at = COALESCE(ended_at, ?),"
-                " error = COALESCE(error, ?) WHERE id = ? AND status IN ('running', 'finished', 'budget_exceeded')",
-                (time.time(), f"{item.reason} (found by gc)", item.episode_id))
+            store.mark_interrupted(item.episode_id, f"{item.reason} (found by gc)",
+                                   statuses=("running", "finished", "budget_exceeded"))
             item.done = True
         elif item.what == "worktree":
             from learnagent.agent.worktree import remove_worktree  # follows no symlink; old linked worktrees too

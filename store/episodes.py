@@ -11,15 +11,16 @@ import json
 import sqlite3
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from learnagent.core import home
 from learnagent.core.errors import StoreError, UnknownEpisode
+from learnagent.store.adapter_rows import AdapterRows
 from learnagent.store.db import connect
-
-# unchanged: the run changed nothing, so there was nothing to accept or reject (out of the rates)
-OUTCOMES = ("pending", "accepted", "edited", "rejected", "reverted", "kept", "unchanged")
+from learnagent.store.privacy_rows import PrivacyRows
+from learnagent.store.records import OUTCOMES, Episode, EpisodeStatus, from_row
 
 
 def _id_time(at: float | None = None) -> str:
@@ -39,7 +40,14 @@ def history_episode_id(repo_id: str, sha: str, authored_at: float, extra: int = 
     return _id_time(authored_at) + hashlib.sha1(f"{repo_id}:{sha}".encode()).hexdigest()[:6 + extra]
 
 
-class Store:
+class Store(PrivacyRows, AdapterRows):
+    """Every SQL statement of learnagent, behind typed methods, on one connection (`self.conn`).
+
+    The statements are grouped by what they serve: episodes here, the privacy ones in
+    privacy_rows.py, the adapter registry's in adapter_rows.py. Multi-statement writes run in
+    `transaction()`.
+    """
+
     def __init__(self, path: Path | None = None, scrub: Callable[[str], str] | None = None):
         self.path = Path(path) if path else home.db_path()
         self.conn = connect(self.path)
@@ -53,6 +61,22 @@ class Store:
 
     def __exit__(self, *exc):
         self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """BEGIN IMMEDIATE ... COMMIT, ROLLBACK on any exception (Ctrl-C too). The write lock is taken
+        up front, so a read-then-write inside is atomic against other processes. Inside another
+        transaction it joins that one: the outer one commits or rolls back everything."""
+        if self.conn.in_transaction:
+            yield
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
 
     # ---- repositories -------------------------------------------------------------
     def ensure_repo(self, root: Path) -> str:
@@ -90,11 +114,20 @@ class Store:
                     raise
         raise AssertionError("unreachable")
 
+    def mark_interrupted(self, episode_id: str, why: str, *, statuses: tuple[EpisodeStatus, ...]) -> bool:
+        """Mark a run that will never finish (its process is gone) 'interrupted', when its status is one of
+        `statuses`; an error and end time it already has are kept. Returns whether it was marked."""
+        cur = self.conn.execute(
+            "UPDATE episodes SET status = 'interrupted', ended_at = COALESCE(ended_at, ?), error = COALESCE(error, ?)"
+            f" WHERE id = ? AND status IN ({','.join('?' * len(statuses))})",
+            (time.time(), why, episode_id, *statuses))
+        return cur.rowcount > 0
+
     def has_episode(self, episode_id: str) -> bool:
         return self.conn.execute("SELECT 1 FROM episodes WHERE id = ?", (episode_id,)).fetchone() is not None
 
     def add_message(self, episode_id: str, step: int, role: str, content: str, tokens: int | None = None) -> int:
-        with self._tx():
+        with self.transaction():
             seq = self.conn.execute(
                 "SELECT COALESCE(MAX(seq), -1) + 1 FROM messages WHERE episode_id = ?", (episode_id,)
             ).fetchone()[0]
@@ -108,7 +141,7 @@ class Store:
                        prompt_tokens: int, completion_tokens: int, duration_s: float, cost_usd: float = 0.0,
                        *, engine: str | None = None, adapter_version: str | None = None,
                        stop_reason: str | None = None) -> None:
-        with self._tx():
+        with self.transaction():
             self.conn.execute(
                 "INSERT INTO model_calls(episode_id, step, n_prompt_messages, response_seq, prompt_tokens,"
                 " completion_tokens, duration_s, cost_usd, created_at, engine, adapter_version, stop_reason)"
@@ -158,13 +191,23 @@ class Store:
         )
 
     def update_meta(self, episode_id: str, **values: Any) -> None:
-        with self._tx():
+        with self.transaction():
             row = self.conn.execute("SELECT meta FROM episodes WHERE id = ?", (episode_id,)).fetchone()
             meta = json.loads(row["meta"]) if row else {}
             meta.update(values)
             self.conn.execute("UPDATE episodes SET meta = ? WHERE id = ?", (self.scrub(json.dumps(meta)), episode_id))
 
     # ---- reading --------------------------------------------------------------------
+    def find_episode(self, episode_id: str) -> Episode | None:
+        """The episode's own row (no messages or calls), None when it is not in the store."""
+        row = self.conn.execute("SELECT * FROM episodes WHERE id = ?", (episode_id,)).fetchone()
+        return None if row is None else self._episode(row)
+
+    def running_episode_ids(self, repo_id: str) -> list[str]:
+        """Episodes of the repository whose status still says 'running' (live, or died without a word)."""
+        return [r["id"] for r in self.conn.execute(
+            "SELECT id FROM episodes WHERE repo_id = ? AND status = 'running' ORDER BY id", (repo_id,))]
+
     def resolve_id(self, prefix: str) -> str:
         rows = self.conn.execute(
             "SELECT id FROM episodes WHERE id LIKE ? ORDER BY started_at DESC LIMIT 2", (prefix + "%",)
@@ -215,26 +258,14 @@ class Store:
         return ep
 
     @staticmethod
+    def _episode(row) -> Episode:
+        return from_row(Episode, row, meta=json.loads(row["meta"] or "{}"))
+
+    @staticmethod
     def _episode_dict(row) -> dict:
         ep = dict(row)
         ep["meta"] = json.loads(ep.get("meta") or "{}")
         return ep
-
-    def _tx(self):
-        return _Transaction(self.conn)
-
-
-class _Transaction:
-    """BEGIN IMMEDIATE ... COMMIT: takes the write lock up front so read-then-write is atomic."""
-
-    def __init__(self, conn):
-        self.conn = conn
-
-    def __enter__(self):
-        self.conn.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, exc_type, *_):
-        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
 
 
 def _default_scrubber() -> Callable[[str], str]:

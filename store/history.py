@@ -19,7 +19,6 @@ from pathlib import Path
 from learnagent.core.ignore import IgnoreRules
 from learnagent.store import gitutil
 from learnagent.store.episodes import history_episode_id
-from learnagent.store.privacy import is_forgotten_commit
 
 MAX_DIFF_LINES = 1500  # changed lines (after filtering) above which a commit is skipped
 MAX_BEFORE_FILE = 64_000  # characters of one file's previous content kept in meta["before"]
@@ -98,7 +97,7 @@ def import_history(store, root: Path, *, since: str | None = None, max_commits: 
         if sha in done:
             report.skip("already imported")
             continue
-        if is_forgotten_commit(store, repo_id, sha):
+        if store.is_forgotten_commit(repo_id, sha):
             report.skip("forgotten")
             continue
         info = gitutil.commit_info(root, sha)
@@ -141,7 +140,7 @@ def _record(store, root: Path, repo_id: str, info: dict, parent: str, diff: str,
     meta = {"commit": sha, "author": store.scrub(info["author"]), "files": paths, "before": before,
             "before_skipped": truncated}
     subject = info["message"].splitlines()[0] if info["message"] else sha[:10]
-    with store._tx():
+    with store.transaction():
         # ids sort like the history; unique per repository (a second clone gets its own), and a
         # clash with an unrelated id (same second, same 6 hex) takes a longer tail
         extra = 0

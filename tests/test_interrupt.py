@@ -206,9 +206,9 @@ def test_a_reused_pid_does_not_keep_an_orphan_alive(git_repo):
 
     mine = process_start(os.getpid())
     assert isinstance(mine, int)
-    assert run_is_live({"meta": {"pid": os.getpid(), "pid_start": mine}})
-    assert not run_is_live({"meta": {"pid": os.getpid(), "pid_start": mine - 1}})
-    assert run_is_live({"meta": {"pid": os.getpid()}})  # older episodes: the pid alone
+    assert run_is_live({"pid": os.getpid(), "pid_start": mine})
+    assert not run_is_live({"pid": os.getpid(), "pid_start": mine - 1})
+    assert run_is_live({"pid": os.getpid()})  # older episodes: the pid alone
 
 
 def _orphans(repo: Path, n: int) -> list[str]:

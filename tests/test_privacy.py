@@ -40,13 +40,13 @@ def test_forget_deletes_everything_and_scrubs_the_file(git_repo):
     rid, gone = _episode(store, git_repo, "UNIQUEMARKER-zq81 fix the parser")
     _, kept = _episode(store, git_repo, "keep this one")
     chosen = privacy.select_episodes(store, repo_id=None, ids=[gone])
-    assert [e["id"] for e in chosen] == [gone]
+    assert [e.id for e in chosen] == [gone]
     result = privacy.forget(store, chosen)
     assert result.episodes == [gone]
     for table in ("messages", "tool_calls", "test_runs"):
         assert _count(store, table, gone) == 0 and _count(store, table, kept) == 1
     assert store.conn.execute("SELECT COUNT(*) FROM episodes").fetchone()[0] == 1
-    assert privacy.is_forgotten(store, rid, gone) and not privacy.is_forgotten(store, rid, kept)
+    assert store.is_forgotten(rid, gone) and not store.is_forgotten(rid, kept)
     # the id is stored only as a hash
     assert gone not in json.dumps([dict(r) for r in store.conn.execute("SELECT * FROM forgotten_episodes")])
     store.close()
@@ -67,7 +67,7 @@ def test_forget_taints_adapters_trained_on_the_episode(git_repo):
             store.conn.execute("INSERT INTO adapter_episodes VALUES (?,?,?)", (rid, version, e))
     result = privacy.forget(store, privacy.select_episodes(store, repo_id=None, ids=[eid]))
     assert result.tainted_adapters == [(rid, "v0001")]
-    assert privacy.tainted_adapters(store, rid) == ["v0001"]
+    assert store.tainted_adapter_versions(rid) == ["v0001"]
     left = store.conn.execute("SELECT version, episode_id FROM adapter_episodes ORDER BY version").fetchall()
     assert [tuple(r) for r in left] == [("v0001", other), ("v0002", other)]
 
@@ -102,8 +102,8 @@ def test_forget_history_episode_blocks_reimport_of_its_commit(git_repo):
     sha = git(git_repo, "rev-parse", "HEAD").strip()
     store.conn.execute("INSERT INTO imported_commits(repo_id, sha, episode_id) VALUES (?,?,?)", (rid, sha, eid))
     privacy.forget(store, privacy.select_episodes(store, repo_id=rid, ids=[eid]))
-    assert privacy.is_forgotten_commit(store, rid, sha)
-    assert not privacy.is_forgotten_commit(store, rid, "0" * 40)
+    assert store.is_forgotten_commit(rid, sha)
+    assert not store.is_forgotten_commit(rid, "0" * 40)
     assert store.conn.execute("SELECT COUNT(*) FROM imported_commits").fetchone()[0] == 0
 
 
@@ -115,8 +115,8 @@ def test_select_since_and_all_are_per_repository(git_repo, tmp_path):
     _, new = _episode(store, git_repo, "new")
     _, elsewhere = _episode(store, other_repo, "elsewhere")
     since = parse_since(time.strftime("%Y-%m-%d", time.localtime(time.time() - 86400)))
-    assert [e["id"] for e in privacy.select_episodes(store, repo_id=rid, since=since)] == [new]
-    assert {e["id"] for e in privacy.select_episodes(store, repo_id=rid, everything=True)} == {old, new}
+    assert [e.id for e in privacy.select_episodes(store, repo_id=rid, since=since)] == [new]
+    assert {e.id for e in privacy.select_episodes(store, repo_id=rid, everything=True)} == {old, new}
     assert parse_since("2 days ago") < since < parse_since("now")  # git's dates, as `history import --since`
     with pytest.raises(UsageError, match="not a date"):
         parse_since("the other day")
@@ -151,7 +151,7 @@ def test_logs_off_on_status_and_do_records_nothing(git_repo, tmp_path):
     out = run_cli("logs", "off", cwd=git_repo)
     assert out.returncode == 0 and "recording is off" in out.stdout
     with Store() as store:
-        assert privacy.recording_enabled(store, home.repo_key(git_repo)) is False
+        assert store.recording_enabled(home.repo_key(git_repo)) is False
     script = write_script(tmp_path / "s.json", ["<run>echo hello</run>", "<finish>done</finish>"])
     out = run_cli("do", "say hello", "--model", f"scripted:{script}", "--no-apply", "--sandbox", "none",
                   cwd=git_repo)
@@ -161,8 +161,8 @@ def test_logs_off_on_status_and_do_records_nothing(git_repo, tmp_path):
         assert store.conn.execute("SELECT COUNT(*) FROM episodes").fetchone()[0] == 0
         assert store.conn.execute("SELECT COUNT(*) FROM messages").fetchone()[0] == 0
     with Store() as store:
-        privacy.set_recording(store, home.repo_key(git_repo), True)
-        assert privacy.recording_enabled(store, home.repo_key(git_repo)) is True
+        store.set_recording(home.repo_key(git_repo), True)
+        assert store.recording_enabled(home.repo_key(git_repo)) is True
 
 
 # ---- gc ----------------------------------------------------------------------------------------
