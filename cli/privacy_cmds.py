@@ -39,6 +39,7 @@ def forget(
     from rich.console import Console
 
     from learnagent.core.dates import parse_since
+    from learnagent.services.forget import forget as forget_episodes
     from learnagent.store import privacy
     from learnagent.store.episodes import Store
 
@@ -65,7 +66,7 @@ def forget(
             if not typer.confirm("Delete them for good?", default=False):
                 console.print("Nothing forgotten.")
                 raise typer.Exit(1)
-        result = privacy.forget(store, chosen)
+        result = forget_episodes(store, chosen)
     console.print(f"Forgot {len(result.episodes)} episode(s).")
     if result.removed_worktrees or result.removed_branches:
         console.print(f"Removed {len(result.removed_worktrees)} worktree(s) and "
@@ -120,13 +121,12 @@ def _set_logs(enabled: bool) -> None:
 def gc(dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Show what would be removed; change nothing.")):
     """Remove the folders and branches of finished or dead episodes (never a live run or one you kept)."""
     from learnagent.cli.display import ClosableConsole, silence_stdout
-    from learnagent.core import home
-    from learnagent.core.gc import collect
+    from learnagent.services.gc import collect
     from learnagent.store.episodes import Store
 
-    root = _repo_root()
+    repo = _repo()
     with Store() as store:
-        items = collect(store, root, dry_run=dry_run)  # all removed before a line is printed (`gc | head`)
+        items = collect(store, repo, dry_run=dry_run)  # all removed before a line is printed (`gc | head`)
     console = ClosableConsole()
     try:
         if not items:
@@ -144,7 +144,7 @@ def gc(dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Show what wo
             where.append("runs that died or whose do ended before the verdict " + ("would be" if dry_run else "are")
                          + " marked interrupted in the store")
         if episodes:
-            where.append(f"episode folders: {home.worktrees_dir(root)}/<episode>; branches: learnagent/<episode>")
+            where.append(f"episode folders: {repo.worktrees_dir}/<episode>; branches: learnagent/<episode>")
         if tmps:
             where.append(f"sandbox tmp folders: {Path(tmps[0].target).parent}")
         for line in where:  # soft wrap: the terminal wraps a long path, rich does not cut it

@@ -201,7 +201,7 @@ def test_gc_finds_a_run_killed_at_the_prompt(git_repo, tmp_path):
 
 def test_a_reused_pid_does_not_keep_an_orphan_alive(git_repo):
     """The recorded pid now belongs to another process (here: this test's own): its start time differs."""
-    from learnagent.core.gc import run_is_live
+    from learnagent.services.gc import run_is_live
     from learnagent.core.processes import process_start
 
     mine = process_start(os.getpid())
