@@ -16,11 +16,11 @@ from learnagent.agent import worktree as wt
 from learnagent.agent.loop import AgentLoop, Observer
 from learnagent.runtime.model import Completion, Model
 from learnagent.agent.tools import Tools
-from learnagent.core import home
 from learnagent.core.config import Config
 from learnagent.core.errors import LearnagentError, UsageError
 from learnagent.core.ignore import IgnoreRules
 from learnagent.core.processes import process_start
+from learnagent.core.repository import Repository
 from learnagent.core.testenv import TestEnv, resolve_test_env
 from learnagent.sandbox import CommandResult, Sandbox, policy
 from learnagent.store.episodes import Store, new_episode_id
@@ -99,7 +99,7 @@ def run_episode(repo: wt.RepoInfo, task: str, cfg: Config, model: Model, store: 
     test_command = cfg.test.command if run_tests else ""
     example = prompts.use_example(cfg.model.examples, model.name)  # a bad setting fails before any work
     test_env = test_env or resolve_test_env(repo.root, cfg.test.python)
-    repo_id = store.ensure_repo(repo.root)
+    repo_id = store.ensure_repo(repo.repository)
     recording = store.recording_enabled(repo_id)
     if not recording and on_warning:
         on_warning("recording is off for this repository (learnagent logs on): this episode is not stored")
@@ -107,7 +107,7 @@ def run_episode(repo: wt.RepoInfo, task: str, cfg: Config, model: Model, store: 
     # The user's rules as they stand now (their working tree's .learnagentignore, committed or
     # not): files they hide are not checked out, and a result that touches one is refused.
     ignore = IgnoreRules.for_repo(repo.root)
-    path, branch = wt.create_worktree(repo.root, episode_id, repo.head, ignore)
+    path, branch = wt.create_worktree(repo.repository, episode_id, repo.head, ignore)
     if recording:
         store.create_episode(repo_id, task, base_commit=repo.head, branch=branch, worktree=str(path), model=model.name,
                              adapter_version=model.adapter_version, episode_id=episode_id,
@@ -120,7 +120,7 @@ def run_episode(repo: wt.RepoInfo, task: str, cfg: Config, model: Model, store: 
     try:
         sandbox = Sandbox(path, mode=cfg.sandbox.mode, network=cfg.sandbox.network, on_warning=on_warning,
                           env=policy.project_env(test_env, repo.root, path),  # the project's Python
-                          hide=wt.user_repository_paths(repo.root),
+                          hide=wt.user_repository_paths(repo.repository),
                           interpreters=(test_env.venv,) if test_env.venv else ())
         tools = Tools(path, sandbox, test_command, command_timeout=cfg.budgets.command_timeout,
                       test_timeout=cfg.test.timeout, output_cap=cfg.budgets.output_cap,
@@ -213,7 +213,7 @@ def keep(store: Store, repo_root: Path, ep: dict) -> None:
         store.set_outcome(ep["id"], "kept", "branch kept for later")
 
 
-def interrupted(store: Store, repo_root: Path, episode_id: str, why: str) -> None:
+def interrupted(store: Store, repo: Repository, episode_id: str, why: str) -> None:
     """After Ctrl-C, SIGTERM or closed output anywhere in `do`: an episode not yet decided is
     marked interrupted and its folder and branch go (its diff stays in the store). One the user
     already kept or applied is left as it is."""
@@ -223,9 +223,9 @@ def interrupted(store: Store, repo_root: Path, episode_id: str, why: str) -> Non
             return
         store.mark_interrupted(episode_id, why, statuses=tuple(s for s in EPISODE_STATUSES if s != "interrupted"))
     folder = Path(ep.worktree) if ep is not None and ep.worktree else \
-        home.worktrees_dir(repo_root) / episode_id  # not recorded (logs off): where it was made
+        repo.worktrees_dir / episode_id  # not recorded (logs off): where it was made
     branch = ep.branch if ep is not None and ep.branch else wt.BRANCH_PREFIX + episode_id
-    wt.remove_worktree(repo_root, folder, branch, delete_branch=True)
+    wt.remove_worktree(repo.work_tree, folder, branch, delete_branch=True)
 
 
 def _folder(ep: dict) -> Path | None:

@@ -79,7 +79,7 @@ def promoted_adapter_of(repo: Repository):
     registry's pointer file each call (cheap), so a served model follows promotions."""
     from learnagent.learning.registry import promoted_adapter
 
-    return lambda: promoted_adapter(repo.main_tree)
+    return lambda: promoted_adapter(repo)
 
 
 def open_model(model_cfg, repo: Repository, *, on_info=None):
@@ -142,7 +142,7 @@ def interrupted(store, repo, episode_id: str, exc: BaseException) -> int:
     why = "the output was closed (broken pipe)" if closed else "interrupted (Ctrl-C or SIGTERM)"
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        runner.interrupted(store, repo.root, episode_id, why)
+        runner.interrupted(store, repo.repository, episode_id, why)
     finally:
         signal.signal(signal.SIGINT, previous)
     return EXIT_OUTPUT_CLOSED if closed else EXIT_INTERRUPTED

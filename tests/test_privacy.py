@@ -133,7 +133,7 @@ def test_forget_cli_asks_and_removes_git_traces(git_repo, tmp_path):
     head = git(git_repo, "rev-parse", "HEAD").strip()
     rid = store.ensure_repo(git_repo)
     eid = "250101000000abcdef"
-    path, branch = wt.create_worktree(git_repo, eid, head)
+    path, branch = wt.create_worktree(Repository.at(git_repo), eid, head)
     store.create_episode(rid, "secret-ish task", branch=branch, worktree=str(path), episode_id=eid)
     store.close()
     out = run_cli("forget", eid[:12], cwd=git_repo)  # no terminal and no --yes: refuses
@@ -191,7 +191,7 @@ def test_gc_removes_dead_and_decided_keeps_live_pending_and_kept(git_repo):
     }
     paths = {}
     for eid, (status, outcome, pid) in cases.items():
-        path, branch = wt.create_worktree(git_repo, eid, head)
+        path, branch = wt.create_worktree(Repository.at(git_repo), eid, head)
         paths[eid] = path
         store.create_episode(rid, "t", branch=branch, worktree=str(path), episode_id=eid,
                              meta={"pid": pid, "host": __import__("socket").gethostname()} if pid else {})
@@ -224,14 +224,14 @@ def test_gc_unknown_worktrees_wait_for_a_grace_period(git_repo):
 
     store = Store()
     head = git(git_repo, "rev-parse", "HEAD").strip()
-    path, branch = wt.create_worktree(git_repo, "250101000009ffffff", head)
+    path, branch = wt.create_worktree(Repository.at(git_repo), "250101000009ffffff", head)
     assert gcmod.collect(store, Repository.at(git_repo)) == []  # young: maybe a `do` that is just starting
     items = gcmod.collect(store, Repository.at(git_repo), now=time.time() + gcmod.UNKNOWN_GRACE_S + 5)
     assert [(i.what, i.reason) for i in items] == [("worktree", "not in the store"),
                                                    ("branch", "not in the store, no commits")]
     assert not path.exists() and branch not in git(git_repo, "branch", "--list")
     # an unrecorded run (logs off) that committed work: its branch may be the user's, so it stays
-    path, branch = wt.create_worktree(git_repo, "250101000010gggggg", head)
+    path, branch = wt.create_worktree(Repository.at(git_repo), "250101000010gggggg", head)
     (path / "new.txt").write_text("work\n")
     wt.commit_all(git_repo, path, base=head, branch=branch, message="agent work")
     items = gcmod.collect(store, Repository.at(git_repo), now=time.time() + gcmod.UNKNOWN_GRACE_S + 5)

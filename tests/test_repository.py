@@ -54,3 +54,19 @@ def test_no_repository_and_bare_repository_are_one_line_errors(tmp_path):
     git(tmp_path, "init", "-q", "--bare", "bare.git")
     with pytest.raises(NotAGitRepo, match="bare repository"):
         find_repository(tmp_path / "bare.git")
+
+
+def test_the_store_and_registry_take_the_value_as_resolved(git_repo, tmp_path):
+    """Given the Repository, the store files a linked worktree under its main tree and the registry
+    uses its adapters folder: the same rows and folders a bare path of either tree gives."""
+    from learnagent.learning.registry import Registry, adapters_folder, promoted_adapter
+    from learnagent.store.episodes import Store
+
+    git(git_repo, "worktree", "add", "-q", "-b", "side", str(tmp_path / "side"))
+    side = Repository.at(tmp_path / "side")
+    with Store() as store:
+        assert store.ensure_repo(side) == store.ensure_repo(git_repo) == side.key
+        assert [tuple(r) for r in store.conn.execute("SELECT path, name FROM repos")] == [(str(side.main_tree), "repo")]
+        reg = Registry(store, side)
+        assert reg.repo_id == side.key and reg.root == side.adapters_dir == adapters_folder(git_repo)
+        assert promoted_adapter(side) is None and reg.current() is None
