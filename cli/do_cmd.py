@@ -13,7 +13,6 @@ from rich.markup import escape
 from rich.table import Table
 
 from learnagent.core.errors import LearnagentError, UsageError
-from learnagent.services.run_task import EXIT_OUTPUT_CLOSED  # `do`'s exit codes: services/run_task.py
 
 
 def init(
@@ -102,6 +101,7 @@ def do(
     from learnagent.agent import worktree as wt
     from learnagent.cli.display import ClosableConsole, silence_stdout
     from learnagent.services import run_task as service
+    from learnagent.services.run_task import EXIT_OUTPUT_CLOSED  # `do`'s exit codes live there
     from learnagent.store.episodes import Store, new_episode_id
 
     if yes and no_apply:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,6 +76,8 @@ class Repository:
 def find_repository(start: Path | str | None = None) -> Repository:
     """The repository whose working tree contains `start` (default: the current folder), found the
     way git finds it; a bare repository or none gives a one-line error (exit 2)."""
+    import subprocess
+
     start = Path(start or Path.cwd())
     env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", "GIT_OPTIONAL_LOCKS": "0"}
     try:
