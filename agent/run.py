@@ -106,7 +106,7 @@ def run_episode(repo: wt.RepoInfo, task: str, cfg: Config, model: Model, store: 
     episode_id = episode_id or new_episode_id()
     # The user's rules as they stand now (their working tree's .learnagentignore, committed or
     # not): files they hide are not checked out, and a result that touches one is refused.
-    ignore = IgnoreRules.for_repo(repo.root)
+    ignore = IgnoreRules.for_repository(repo.repository)
     path, branch = wt.create_worktree(repo.repository, episode_id, repo.head, ignore)
     if recording:
         store.create_episode(repo_id, task, base_commit=repo.head, branch=branch, worktree=str(path), model=model.name,
@@ -126,7 +126,7 @@ def run_episode(repo: wt.RepoInfo, task: str, cfg: Config, model: Model, store: 
                       test_timeout=cfg.test.timeout, output_cap=cfg.budgets.output_cap,
                       on_test=lambda cmd, res: recorder.test_run("agent", cmd, res))
         tools.ignore = ignore.rooted_at(path)  # not the folder's own .learnagentignore: the agent can edit that
-        repo_map = build_repo_map(repo.root, path, task, cfg.repomap.tokens, model.count_tokens)
+        repo_map = build_repo_map(repo.repository, path, task, cfg.repomap.tokens, model.count_tokens)
         if recording:
             store.update_meta(episode_id, repo_map_tokens=model.count_tokens(repo_map), sandbox=sandbox.kind)
         loop = AgentLoop(model, tools, cfg.budgets, recorder, observer, cfg.model.max_response_tokens,
@@ -173,12 +173,12 @@ def commit_message(task: str, store: Store) -> str:
     return f"learnagent: {commit_subject(store.scrub(task), limit=60)}"
 
 
-def build_repo_map(repo_root: Path, worktree: Path, task: str, max_tokens: int, count_tokens) -> str:
+def build_repo_map(repo: Repository, worktree: Path, task: str, max_tokens: int, count_tokens) -> str:
     if max_tokens <= 0:
         return ""
     from learnagent.agent.repomap import RepoMap, list_source_files, mentions_from_text
 
-    rmap = RepoMap(worktree, count_tokens=count_tokens, shared_with=repo_root)
+    rmap = RepoMap(worktree, count_tokens=count_tokens, shared_with=repo)  # one cache for all its episodes
     files, idents = mentions_from_text(task, list_source_files(worktree))
     return rmap.render(max_tokens=max_tokens, mentioned_files=files, mentioned_idents=idents)
 

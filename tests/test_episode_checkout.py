@@ -349,8 +349,8 @@ def test_repo_map_cache_is_shared_between_episode_folders(repo, tmp_path):
     from learnagent.agent.repomap import RepoMap
 
     first, _ = wt.create_worktree(Repository.at(repo), "ep1", _head(repo))
-    RepoMap(first, shared_with=repo, cache_dir=tmp_path / "cache").tags()
+    RepoMap(first, shared_with=Repository.at(repo), cache_dir=tmp_path / "cache").tags()
     second, _ = wt.create_worktree(Repository.at(repo), "ep2", _head(repo))
-    rmap = RepoMap(second, shared_with=repo, cache_dir=tmp_path / "cache")
+    rmap = RepoMap(second, shared_with=Repository.at(repo), cache_dir=tmp_path / "cache")
     rmap.tags()
     assert rmap.stats.parsed == 0 and rmap.stats.cache_hits == rmap.stats.files > 0
