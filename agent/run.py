@@ -24,7 +24,7 @@ from learnagent.core.repository import Repository
 from learnagent.core.testenv import TestEnv, resolve_test_env
 from learnagent.sandbox import CommandResult, Sandbox, policy
 from learnagent.store.episodes import Store, new_episode_id
-from learnagent.store.records import EPISODE_STATUSES
+from learnagent.store.records import EPISODE_STATUSES, Episode
 
 TEST_TAIL_CHARS = 4000
 
@@ -185,32 +185,51 @@ def build_repo_map(repo: Repository, worktree: Path, task: str, max_tokens: int,
 
 # ---- the verdict ------------------------------------------------------------------------
 
-def accept(store: Store, repo_root: Path, result_or_episode: dict, on_note=None) -> list[str]:
+@dataclass(frozen=True)
+class Proposal:
+    """What a verdict acts on: an episode's branch (from its base commit) and folder; `recorded`:
+    False when `logs off` kept it out of the store (the verdict then touches only git)."""
+
+    id: str
+    branch: str | None
+    base_commit: str | None
+    worktree: str | None
+    recorded: bool = True
+
+    @classmethod
+    def of_result(cls, result: EpisodeResult) -> "Proposal":
+        return cls(result.episode_id, result.branch, result.base, str(result.worktree), result.recorded)
+
+    @classmethod
+    def of_episode(cls, ep: Episode) -> "Proposal":
+        return cls(ep.id, ep.branch, ep.base_commit, ep.worktree)
+
+
+def accept(store: Store, repo_root: Path, ep: Proposal, on_note=None) -> list[str]:
     """Apply the episode's branch to the user's working tree (3-way); MergeConflict changes nothing."""
-    ep = result_or_episode
-    tip = wt.git(repo_root, "rev-parse", "--verify", "--quiet", f"refs/heads/{ep['branch']}^{{commit}}",
+    tip = wt.git(repo_root, "rev-parse", "--verify", "--quiet", f"refs/heads/{ep.branch}^{{commit}}",
                  check=False).strip()
     if not tip:
-        raise LearnagentError(f"episode {ep['id']}: its branch {ep['branch']} is gone; nothing to apply")
-    applied = wt.apply_to_user_tree(repo_root, ep["base_commit"], tip, on_note=on_note)
-    if ep.get("recorded", True):
-        store.update_meta(ep["id"], applied=True, applied_at=time.time(), applied_files=applied)
-    wt.remove_worktree(repo_root, _folder(ep), ep["branch"], delete_branch=True)
+        raise LearnagentError(f"episode {ep.id}: its branch {ep.branch} is gone; nothing to apply")
+    applied = wt.apply_to_user_tree(repo_root, ep.base_commit, tip, on_note=on_note)
+    if ep.recorded:
+        store.update_meta(ep.id, applied=True, applied_at=time.time(), applied_files=applied)
+    wt.remove_worktree(repo_root, _folder(ep), ep.branch, delete_branch=True)
     return applied
 
 
-def reject(store: Store, repo_root: Path, ep: dict, reason: str | None = None, outcome: str = "rejected") -> None:
+def reject(store: Store, repo_root: Path, ep: Proposal, reason: str | None = None, outcome: str = "rejected") -> None:
     """Remove the episode's folder and branch; `outcome` "unchanged" for a run that changed nothing."""
-    wt.remove_worktree(repo_root, _folder(ep), ep["branch"], delete_branch=True)
-    if ep.get("recorded", True):
-        store.set_outcome(ep["id"], outcome, reason or "rejected at review")
+    wt.remove_worktree(repo_root, _folder(ep), ep.branch, delete_branch=True)
+    if ep.recorded:
+        store.set_outcome(ep.id, outcome, reason or "rejected at review")
 
 
-def keep(store: Store, repo_root: Path, ep: dict) -> None:
+def keep(store: Store, repo_root: Path, ep: Proposal) -> None:
     # the branch holds the agent's commit; the worktree folder is not needed to apply it later
-    wt.remove_worktree(repo_root, _folder(ep), ep["branch"], delete_branch=False)
-    if ep.get("recorded", True):
-        store.set_outcome(ep["id"], "kept", "branch kept for later")
+    wt.remove_worktree(repo_root, _folder(ep), ep.branch, delete_branch=False)
+    if ep.recorded:
+        store.set_outcome(ep.id, "kept", "branch kept for later")
 
 
 def interrupted(store: Store, repo: Repository, episode_id: str, why: str) -> None:
@@ -228,10 +247,5 @@ def interrupted(store: Store, repo: Repository, episode_id: str, why: str) -> No
     wt.remove_worktree(repo.work_tree, folder, branch, delete_branch=True)
 
 
-def _folder(ep: dict) -> Path | None:
-    return Path(ep["worktree"]) if ep.get("worktree") else None
-
-
-def as_episode_dict(result: EpisodeResult) -> dict:
-    return {"id": result.episode_id, "branch": result.branch, "base_commit": result.base,
-            "worktree": str(result.worktree), "recorded": result.recorded}
+def _folder(ep: Proposal) -> Path | None:
+    return Path(ep.worktree) if ep.worktree else None

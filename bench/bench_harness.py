@@ -71,7 +71,7 @@ def episode_overhead(sandbox: str, steps: int = 50) -> dict:
             start = time.perf_counter()
             result = run_episode(repo, "benchmark the harness", cfg, model, store, run_tests=False)
             wall = time.perf_counter() - start
-            model_s = sum(c["duration_s"] for c in store.get_episode(result.episode_id)["model_calls"])
+            model_s = sum(c.duration_s for c in store.get_episode(result.episode_id).model_calls)
     return {"sandbox": sandbox, "steps": result.steps, "wall_s": wall, "model_s": model_s,
             "per_step_ms": 1000 * (wall - model_s) / result.steps}
 

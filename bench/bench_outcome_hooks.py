@@ -46,9 +46,10 @@ def main() -> None:
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["LEARNAGENT_HOME"] = str(Path(tmp) / "home")
+        from learnagent.core.config import OutcomesConfig
         from learnagent.core.githooks import install_hooks
         from learnagent.store.episodes import Store
-        from learnagent.store.outcomes import OutcomeSettings, process_commit
+        from learnagent.store.outcomes import process_commit
 
         repo = Path(tmp) / "repo"
         repo.mkdir()
@@ -75,7 +76,7 @@ def main() -> None:
             git(repo, "add", "-A")
             git(repo, "commit", "-qm", "x", env={"LEARNAGENT_HOOKS_DISABLE": "1"})
             t = time.perf_counter()
-            process_commit(store, repo, git(repo, "rev-parse", "HEAD").strip(), OutcomeSettings())
+            process_commit(store, repo, git(repo, "rev-parse", "HEAD").strip(), OutcomesConfig())
             inproc = time.perf_counter() - t
     med_plain, med_hooked = statistics.median(plain), statistics.median(hooked)
     lines = [

@@ -92,7 +92,7 @@ def sleep_once(work: Path, max_minutes: float | None) -> dict:
     return result
 
 
-def registered(work: Path) -> dict | None:
+def registered(work: Path) -> "AdapterVersion | None":
     os.environ["LEARNAGENT_HOME"] = str(work / "home")
     from learnagent.learning.registry import Registry
     from learnagent.store.episodes import Store
@@ -124,7 +124,7 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     slept = sleep_once(work, args.max_minutes)
     row = registered(work)
-    result = {"sleep": slept, "version": row and row["version"], "status": row and row["status"]}
+    result = {"sleep": slept, "version": row and row.version, "status": row and row.status}
     if row is None or not (work / "home").exists():
         raise SystemExit("sleep registered no adapter")
 
@@ -141,11 +141,11 @@ def main() -> None:
     from learnagent.store.episodes import Store
 
     torch.set_num_threads(args.threads)
-    version = row["version"]
+    version = row.version
     store = Store()
     reg = Registry(store, work / "repo")
     folder = reg.folder(version)
-    metrics = row["metrics"] or {}
+    metrics = row.metrics
     result["gate"] = {k: metrics.get(k) for k in ("accepted", "reason", "drift", "code_drift", "comparison", "code")}
     result["train"] = metrics.get("train", {})
     model, tok = load_with_adapters(str(installed_default_path()), {version: folder})

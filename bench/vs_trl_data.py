@@ -135,6 +135,7 @@ def episode_records() -> list[dict]:
     task and the module before the change; c = lessons, the accepted diff and the conventions
     file. Used for the throughput comparison at realistic lengths (`--shape episode`)."""
     from learnagent.learning.pairs import episode_prompt, experience_context
+    from learnagent.store.records import Episode
 
     conventions = f"CONVENTIONS.md:\n{CONVENTION}"
     rows = []
@@ -145,10 +146,10 @@ def episode_records() -> list[dict]:
                 " def common_prefix(paths: list[Path]) -> Path | None:\n     if not paths:\n         return None\n"
                 "     return Path(os.path.commonpath([str(p) for p in paths]))\n" +
                 "".join(f"+{line}\n" for line in "\n".join(added).splitlines()))
-        ep = {"id": f"train-{i:02d}", "source": "history", "task": f"Add a function that {task}.",
-              "repo_name": "tools", "final_diff": diff, "test_runs": [],
-              "meta": {"before": {"src/tools/helpers.py": BEFORE_MODULE}}}
-        rows.append({"id": ep["id"], "prompt": episode_prompt(ep), "context": experience_context(ep, conventions),
+        ep = Episode(id=f"train-{i:02d}", repo_id="tools", source="history", task=f"Add a function that {task}.",
+                     status="finished", outcome="accepted", started_at=0.0, repo_name="tools", final_diff=diff,
+                     meta={"before": {"src/tools/helpers.py": BEFORE_MODULE}})
+        rows.append({"id": ep.id, "prompt": episode_prompt(ep), "context": experience_context(ep, conventions),
                      "target": sft_target(signature, body)})
     return rows
 

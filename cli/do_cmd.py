@@ -309,13 +309,14 @@ def apply(episode: str = typer.Argument(..., metavar="ID", help="Episode id (or 
     repo = wt.find_repo(need_branch=False)
     with Store() as store:
         ep = store.get_episode(store.resolve_id(episode))
-        if ep["outcome"] != "kept":
-            raise LearnagentError(f"episode {ep['id']} is {ep['outcome']}, not kept; only a kept branch can be applied")
-        if Path(ep["repo_path"]).resolve() != repo.root.resolve():
-            raise LearnagentError(f"episode {ep['id']} belongs to {ep['repo_path']}, not this repository")
+        if ep.outcome != "kept":
+            raise LearnagentError(f"episode {ep.id} is {ep.outcome}, not kept; only a kept branch can be applied")
+        if Path(ep.repo_path).resolve() != repo.root.resolve():
+            raise LearnagentError(f"episode {ep.id} belongs to {ep.repo_path}, not this repository")
         console = Console()
-        files = runner.accept(store, repo.root, ep, on_note=lambda m: console.print(f"[yellow]note:[/] {m}"))
-        store.set_outcome(ep["id"], "pending", "applied from kept branch")
+        files = runner.accept(store, repo.root, runner.Proposal.of_episode(ep),
+                              on_note=lambda m: console.print(f"[yellow]note:[/] {m}"))
+        store.set_outcome(ep.id, "pending", "applied from kept branch")
     console.print(f"[green]Applied:[/] {', '.join(files) or 'no files'}")
 
 

@@ -239,7 +239,7 @@ def report_cmd(out: Path = typer.Option(None, "--out", metavar="FILE", help="Wri
     with Store() as store:
         reg = Registry(store, root)
         curve = report.adapter_curve(reg.list())
-        rates = report.outcome_rates(store.conn, reg.repo_id)
+        rates = report.outcome_rates(store.rated_episodes(reg.repo_id))
     console = Console()
     table = Table(title=f"learning curve: {root.name}", header_style="bold")
     for col in ("version", "status", "episodes", "code NLL", "base NLL", "exact", "base exact", "gap", "prev gap",
@@ -271,9 +271,11 @@ def adapters_list(as_json: bool = typer.Option(False, "--json")):
     """Every adapter of this repository with its status and metrics."""
     from learnagent.learning.registry import list_adapters
 
+    from learnagent.store.records import as_json as record_json
+
     rows = list_adapters(_repo_root())
     if as_json:
-        print(json.dumps(rows, indent=2, default=str))
+        print(json.dumps([record_json(r) for r in rows], indent=2, default=str))
         return
     if not rows:
         Console().print("no adapters yet: run `learnagent sleep`")
@@ -286,12 +288,12 @@ def adapters_list(as_json: bool = typer.Option(False, "--json")):
         table.add_column(col, justify="right" if col in numeric else "left")
     colour = {"promoted": "green", "rejected": "red", "retired": "dim", "candidate": "yellow"}
     for r in rows:
-        m = r["metrics"]
+        m = r.metrics
         code = ((code_metrics(m) or {}).get("variants") or {}).get("adapter") or {}
-        status = r["status"] + (" (tainted)" if r["tainted"] else "")
-        table.add_row(r["version"], f"[{colour.get(r['status'], '')}]{status}[/]", r["parent"] or "-", r["method"],
-                      str(r["episodes"]), _num(code.get("nll")), _num(code.get("exact"), True), _num(m.get("gap")),
-                      _num(m.get("drift")), _when(r["created_at"]), r["reason"] or "")
+        status = r.status + (" (tainted)" if r.tainted else "")
+        table.add_row(r.version, f"[{colour.get(r.status, '')}]{status}[/]", r.parent or "-", r.method,
+                      str(r.episodes), _num(code.get("nll")), _num(code.get("exact"), True), _num(m.get("gap")),
+                      _num(m.get("drift")), _when(r.created_at), r.reason or "")
     Console().print(table)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -12,7 +13,9 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
-MIN_ID = 8  # shortest id prefix `log` prints (git prints 7 hex digits; ours start with the time)
+if TYPE_CHECKING:
+    from learnagent.store.records import Episode
+
 TASK_MIN = 24  # the task column never gets narrower than this (nor than a third of the line); other columns go first
 SUMMARY_FIELDS = ("id", "repo_id", "repo_name", "repo_path", "source", "task", "status", "outcome", "outcome_reason",
                   "tests", "model", "adapter_version", "steps", "prompt_tokens", "completion_tokens", "cost_usd",
@@ -23,31 +26,11 @@ def _when(ts: float | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
     return dt.datetime.fromtimestamp(ts).strftime(fmt) if ts else ""
 
 
-def unique_prefixes(conn, ids: list[str], min_len: int = MIN_ID) -> dict[str, str]:
-    """The shortest prefix of each id that no other episode's id starts with (at least `min_len`
-    characters), as git abbreviates commit ids; `show`, `apply`, `forget` take it back (resolve_id).
-    In sorted order an id shares its longest prefix with a neighbour, so two lookups per id suffice."""
-    short = {}
-    for eid in ids:
-        shared = 0
-        for sql in ("SELECT id FROM episodes WHERE id < ? ORDER BY id DESC LIMIT 1",
-                    "SELECT id FROM episodes WHERE id > ? ORDER BY id LIMIT 1"):
-            row = conn.execute(sql, (eid,)).fetchone()
-            if row is not None:
-                other = row[0]
-                n = 0
-                while n < min(len(eid), len(other)) and eid[n].lower() == other[n].lower():  # LIKE ignores case
-                    n += 1
-                shared = max(shared, n)
-        short[eid] = eid[:max(min_len, shared + 1)]
-    return short
-
-
-def episode_summary(ep: dict) -> dict:
+def episode_summary(ep: Episode) -> dict:
     """An episode as `log --json` gives it: what it was and how it ended, never file contents, diffs
     or the conversation (`show --json ID` has those)."""
-    out = {key: ep.get(key) for key in SUMMARY_FIELDS}
-    meta = ep.get("meta") or {}
+    out = {key: getattr(ep, key) for key in SUMMARY_FIELDS}
+    meta = ep.meta
     if meta.get("commit"):
         out["commit"] = meta["commit"]  # history imports: the commit it came from
     files = meta.get("applied_files") or meta.get("files")
@@ -81,7 +64,7 @@ def _compact(n: int) -> str:
     return f"{n / 1000:.1f}k" if n < 1_000_000 else f"{n / 1_000_000:.1f}M"
 
 
-def log_table(episodes: list[dict], short_ids: dict[str, str], width: int, all_repos: bool = False):
+def log_table(episodes: list[Episode], short_ids: dict[str, str], width: int, all_repos: bool = False):
     """The `log` table fitted to `width`: ids whole (no wrap, never cut), one line per episode (the
     task's first line, ellipsized), and the task column at least a third of the line (TASK_MIN at
     the least): as the terminal narrows, adapter, model, tokens and steps columns go, the start
@@ -91,18 +74,18 @@ def log_table(episodes: list[dict], short_ids: dict[str, str], width: int, all_r
     outcome_colour = {"accepted": "green", "edited": "green", "rejected": "red", "reverted": "red",
                       "kept": "yellow"}
     columns: dict[str, list] = {  # name -> cells; order is the order on screen
-        "id": [Text(short_ids[e["id"]], style="bold") for e in episodes],
-        "repo": [Text(e.get("repo_name") or "") for e in episodes] if all_repos else None,
-        "started": [Text(_when(e["started_at"])) for e in episodes],
-        "task": [Text(_first_line(e["task"])) for e in episodes],
-        "status": [Text(e["status"]) for e in episodes],
-        "tests": [Text(e["tests"] or "-", style=colour.get(e["tests"] or "", "dim")) for e in episodes],
-        "outcome": [Text(e["outcome"], style=outcome_colour.get(e["outcome"], "")) for e in episodes],
-        "steps": [Text(str(e["steps"] or "-")) for e in episodes],
-        "tokens": [Text(_compact(e["prompt_tokens"] + e["completion_tokens"])) for e in episodes],
-        "model": [Text(_short_model(e["model"]) or (e["source"] if e["source"] != "do" else "-"),
-                       style="" if e["model"] else "dim") for e in episodes],
-        "adapter": [Text(e["adapter_version"] or "-") for e in episodes],
+        "id": [Text(short_ids[e.id], style="bold") for e in episodes],
+        "repo": [Text(e.repo_name or "") for e in episodes] if all_repos else None,
+        "started": [Text(_when(e.started_at)) for e in episodes],
+        "task": [Text(_first_line(e.task)) for e in episodes],
+        "status": [Text(e.status) for e in episodes],
+        "tests": [Text(e.tests or "-", style=colour.get(e.tests or "", "dim")) for e in episodes],
+        "outcome": [Text(e.outcome, style=outcome_colour.get(e.outcome, "")) for e in episodes],
+        "steps": [Text(str(e.steps or "-")) for e in episodes],
+        "tokens": [Text(_compact(e.prompt_tokens + e.completion_tokens)) for e in episodes],
+        "model": [Text(_short_model(e.model) or (e.source if e.source != "do" else "-"),
+                       style="" if e.model else "dim") for e in episodes],
+        "adapter": [Text(e.adapter_version or "-") for e in episodes],
     }
     columns = {k: v for k, v in columns.items() if v is not None}
     max_width = {"model": 18, "repo": 16}
@@ -112,7 +95,7 @@ def log_table(episodes: list[dict], short_ids: dict[str, str], width: int, all_r
         return min(max_width.get(name, 10**6), max([len(name)] + [c.cell_len for c in columns[name]]))
 
     def shorten_started() -> None:
-        columns["started"] = [Text(_when(e["started_at"], "%Y-%m-%d")) for e in episodes]
+        columns["started"] = [Text(_when(e.started_at, "%Y-%m-%d")) for e in episodes]
 
     steps = [("drop", "adapter"), ("drop", "model"), ("drop", "tokens"), ("drop", "steps"), ("short", "started"),
              ("drop", "status"), ("drop", "repo"), ("drop", "started"), ("drop", "tests"), ("drop", "outcome")]
@@ -149,7 +132,7 @@ def log(
     repo_id = None if all_repos else find_repo(need_branch=False).repository.key
     with Store() as store:
         episodes = store.list_episodes(repo_id, limit=limit)
-        short_ids = unique_prefixes(store.conn, [e["id"] for e in episodes])
+        short_ids = store.short_ids([e.id for e in episodes])
     if as_json:
         print(json.dumps([episode_summary(e) for e in episodes], default=str))
         return
@@ -164,38 +147,38 @@ def show(episode: str = typer.Argument(..., metavar="ID", help="Episode id or un
          as_json: bool = typer.Option(False, "--json")):
     """Show one episode whole: task, conversation, tool calls, tests, diff, outcome."""
     from learnagent.store.episodes import Store
+    from learnagent.store.records import as_json as record_json
 
     with Store() as store:
         ep = store.get_episode(store.resolve_id(episode))
     if as_json:
-        print(json.dumps(ep, default=str))
+        print(json.dumps(record_json(ep), default=str))
         return
     console = Console()
     head = Table(show_header=False, box=None)
     for key in ("id", "repo_path", "task", "source", "base_commit", "branch", "model", "adapter_version", "status",
                 "outcome", "outcome_reason", "summary", "error"):
-        if ep.get(key):
-            head.add_row(key, str(ep[key]))
-    head.add_row("started", _when(ep["started_at"]))
-    head.add_row("tokens", f"{ep['prompt_tokens']} prompt + {ep['completion_tokens']} completion, ${ep['cost_usd']:.4f}")
-    console.print(Panel(head, title=f"episode {ep['id']}"))
-    calls = {c["response_seq"]: c for c in ep["model_calls"]}
-    for m in ep["messages"]:
-        call = calls.get(m["seq"])
-        meta = f" · {call['prompt_tokens']}+{call['completion_tokens']} tokens, {call['duration_s']:.2f}s" if call else ""
-        style = {"system": "dim", "assistant": "cyan", "user": "white"}.get(m["role"], "white")
-        console.print(Panel(Text(m["content"]), title=f"step {m['step']} · {m['role']}{meta}", border_style=style,
+        if getattr(ep, key):
+            head.add_row(key, str(getattr(ep, key)))
+    head.add_row("started", _when(ep.started_at))
+    head.add_row("tokens", f"{ep.prompt_tokens} prompt + {ep.completion_tokens} completion, ${ep.cost_usd:.4f}")
+    console.print(Panel(head, title=f"episode {ep.id}"))
+    calls = {c.response_seq: c for c in ep.model_calls}
+    for m in ep.messages:
+        call = calls.get(m.seq)
+        meta = f" · {call.prompt_tokens}+{call.completion_tokens} tokens, {call.duration_s:.2f}s" if call else ""
+        style = {"system": "dim", "assistant": "cyan", "user": "white"}.get(m.role, "white")
+        console.print(Panel(Text(m.content), title=f"step {m.step} · {m.role}{meta}", border_style=style,
                             title_align="left"))
-    if ep["test_runs"]:
+    if ep.test_runs:
         table = Table(title="test runs")
         for col in ("phase", "command", "exit", "seconds"):
             table.add_column(col)
-        for t in ep["test_runs"]:
-            table.add_row(t["phase"], t["command"], "timeout" if t["timed_out"] else str(t["exit_code"]),
-                          f"{t['duration_s']:.1f}")
+        for t in ep.test_runs:
+            table.add_row(t.phase, t.command, "timeout" if t.timed_out else str(t.exit_code), f"{t.duration_s:.1f}")
         console.print(table)
-    if ep.get("final_diff"):
-        console.print(Panel(Syntax(ep["final_diff"], "diff", theme="ansi_dark", word_wrap=True), title="final diff"))
+    if ep.final_diff:
+        console.print(Panel(Syntax(ep.final_diff, "diff", theme="ansi_dark", word_wrap=True), title="final diff"))
 
 
 def register(app: typer.Typer) -> None:

@@ -109,8 +109,7 @@ def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
         expire_stale(store, root, settings, repo_id=repo_id)
         update_survival(store, root, repo_id, settings.survival_commits)
         summary = summarize(collect(store, repo_id))
-        imported = store.conn.execute("SELECT COUNT(*) FROM episodes WHERE repo_id = ? AND source = 'history'",
-                                      (repo_id,)).fetchone()[0]
+        imported = store.count_episodes(repo_id, source="history")
     summary = {"repo": str(root), "repo_id": repo.key, "survival_commits": settings.survival_commits,
                "history_imported": imported} | summary
     if as_json:

@@ -70,12 +70,13 @@ class SandboxConfig:
 
 @dataclass
 class OutcomesConfig:
-    # see docs/OUTCOMES.md: how committed lines become verdicts
-    reject_after_days: float = 7.0
-    survival_commits: int = 20
-    accept_fraction: float = 0.9
-    partial_fraction: float = 0.5
-    revert_fraction: float = 0.6
+    """[outcomes]: how committed lines become verdicts (docs/OUTCOMES.md, store/outcomes.py)."""
+
+    reject_after_days: float = 7.0  # the window: still open after it -> edited (enough committed) or rejected
+    survival_commits: int = 20  # survival is measured this many commits after the one that carried the lines
+    accept_fraction: float = 0.9  # share of the agent's lines committed for a verdict
+    partial_fraction: float = 0.5  # at the window's end: at least this much committed -> edited
+    revert_fraction: float = 0.6  # share of the committed lines one commit removes -> reverted
 
 
 @dataclass

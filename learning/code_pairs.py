@@ -42,6 +42,7 @@ from pathlib import Path
 
 from learnagent.learning.pairs import CHARS_PER_TOKEN, CONVENTION_FILES, Pair, conventions_text, is_heldout
 from learnagent.learning.retrieval import BM25Index, conventions_block, fit_context, path_header
+from learnagent.store.records import Episode
 from learnagent.store.redact import redact_text
 
 SOURCE_EXTENSIONS = frozenset("""
@@ -193,14 +194,14 @@ def apply_hunks(before: str, hunks: list[str]) -> tuple[str, list[int]] | None:
     return "".join(new), added
 
 
-def change_after(ep: dict, root: Path) -> dict[str, tuple[str, list[int]]]:
+def change_after(ep: Episode, root: Path) -> dict[str, tuple[str, list[int]]]:
     """{path: (text after the episode's change, added line numbers)} for its code files."""
     from learnagent.store import gitutil
 
-    before = (ep.get("meta") or {}).get("before")
-    skipped = set((ep.get("meta") or {}).get("before_skipped") or ())
+    before = ep.meta.get("before")
+    skipped = set(ep.meta.get("before_skipped") or ())
     out = {}
-    for path, (created, hunks) in file_diffs(ep.get("final_diff") or "").items():
+    for path, (created, hunks) in file_diffs(ep.final_diff or "").items():
         if not is_source(path) or path in skipped:
             continue
         if created:
@@ -208,7 +209,7 @@ def change_after(ep: dict, root: Path) -> dict[str, tuple[str, list[int]]]:
         elif isinstance(before, dict):  # imported history: the files as they were, scrubbed
             text = before.get(path)
         else:
-            text = gitutil.show_file(root, ep["base_commit"], path) if ep.get("base_commit") else None
+            text = gitutil.show_file(root, ep.base_commit, path) if ep.base_commit else None
             text = redact_text(text) if text is not None else None
         applied = apply_hunks(text, hunks) if text is not None else None
         if applied and applied[1] and len(applied[0]) <= MAX_FILE_CHARS:
@@ -401,18 +402,18 @@ def mine_code(repo_root: Path, store=None, repo_id: str | None = None, *, heldou
     """
     root = Path(repo_root)
     files = head_files(root)
-    changes: list[tuple[dict, dict]] = []
+    changes: list[tuple[Episode, dict]] = []
     if store is not None and repo_id is not None:
         excluded = set(exclude_ids)
         for summary in store.list_episodes(repo_id, limit=1_000_000)[::-1]:
-            if summary["id"] in excluded or not (summary.get("final_diff") or "").strip():
+            if summary.id in excluded or not (summary.final_diff or "").strip():
                 continue
-            if not (summary.get("outcome") == "accepted" or summary.get("source") == "history"):
+            if not (summary.outcome == "accepted" or summary.source == "history"):
                 continue
-            ep = store.get_episode(summary["id"])
+            ep = store.get_episode(summary.id)
             changes.append((ep, change_after(ep, root)))
-    held_ep = {ep["id"] for ep, _ in changes if is_heldout(ep["id"], heldout_fraction)}
-    held_lines = _held_out_lines(files, [after for ep, after in changes if ep["id"] in held_ep])
+    held_ep = {ep.id for ep, _ in changes if is_heldout(ep.id, heldout_fraction)}
+    held_lines = _held_out_lines(files, [after for ep, after in changes if ep.id in held_ep])
 
     conventions = conventions_text(root, context_tokens * CHARS_PER_TOKEN // 4, header=path_header("{name}"))
     corpus = CodeCorpus(root=root, files=files, docs=[], conventions=conventions, heldout_fraction=heldout_fraction,
@@ -424,7 +425,7 @@ def mine_code(repo_root: Path, store=None, repo_id: str | None = None, *, heldou
                       if _line(text, s).strip() and (held or _distinct(_line(text, s)) not in held_lines))
         corpus.docs.append(CodeDoc(path, text, "file", None, held, lines))
     for ep, after in changes:
-        held = ep["id"] in held_ep
+        held = ep.id in held_ep
         for path, (text, added) in sorted(after.items()):
             if corpus.is_heldout_file(path):
                 continue  # a held-out file is measured as it is at HEAD
@@ -433,7 +434,7 @@ def mine_code(repo_root: Path, store=None, repo_id: str | None = None, *, heldou
             lines = tuple(starts[n + 1] for n in added if n + 1 < len(starts) and _line(text, starts[n + 1]).strip()
                           and (held or _distinct(_line(text, starts[n + 1])) not in held_lines))
             if lines:
-                corpus.docs.append(CodeDoc(path, text, "episode", ep["id"], held, lines))
+                corpus.docs.append(CodeDoc(path, text, "episode", ep.id, held, lines))
     return corpus
 
 

@@ -13,11 +13,13 @@ out once is held out every night and never trained on.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from learnagent.store.records import Episode
 from learnagent.store.redact import redact_text
 
 CONVENTION_FILES = ("AGENTS.md", "CLAUDE.md", "CONVENTIONS.md", "CONTRIBUTING.md")
@@ -47,21 +49,21 @@ def is_heldout(episode_id: str, fraction: float) -> bool:
     return h < fraction
 
 
-def _final_tests_passed(ep: dict) -> bool:
-    runs = ep.get("test_runs") or []
-    final = [r for r in runs if r["phase"] == "final"] or runs
-    return bool(final) and final[-1]["exit_code"] == 0 and not final[-1]["timed_out"]
+def _final_tests_passed(ep: Episode) -> bool:
+    runs = ep.test_runs
+    final = [r for r in runs if r.phase == "final"] or runs
+    return bool(final) and final[-1].passed
 
 
-def is_good(ep: dict) -> bool:
+def is_good(ep: Episode) -> bool:
     """Worth learning from: accepted, edited (with the correction in c), imported history,
     or an undecided `do` episode whose final tests passed. Needs a non-empty diff."""
-    if not (ep.get("final_diff") or "").strip():
+    if not (ep.final_diff or "").strip():
         return False
-    outcome = ep.get("outcome")
+    outcome = ep.outcome
     if outcome in ("rejected", "reverted"):
         return False
-    if outcome in ("accepted", "edited") or ep.get("source") == "history":
+    if outcome in ("accepted", "edited") or ep.source == "history":
         return True
     return outcome in ("pending", "kept") and _final_tests_passed(ep)
 
@@ -91,23 +93,23 @@ def _before_text(before) -> str:
     return str(before or "")
 
 
-def episode_prompt(ep: dict, max_chars: int = 8000) -> list[dict]:
+def episode_prompt(ep: Episode, max_chars: int = 8000) -> list[dict]:
     """x for an episode: the first model call's prompt, or a synthesized one for history."""
-    messages = ep.get("messages") or []
-    calls = ep.get("model_calls") or []
-    if ep.get("source") != "history" and messages:
+    messages = ep.messages
+    calls = ep.model_calls
+    if ep.source != "history" and messages:
         if calls:
-            seen = messages[: calls[0]["n_prompt_messages"]]
+            seen = messages[: calls[0].n_prompt_messages]
         else:  # no model call recorded: everything before the first answer
-            first_answer = next((i for i, m in enumerate(messages) if m["role"] == "assistant"), len(messages))
+            first_answer = next((i for i, m in enumerate(messages) if m.role == "assistant"), len(messages))
             seen = messages[:first_answer]
         if seen:
-            return bound_messages([{"role": m["role"], "content": m["content"]} for m in seen], max_chars)
-    user = f"Task: {ep['task']}"
-    before = _before_text((ep.get("meta") or {}).get("before"))
+            return bound_messages([{"role": m.role, "content": m.content} for m in seen], max_chars)
+    user = f"Task: {ep.task}"
+    before = _before_text(ep.meta.get("before"))
     if before.strip():
         user += f"\n\nRelevant code before the change:\n{before}"
-    system = HISTORY_SYSTEM.format(repo=ep.get("repo_name") or "this repository")
+    system = HISTORY_SYSTEM.format(repo=ep.repo_name or "this repository")
     return bound_messages([{"role": "system", "content": system}, {"role": "user", "content": user}], max_chars)
 
 
@@ -131,9 +133,9 @@ def _naming_style(names: list[str]) -> str | None:
     return None
 
 
-def lessons(ep: dict) -> list[str]:
+def lessons(ep: Episode) -> list[str]:
     """Short, heuristic lessons from an episode (what changed where, how it was checked)."""
-    diff = ep.get("final_diff") or ""
+    diff = ep.final_diff or ""
     out = []
     files = diff_files(diff)
     if files:
@@ -145,23 +147,23 @@ def lessons(ep: dict) -> list[str]:
     if names:
         style = _naming_style(names)
         out.append("New names: " + ", ".join(names[:8]) + (f" ({style})" if style else ""))
-    passing = [r["command"] for r in ep.get("test_runs") or [] if r["exit_code"] == 0 and not r["timed_out"]]
+    passing = [r.command for r in ep.test_runs if r.passed]
     if passing:
         out.append(f"Test command: {passing[-1]}")
     return out
 
 
-def test_story(ep: dict, tail_lines: int = 6) -> str:
+def test_story(ep: Episode, tail_lines: int = 6) -> str:
     """The failures met on the way and whether a later run passed."""
-    runs = ep.get("test_runs") or []
+    runs = ep.test_runs
     parts = []
     for i, run in enumerate(runs):
-        if run["exit_code"] == 0 and not run["timed_out"]:
+        if run.passed:
             continue
-        tail = "\n".join((run["output_tail"] or "").strip().splitlines()[-tail_lines:])
-        fixed = any(r["exit_code"] == 0 and not r["timed_out"] for r in runs[i + 1:])
-        why = "timed out" if run["timed_out"] else f"failed (exit {run['exit_code']})"
-        parts.append(f"`{run['command']}` {why}:\n{tail}\n" +
+        tail = "\n".join((run.output_tail or "").strip().splitlines()[-tail_lines:])
+        fixed = any(r.passed for r in runs[i + 1:])
+        why = "timed out" if run.timed_out else f"failed (exit {run.exit_code})"
+        parts.append(f"`{run.command}` {why}:\n{tail}\n" +
                      ("It passed after the change above." if fixed else "It was not fixed."))
     return "\n\n".join(parts)
 
@@ -180,14 +182,14 @@ def conventions_text(root: Path | None, max_chars: int, header: str = "{name}:\n
                        for name, path in found)
 
 
-def experience_context(ep: dict, conventions: str = "", max_tokens: int = 1024) -> str:
+def experience_context(ep: Episode, conventions: str = "", max_tokens: int = 1024) -> str:
     """c: sections in priority order, each with its own share of the budget."""
     budget = max_tokens * CHARS_PER_TOKEN
-    correction = (ep.get("meta") or {}).get("correction")
+    correction = ep.meta.get("correction")
     sections = [
         ("Lessons", "\n".join(f"- {line}" for line in lessons(ep)), 0.15),
         ("The user's correction to the agent's change", correction or "", 0.25),
-        ("The accepted change", (ep.get("final_diff") or "").strip(), 0.4),
+        ("The accepted change", (ep.final_diff or "").strip(), 0.4),
         ("Test failures and what fixed them", test_story(ep), 0.15),
         ("Repository conventions", conventions, 0.25),
     ]
@@ -203,23 +205,23 @@ def experience_context(ep: dict, conventions: str = "", max_tokens: int = 1024) 
 
 # ---------------------------------------------------------------- public API
 
-def _episodes(store, repo_id: str) -> list[dict]:
+def _episodes(store, repo_id: str) -> list[Episode]:
     return store.list_episodes(repo_id, limit=1_000_000)[::-1]  # oldest first
 
 
-def without_files(ep: dict, drop) -> dict | None:
+def without_files(ep: Episode, drop) -> Episode | None:
     """`ep` with the files `drop(path)` selects taken out of its diff and its code before; None
     when nothing of the diff is left."""
-    sections = re.split(r"(?m)^(?=diff --git )", ep.get("final_diff") or "")
+    sections = re.split(r"(?m)^(?=diff --git )", ep.final_diff or "")
     kept = [s for s in sections if s.strip() and not any(drop(p) for p in diff_files(s))]
     if len(kept) == len([s for s in sections if s.strip()]):
         return ep
     if not kept:
         return None
-    meta = dict(ep.get("meta") or {})
+    meta = dict(ep.meta)
     if isinstance(meta.get("before"), dict):
         meta["before"] = {p: t for p, t in meta["before"].items() if not drop(p)}
-    return ep | {"final_diff": "".join(kept), "meta": meta}
+    return dataclasses.replace(ep, final_diff="".join(kept), meta=meta)
 
 
 def build_pairs(store, repo_id: str, *, conventions_root: Path | None = None, heldout_fraction: float = 0.2,
@@ -238,20 +240,20 @@ def build_pairs(store, repo_id: str, *, conventions_root: Path | None = None, he
     train, heldout = [], []
     for summary in _episodes(store, repo_id):
         # cheap checks on the summary row before loading the whole episode
-        if summary["id"] in excluded or summary["outcome"] in ("rejected", "reverted") \
-                or not (summary.get("final_diff") or "").strip():
+        if summary.id in excluded or summary.outcome in ("rejected", "reverted") \
+                or not (summary.final_diff or "").strip():
             continue
-        ep = store.get_episode(summary["id"])
+        ep = store.get_episode(summary.id)
         if not is_good(ep):
             continue
-        held = is_heldout(ep["id"], heldout_fraction)
+        held = is_heldout(ep.id, heldout_fraction)
         if heldout_files is not None and not held:
             ep = without_files(ep, heldout_files)
             if ep is None:
                 continue
-        pair = Pair(episode_id=ep["id"], prompt=episode_prompt(ep, prompt_tokens * CHARS_PER_TOKEN),
+        pair = Pair(episode_id=ep.id, prompt=episode_prompt(ep, prompt_tokens * CHARS_PER_TOKEN),
                     context=experience_context(ep, conventions, context_tokens),
-                    target=(ep.get("final_diff") or "").strip() or None)
+                    target=(ep.final_diff or "").strip() or None)
         (heldout if held else train).append(pair)
     random.Random(seed).shuffle(train)
     return train, heldout
@@ -263,7 +265,7 @@ def replay_prompts(store, repo_id: str, exclude_ids, n: int, *, prompt_tokens: i
     from learnagent.learning.rollout import RETENTION_PROMPTS
 
     excluded = set(exclude_ids)
-    ids = [e["id"] for e in _episodes(store, repo_id) if e["id"] not in excluded]
+    ids = [e.id for e in _episodes(store, repo_id) if e.id not in excluded]
     ids.sort(key=lambda i: hashlib.sha256(i.encode()).hexdigest())  # a stable, spread-out choice
     prompts = [episode_prompt(store.get_episode(i), prompt_tokens * CHARS_PER_TOKEN) for i in ids[:n]]
     for general in RETENTION_PROMPTS:  # not GENERAL_PROMPTS: those measure drift (the gate, eval)

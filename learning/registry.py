@@ -26,11 +26,11 @@ from typing import Iterable
 from learnagent.core import home
 from learnagent.core.errors import LearnagentError
 from learnagent.core.repository import Repository
+from learnagent.store.records import AdapterStatus, AdapterVersion
 
 POINTER = "PROMOTED"
 LINEAGE = "lineage.json"
 METRICS = "metrics.json"
-STATUSES = ("candidate", "promoted", "rejected", "retired")
 _VERSION = re.compile(r"^v(\d{4,})$")
 
 
@@ -121,7 +121,7 @@ def code_metrics(metrics: dict) -> dict | None:
     return metrics.get("code") or (metrics.get("eval") or {}).get("code") or None
 
 
-def list_adapters(repo_root: Path, store=None) -> list[dict]:
+def list_adapters(repo_root: Path, store=None) -> list[AdapterVersion]:
     """Every adapter of the repository, newest first (opens the default store when none is given)."""
     if store is not None:
         return Registry(store, repo_root).list()
@@ -138,7 +138,6 @@ class Registry:
         if not isinstance(repo, Repository):
             repo = Path(repo).resolve()
         self.store = store
-        self.conn = store.conn
         self.repo_root = repo.work_tree if isinstance(repo, Repository) else repo
         self.repo_id = store.ensure_repo(repo)
         self.root = adapters_folder(repo)
@@ -147,72 +146,53 @@ class Registry:
     def folder(self, version: str) -> Path:
         return self.root / version
 
-    def get(self, version: str) -> dict:
-        row = self.conn.execute("SELECT * FROM adapters WHERE repo_id = ? AND version = ?",
-                                (self.repo_id, version)).fetchone()
+    def get(self, version: str) -> AdapterVersion:
+        row = self.store.adapter(self.repo_id, version)
         if row is None:
             raise LearnagentError(f"no adapter '{version}' for this repository (see `learnagent adapters list`)")
-        return self._row(row)
+        return row
 
-    def list(self) -> list[dict]:
+    def list(self) -> list[AdapterVersion]:
+        """Every version, newest first."""
         self.sync()
-        rows = self.conn.execute("SELECT * FROM adapters WHERE repo_id = ? ORDER BY version DESC",
-                                 (self.repo_id,)).fetchall()
-        return [self._row(r) for r in rows]
+        return self.store.adapters(self.repo_id)
+
+    def candidates(self) -> list[AdapterVersion]:
+        """The 'candidate' versions (reserved; training, or sealed and not yet decided), oldest first."""
+        return self.store.adapters(self.repo_id, status="candidate", newest_first=False)
 
     def episodes_of(self, version: str) -> list[str]:
-        return [r[0] for r in self.conn.execute(
-            "SELECT episode_id FROM adapter_episodes WHERE repo_id = ? AND version = ? ORDER BY episode_id",
-            (self.repo_id, version))]
+        return self.store.adapter_episode_ids(self.repo_id, version)
 
     def trained_episode_ids(self, version: str | None) -> set[str]:
         """Episodes in the lineage of `version`: its own and every ancestor's."""
         seen: set[str] = set()
         while version:
             seen.update(self.episodes_of(version))
-            row = self.conn.execute("SELECT parent FROM adapters WHERE repo_id = ? AND version = ?",
-                                    (self.repo_id, version)).fetchone()
-            version = row["parent"] if row else None
+            row = self.store.adapter(self.repo_id, version)
+            version = row.parent if row else None
         return seen
 
     def current(self) -> tuple[str, Path] | None:
         return _promoted_in(self.root)
 
-    def _row(self, row) -> dict:
-        out = dict(row)
-        out["metrics"] = json.loads(out.get("metrics") or "{}")
-        out["tainted"] = bool(out.get("tainted"))
-        out["episodes"] = self.conn.execute(
-            "SELECT COUNT(*) FROM adapter_episodes WHERE repo_id = ? AND version = ?",
-            (self.repo_id, out["version"])).fetchone()[0]
-        return out
-
     # ---- candidates -----------------------------------------------------------------
-    def resumable(self) -> dict | None:
+    def resumable(self) -> AdapterVersion | None:
         """The newest candidate whose training never finished (its folder is not complete)."""
-        for row in self.conn.execute("SELECT * FROM adapters WHERE repo_id = ? AND status = 'candidate'"
-                                     " ORDER BY version DESC", (self.repo_id,)):
-            if not is_complete(self.folder(row["version"])):
-                return self._row(row)
+        for row in reversed(self.candidates()):
+            if not is_complete(self.folder(row.version)):
+                return row
         return None
 
     def reserve(self, *, parent: str | None, method: str, base_model: str) -> str:
         """Reserve the next version number (a 'candidate' row) so an interrupted run can resume into it."""
         self.root.mkdir(parents=True, exist_ok=True)
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            numbers = [int(m.group(1)) for r in self.conn.execute(
-                "SELECT version FROM adapters WHERE repo_id = ?", (self.repo_id,)) if (m := _VERSION.match(r[0]))]
-            numbers += [int(m.group(1)) for p in self.root.iterdir() if (m := _VERSION.match(p.name))]
+        with self.store.transaction():
+            names = [r.version for r in self.store.adapters(self.repo_id)] + [p.name for p in self.root.iterdir()]
+            numbers = [int(m.group(1)) for name in names if (m := _VERSION.match(name))]
             version = version_name(max(numbers, default=0) + 1)
-            self.conn.execute(
-                "INSERT INTO adapters(repo_id, version, path, parent, method, base_model, created_at, status)"
-                " VALUES (?,?,?,?,?,?,?, 'candidate')",
-                (self.repo_id, version, str(self.folder(version)), parent, method, base_model, time.time()))
-            self.conn.execute("COMMIT")
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
+            self.store.add_adapter(self.repo_id, version, path=str(self.folder(version)), parent=parent,
+                                   method=method, base_model=base_model)
         return version
 
     def finish(self, version: str, *, metrics: dict, episode_ids: Iterable[str], config: dict) -> None:
@@ -225,37 +205,27 @@ class Registry:
         write_json_atomic(folder / METRICS, metrics)
         _checkpoint("metrics-written")
         fsync_tree(folder)
-        lineage = {"version": version, "parent": row["parent"], "method": row["method"],
-                   "base_model": row["base_model"], "created_at": row["created_at"],
+        lineage = {"version": version, "parent": row.parent, "method": row.method,
+                   "base_model": row.base_model, "created_at": row.created_at,
                    "finished_at": time.time(), "episodes": episode_ids, "config": config}
         write_json_atomic(folder / LINEAGE, lineage)
         _checkpoint("lineage-written")
         # adapter weights are distilled from the user's episodes: private like the store (core/home.py)
         home.make_private([folder, *folder.rglob("*")], quiet=True)
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            self.conn.execute("UPDATE adapters SET metrics = ? WHERE repo_id = ? AND version = ?",
-                              (json.dumps(metrics), self.repo_id, version))
-            self.conn.executemany(
-                "INSERT OR IGNORE INTO adapter_episodes(repo_id, version, episode_id) VALUES (?,?,?)",
-                [(self.repo_id, version, e) for e in episode_ids])
-            self.conn.execute("COMMIT")
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
+        with self.store.transaction():
+            self.store.set_adapter_metrics(self.repo_id, version, metrics)
+            self.store.add_adapter_episodes(self.repo_id, version, episode_ids)
 
     def update_metrics(self, version: str, **values) -> None:
         """Merge `values` into a version's stored metrics (e.g. eval results for the learning curve)."""
-        metrics = self.get(version)["metrics"] | values
-        self.conn.execute("UPDATE adapters SET metrics = ? WHERE repo_id = ? AND version = ?",
-                          (json.dumps(metrics), self.repo_id, version))
+        with self.store.transaction():
+            self.store.set_adapter_metrics(self.repo_id, version, self.get(version).metrics | values)
 
     def reject(self, version: str, reason: str) -> None:
         self._set_status(version, "rejected", reason)
 
-    def _set_status(self, version: str, status: str, reason: str | None) -> None:
-        self.conn.execute("UPDATE adapters SET status = ?, reason = ? WHERE repo_id = ? AND version = ?",
-                          (status, reason, self.repo_id, version))
+    def _set_status(self, version: str, status: AdapterStatus, reason: str | None) -> None:
+        self.store.set_adapter_status(self.repo_id, version, status, reason)
 
     # ---- promotion ------------------------------------------------------------------
     def promote(self, version: str, reason: str = "passed the gate") -> None:
@@ -265,7 +235,7 @@ class Registry:
     def use(self, version: str) -> None:
         """Promote an existing version by hand (`learnagent adapters use`)."""
         row = self.get(version)
-        if row["tainted"]:
+        if row.tainted:
             raise LearnagentError(f"{version} was trained on forgotten episodes and cannot be used")
         self._switch(version, "chosen by hand (adapters use)", push_current=True)
 
@@ -300,16 +270,9 @@ class Registry:
         history = [v for v in history if v != version]
         self._write_pointer({"version": version, "history": history, "promoted_at": time.time()})
         _checkpoint("pointer-replaced")
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            self.conn.execute("UPDATE adapters SET status = 'retired', reason = ? WHERE repo_id = ?"
-                              " AND status = 'promoted' AND version != ?",
-                              (f"superseded by {version}", self.repo_id, version))
+        with self.store.transaction():
+            self.store.retire_promoted(self.repo_id, keep=version, reason=f"superseded by {version}")
             self._set_status(version, "promoted", reason)
-            self.conn.execute("COMMIT")
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
 
     def _retire(self, version: str, reason: str) -> None:
         self._set_status(version, "retired", reason)
@@ -326,11 +289,10 @@ class Registry:
         """Make the table agree with the pointer file (repairs a crash between rename and row update)."""
         current = self.current()
         version = current[0] if current else None
-        self.conn.execute("UPDATE adapters SET status = 'retired', reason = COALESCE(reason, 'superseded')"
-                          " WHERE repo_id = ? AND status = 'promoted' AND version IS NOT ?", (self.repo_id, version))
-        if version:
-            self.conn.execute("UPDATE adapters SET status = 'promoted' WHERE repo_id = ? AND version = ?"
-                              " AND status != 'promoted'", (self.repo_id, version))
+        with self.store.transaction():
+            self.store.retire_promoted(self.repo_id, keep=version, reason="superseded", keep_reason=True)
+            if version:
+                self.store.restore_promoted(self.repo_id, version)
 
     # ---- privacy --------------------------------------------------------------------
     def mark_tainted(self, episode_ids: Iterable[str]) -> list[str]:
@@ -339,24 +301,16 @@ class Registry:
         If the promoted adapter is among them, fall back to the newest untainted one in the
         promotion history (or to no adapter). Returns the tainted versions.
         """
-        ids = list(episode_ids)
-        tainted: set[str] = set()
-        for i in range(0, len(ids), 500):
-            chunk = ids[i:i + 500]
-            marks = ",".join("?" * len(chunk))
-            tainted.update(r[0] for r in self.conn.execute(
-                f"SELECT DISTINCT version FROM adapter_episodes WHERE repo_id = ? AND episode_id IN ({marks})",
-                (self.repo_id, *chunk)))
-        rows = self.conn.execute("SELECT version, parent FROM adapters WHERE repo_id = ?", (self.repo_id,)).fetchall()
+        tainted = self.store.adapters_trained_on(self.repo_id, episode_ids)
+        rows = self.store.adapters(self.repo_id)
         changed = True
         while changed:  # children inherit their parent's training
             changed = False
             for r in rows:
-                if r["parent"] in tainted and r["version"] not in tainted:
-                    tainted.add(r["version"])
+                if r.parent in tainted and r.version not in tainted:
+                    tainted.add(r.version)
                     changed = True
-        for v in tainted:
-            self.conn.execute("UPDATE adapters SET tainted = 1 WHERE repo_id = ? AND version = ?", (self.repo_id, v))
+        self.store.mark_adapters_tainted(self.repo_id, tainted)
         pointer = read_pointer(self.root)
         if pointer and pointer["version"] in tainted:
             clean = [v for v in pointer["history"] if v not in tainted and is_complete(self.folder(v))]

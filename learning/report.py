@@ -19,26 +19,27 @@ import io
 from pathlib import Path
 
 from learnagent.learning.registry import code_metrics
+from learnagent.store.records import AdapterVersion, RatedEpisode
 
 GOOD_OUTCOMES = ("accepted", "edited", "kept")
 CODE_VARIANTS = ("adapter", "base", "context")
 DECIDED_OUTCOMES = GOOD_OUTCOMES + ("rejected", "reverted")
 
 
-def adapter_curve(adapters: list[dict]) -> list[dict]:
+def adapter_curve(adapters: list[AdapterVersion]) -> list[dict]:
     """One point per finished adapter version, oldest first."""
     points = []
-    for a in sorted(adapters, key=lambda r: r["version"]):
-        m = a.get("metrics") or {}
+    for a in sorted(adapters, key=lambda r: r.version):
+        m = a.metrics
         if not m:
             continue  # reserved or interrupted: nothing measured
         ev = (m.get("eval") or {}).get("variants", {})
         code = (code_metrics(m) or {}).get("variants", {})
-        point = {"version": a["version"], "status": a["status"], "gap": m.get("gap"),
+        point = {"version": a.version, "status": a.status, "gap": m.get("gap"),
                  "prev_gap": m.get("prev_gap"), "drift": m.get("drift"),
                  "drift_budget": m.get("drift_budget"),
                  "adherence": (ev.get("adapter") or {}).get("adherence"),
-                 "base_adherence": (ev.get("base") or {}).get("adherence"), "episodes": a.get("episodes", 0)}
+                 "base_adherence": (ev.get("base") or {}).get("adherence"), "episodes": a.episodes}
         for variant in CODE_VARIANTS:  # code_nll / code_exact (the adapter), base_code_nll, context_code_exact, ...
             prefix = "" if variant == "adapter" else f"{variant}_"
             for metric in ("nll", "exact"):
@@ -47,26 +48,22 @@ def adapter_curve(adapters: list[dict]) -> list[dict]:
     return points
 
 
-def outcome_rates(conn, repo_id: str) -> list[dict]:
-    """Acceptance and test-pass rates of `do` episodes, grouped by the adapter they ran with."""
-    rows = conn.execute(
-        "SELECT e.adapter_version AS adapter, e.outcome AS outcome, MIN(e.started_at) AS first,"
-        " (SELECT t.exit_code = 0 AND t.timed_out = 0 FROM test_runs t WHERE t.episode_id = e.id"
-        "  ORDER BY t.id DESC LIMIT 1) AS passed"
-        " FROM episodes e WHERE e.repo_id = ? AND e.source = 'do' GROUP BY e.id", (repo_id,)).fetchall()
+def outcome_rates(episodes: list[RatedEpisode]) -> list[dict]:
+    """Acceptance and test-pass rates of `do` episodes (`Store.rated_episodes`), grouped by the adapter
+    they ran with."""
     groups: dict[str, dict] = {}
-    for r in rows:
-        key = r["adapter"] or "base"
+    for r in episodes:
+        key = r.adapter_version or "base"
         g = groups.setdefault(key, {"adapter": key, "episodes": 0, "decided": 0, "accepted": 0, "tested": 0,
-                                    "passed": 0, "first": r["first"]})
-        g["first"] = min(g["first"], r["first"])
+                                    "passed": 0, "first": r.started_at})
+        g["first"] = min(g["first"], r.started_at)
         g["episodes"] += 1
-        if r["outcome"] in DECIDED_OUTCOMES:
+        if r.outcome in DECIDED_OUTCOMES:
             g["decided"] += 1
-            g["accepted"] += r["outcome"] in GOOD_OUTCOMES
-        if r["passed"] is not None:
+            g["accepted"] += r.outcome in GOOD_OUTCOMES
+        if r.passed is not None:
             g["tested"] += 1
-            g["passed"] += bool(r["passed"])
+            g["passed"] += r.passed
     out = sorted(groups.values(), key=lambda g: g["first"])
     for g in out:
         g["acceptance"] = g["accepted"] / g["decided"] if g["decided"] else None

@@ -211,12 +211,12 @@ def _sleep(root: Path, opts: SleepOptions, store, say: Progress, started: float,
 
     resume = reg.resumable()
     plan = None
-    if resume and (resume["parent"] != parent or resume["method"] != opts.method
-                   or not (reg.folder(resume["version"]) / PLAN).is_file()):
-        reg.reject(resume["version"], "abandoned: interrupted, and the promoted adapter or method changed since")
+    if resume and (resume.parent != parent or resume.method != opts.method
+                   or not (reg.folder(resume.version) / PLAN).is_file()):
+        reg.reject(resume.version, "abandoned: interrupted, and the promoted adapter or method changed since")
         resume = None
     if resume:
-        plan = json.loads((reg.folder(resume["version"]) / PLAN).read_text())
+        plan = json.loads((reg.folder(resume.version) / PLAN).read_text())
 
     learnt = reg.trained_episode_ids(parent)
     # the repository's own code: code-continuation pairs to train on, held-out files for the gate
@@ -252,7 +252,7 @@ def _sleep(root: Path, opts: SleepOptions, store, say: Progress, started: float,
     TrainConfig, train_fn = _trainer(opts.method)
     config = _train_config(TrainConfig, opts, len(train) + len(code_train))
     if opts.dry_run:
-        version = resume["version"] if resume else "(next version)"
+        version = resume.version if resume else "(next version)"
         base.status, base.version = "dry-run", None
         base.message = (f"would train {version} with {opts.method} on {len(train)} pairs "
                         f"({base.train_episodes} episodes) and {len(code_train)} from the repository's code, "
@@ -261,7 +261,7 @@ def _sleep(root: Path, opts: SleepOptions, store, say: Progress, started: float,
         return base
 
     if resume:
-        version = resume["version"]
+        version = resume.version
         say(f"resuming interrupted candidate {version}")
     else:
         version = reg.reserve(parent=parent, method=opts.method, base_model=spec)
@@ -327,13 +327,12 @@ def _settle_sealed_candidates(reg: Registry, say) -> None:
     leaves a complete 'candidate' that nothing would ever decide: decide it now, from the gate
     result it was sealed with, if the adapter it was gated against is still the current one."""
     current = reg.current()
-    for row in reg.conn.execute("SELECT version, parent FROM adapters WHERE repo_id = ? AND status = 'candidate'"
-                                " ORDER BY version", (reg.repo_id,)).fetchall():
-        version = row["version"]
+    for row in reg.candidates():
+        version = row.version
         if not is_complete(reg.folder(version)):
             continue  # still training: `resumable` picks it up
-        gate = reg.get(version)["metrics"]
-        if gate.get("accepted") and row["parent"] == (current[0] if current else None):
+        gate = row.metrics
+        if gate.get("accepted") and row.parent == (current[0] if current else None):
             reg.promote(version, gate.get("reason", "passed the gate before an interruption"))
             current = reg.current()
             say(f"promoted {version}, which passed the gate before the last sleep was interrupted")
@@ -343,7 +342,7 @@ def _settle_sealed_candidates(reg: Registry, say) -> None:
 
 def _is_tainted(reg: Registry, version: str) -> bool:
     try:
-        return reg.get(version)["tainted"]
+        return reg.get(version).tainted
     except LearnagentError:  # promoted by hand-copied folders with no row: nothing known against it
         return False
 
@@ -351,8 +350,8 @@ def _is_tainted(reg: Registry, version: str) -> bool:
 def _already_tried(reg: Registry, parent: str | None, method: str) -> set[str]:
     """Episodes the newest rejected candidate with the same parent and method already considered."""
     for row in reg.list():
-        if row["parent"] == parent and row["method"] == method and row["status"] == "rejected":
-            return set(row["metrics"].get("considered", []))
+        if row.parent == parent and row.method == method and row.status == "rejected":
+            return set(row.metrics.get("considered", []))
     return set()
 
 

@@ -33,7 +33,7 @@ from learnagent.core.processes import pid_alive
 from learnagent.core.repository import Repository
 from learnagent.sandbox import tmpdirs
 
-DECIDED = ("accepted", "edited", "rejected", "reverted", "unchanged")
+DECIDED = ("accepted", "edited", "rejected", "reverted", "unchanged")  # records.DECIDED_OUTCOMES + unchanged
 # A worktree with no episode row may belong to a `do` that is between creating its worktree
 # and writing its first row; leave young ones alone.
 UNKNOWN_GRACE_S = 600

@@ -114,7 +114,7 @@ def settle_verdict(store, repo, result, verdict: str, view: TaskView) -> int:
     from learnagent.agent import run as runner
     from learnagent.agent import worktree as wt
 
-    ep = runner.as_episode_dict(result)
+    ep = runner.Proposal.of_result(result)
     if verdict == "accept":
         try:
             view.applied(runner.accept(store, repo.root, ep, on_note=view.note))

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
+from typing import Iterator
 
 from learnagent.core.errors import StoreError
 from learnagent.core.home import PRIVATE_DIR_MODE, create_private_file, make_private
@@ -156,25 +158,37 @@ def connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """BEGIN IMMEDIATE ... COMMIT, ROLLBACK on any exception (Ctrl-C too). The write lock is taken
+    up front, so a read-then-write inside is atomic against other processes. Inside another
+    transaction it joins that one: the outer one commits or rolls back everything.
+    (`Store.transaction` is this on the store's connection.)"""
+    if conn.in_transaction:
+        yield
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        if conn.in_transaction:  # SQLite may have rolled back itself (a full disk, an I/O error)
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
 def migrate(conn: sqlite3.Connection) -> int:
     """Apply the migrations the database has not seen; returns the schema version."""
     current = conn.execute("PRAGMA user_version").fetchone()[0]
     for number, _name, sql in migrations():
         if number <= current:
             continue
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(conn):
             # re-check inside the write lock: another process may have migrated meanwhile
-            if conn.execute("PRAGMA user_version").fetchone()[0] >= number:
-                conn.execute("ROLLBACK")
-                continue
-            for statement in _statements(sql):
-                conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {number}")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+            if conn.execute("PRAGMA user_version").fetchone()[0] < number:
+                for statement in _statements(sql):
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {number}")
         current = number
     return current
 

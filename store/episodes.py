@@ -11,17 +11,21 @@ import json
 import sqlite3
 import time
 import uuid
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, ContextManager
 
 from learnagent.core import home
 from learnagent.core.errors import StoreError, UnknownEpisode
 from learnagent.core.repository import Repository
 from learnagent.store.adapter_rows import AdapterRows
-from learnagent.store.db import connect
+from learnagent.store.db import connect, transaction
+from learnagent.store.outcome_rows import OutcomeRows
 from learnagent.store.privacy_rows import PrivacyRows
-from learnagent.store.records import OUTCOMES, Episode, EpisodeStatus, from_row
+from learnagent.store.records import (OUTCOMES, Episode, EpisodeStatus, Message, ModelCall, OutcomeName, TestRun,
+                                      ToolCall, from_row)
+
+
+MIN_ID = 8  # shortest id prefix `log` prints (git prints 7 hex digits; ours start with the time)
 
 
 def _id_time(at: float | None = None) -> str:
@@ -41,11 +45,11 @@ def history_episode_id(repo_id: str, sha: str, authored_at: float, extra: int = 
     return _id_time(authored_at) + hashlib.sha1(f"{repo_id}:{sha}".encode()).hexdigest()[:6 + extra]
 
 
-class Store(PrivacyRows, AdapterRows):
+class Store(PrivacyRows, AdapterRows, OutcomeRows):
     """Every SQL statement of learnagent, behind typed methods, on one connection (`self.conn`).
 
     The statements are grouped by what they serve: episodes here, the privacy ones in
-    privacy_rows.py, the adapter registry's in adapter_rows.py. Multi-statement writes run in
+    privacy_rows.py, the adapter registry's in adapter_rows.py, outcomes' in outcome_rows.py. Multi-statement writes run in
     `transaction()`.
     """
 
@@ -63,21 +67,10 @@ class Store(PrivacyRows, AdapterRows):
     def __exit__(self, *exc):
         self.close()
 
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        """BEGIN IMMEDIATE ... COMMIT, ROLLBACK on any exception (Ctrl-C too). The write lock is taken
-        up front, so a read-then-write inside is atomic against other processes. Inside another
-        transaction it joins that one: the outer one commits or rolls back everything."""
-        if self.conn.in_transaction:
-            yield
-            return
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        self.conn.execute("COMMIT")
+    def transaction(self) -> ContextManager[None]:
+        """BEGIN IMMEDIATE ... COMMIT, ROLLBACK on any exception; a nested one joins the outer one
+        (store/db.py `transaction`)."""
+        return transaction(self.conn)
 
     # ---- repositories -------------------------------------------------------------
     def ensure_repo(self, repo: Repository | Path) -> str:
@@ -90,14 +83,10 @@ class Store(PrivacyRows, AdapterRows):
             root = home.repository_root(repo)  # a linked worktree files under its main tree
             key, name = home.repo_key(root), root.name
         self.conn.execute(
-            "INSERT OR IGNORE INTO repos(id, path, name, created_at) VALUES (?,?,?,?)",
+            "INSERT INTO repos(id, path, name, created_at) VALUES (?,?,?,?) ON CONFLICT DO NOTHING",
             (key, str(root), name, time.time()),
         )
         return key
-
-    def has_repo(self, repo_id: str) -> bool:
-        """Whether learnagent ever recorded anything for the repository keyed `repo_id`."""
-        return self.conn.execute("SELECT 1 FROM repos WHERE id = ?", (repo_id,)).fetchone() is not None
 
     # ---- writing an episode ---------------------------------------------------------
     def create_episode(self, repo_id: str, task: str, *, source: str = "do", base_commit: str | None = None,
@@ -130,6 +119,14 @@ class Store(PrivacyRows, AdapterRows):
             (time.time(), why, episode_id, *statuses))
         return cur.rowcount > 0
 
+    def imported_commits(self, repo_id: str) -> set[str]:
+        """The commits `history import` already made episodes of in this repository."""
+        return {r["sha"] for r in self.conn.execute("SELECT sha FROM imported_commits WHERE repo_id = ?", (repo_id,))}
+
+    def add_imported_commit(self, repo_id: str, sha: str, episode_id: str) -> None:
+        self.conn.execute("INSERT INTO imported_commits(repo_id, sha, episode_id) VALUES (?,?,?)",
+                          (repo_id, sha, episode_id))
+
     def has_episode(self, episode_id: str) -> bool:
         return self.conn.execute("SELECT 1 FROM episodes WHERE id = ?", (episode_id,)).fetchone() is not None
 
@@ -158,8 +155,8 @@ class Store(PrivacyRows, AdapterRows):
             )
             self.conn.execute(
                 "UPDATE episodes SET prompt_tokens = prompt_tokens + ?, completion_tokens = completion_tokens + ?,"
-                " cost_usd = cost_usd + ?, steps = MAX(steps, ?) WHERE id = ?",
-                (prompt_tokens, completion_tokens, cost_usd, step, episode_id),
+                " cost_usd = cost_usd + ?, steps = CASE WHEN steps > ? THEN steps ELSE ? END WHERE id = ?",
+                (prompt_tokens, completion_tokens, cost_usd, step, step, episode_id),
             )
 
     def add_tool_call(self, episode_id: str, step: int, name: str, args: dict, result: str, ok: bool,
@@ -180,7 +177,7 @@ class Store(PrivacyRows, AdapterRows):
              duration_s, time.time()),
         )
 
-    def finish_episode(self, episode_id: str, status: str, *, final_diff: str | None = None,
+    def finish_episode(self, episode_id: str, status: EpisodeStatus, *, final_diff: str | None = None,
                        summary: str | None = None, error: str | None = None) -> None:
         self.conn.execute(
             "UPDATE episodes SET status = ?, final_diff = ?, summary = ?, error = ?, ended_at = ? WHERE id = ?",
@@ -189,7 +186,7 @@ class Store(PrivacyRows, AdapterRows):
              time.time(), episode_id),
         )
 
-    def set_outcome(self, episode_id: str, outcome: str, reason: str | None = None) -> None:
+    def set_outcome(self, episode_id: str, outcome: OutcomeName, reason: str | None = None) -> None:
         if outcome not in OUTCOMES:
             raise StoreError(f"unknown outcome '{outcome}' (one of {', '.join(OUTCOMES)})")
         self.conn.execute(
@@ -225,7 +222,28 @@ class Store(PrivacyRows, AdapterRows):
             raise UnknownEpisode(f"episode id '{prefix}' is ambiguous; give more characters")
         return rows[0]["id"]
 
-    def list_episodes(self, repo_id: str | None = None, limit: int = 50) -> list[dict]:
+    def short_ids(self, ids: list[str], min_len: int = MIN_ID) -> dict[str, str]:
+        """The shortest prefix of each id that no other episode's id starts with (at least `min_len`
+        characters), as git abbreviates commit ids; `resolve_id` takes it back (show, apply, forget).
+        In sorted order an id shares its longest prefix with a neighbour, so two lookups per id suffice."""
+        short = {}
+        for eid in ids:
+            shared = 0
+            for sql in ("SELECT id FROM episodes WHERE id < ? ORDER BY id DESC LIMIT 1",
+                        "SELECT id FROM episodes WHERE id > ? ORDER BY id LIMIT 1"):
+                row = self.conn.execute(sql, (eid,)).fetchone()
+                if row is not None:
+                    other = row["id"]
+                    n = 0
+                    while n < min(len(eid), len(other)) and eid[n].lower() == other[n].lower():  # LIKE ignores case
+                        n += 1
+                    shared = max(shared, n)
+            short[eid] = eid[:max(min_len, shared + 1)]
+        return short
+
+    def list_episodes(self, repo_id: str | None = None, limit: int = 50) -> list[Episode]:
+        """The newest episodes (of one repository, or all), without their messages and calls; `tests`
+        is the last test run's verdict."""
         sql = "SELECT e.*, r.name AS repo_name, r.path AS repo_path FROM episodes e JOIN repos r ON r.id = e.repo_id"
         args: list[Any] = []
         if repo_id:
@@ -233,46 +251,44 @@ class Store(PrivacyRows, AdapterRows):
             args.append(repo_id)
         sql += " ORDER BY e.started_at DESC, e.id DESC LIMIT ?"
         args.append(limit)
-        episodes = [self._episode_dict(r) for r in self.conn.execute(sql, args)]
-        for ep in episodes:
-            last = self.conn.execute(
-                "SELECT exit_code, timed_out FROM test_runs WHERE episode_id = ? ORDER BY id DESC LIMIT 1", (ep["id"],)
-            ).fetchone()
-            ep["tests"] = None if last is None else ("timeout" if last["timed_out"] else
-                                                      "pass" if last["exit_code"] == 0 else "fail")
+        episodes = []
+        for row in self.conn.execute(sql, args).fetchall():
+            last = self.conn.execute(_TEST_RUN + " WHERE episode_id = ? ORDER BY id DESC LIMIT 1",
+                                     (row["id"],)).fetchone()
+            episodes.append(self._episode(row, tests=None if last is None else _test_run(last).verdict))
         return episodes
 
-    def get_episode(self, episode_id: str) -> dict:
+    def get_episode(self, episode_id: str) -> Episode:
+        """The episode whole: its row, messages, model and tool calls, test runs."""
         row = self.conn.execute(
             "SELECT e.*, r.name AS repo_name, r.path AS repo_path FROM episodes e JOIN repos r ON r.id = e.repo_id"
             " WHERE e.id = ?", (episode_id,)).fetchone()
         if row is None:
             raise UnknownEpisode(f"no episode '{episode_id}'")
-        ep = self._episode_dict(row)
         q = self.conn.execute
-        ep["messages"] = [dict(r) for r in q("SELECT seq, step, role, content, tokens, created_at FROM messages"
-                                              " WHERE episode_id = ? ORDER BY seq", (episode_id,))]
-        ep["model_calls"] = [dict(r) for r in q("SELECT step, n_prompt_messages, response_seq, prompt_tokens,"
-                                                 " completion_tokens, duration_s, cost_usd, engine, adapter_version,"
-                                                 " stop_reason FROM model_calls"
-                                                 " WHERE episode_id = ? ORDER BY id", (episode_id,))]
-        ep["tool_calls"] = [dict(r) | {"args": json.loads(r["args"]), "ok": bool(r["ok"])} for r in
-                            q("SELECT step, name, args, result, ok, duration_s FROM tool_calls"
-                              " WHERE episode_id = ? ORDER BY id", (episode_id,))]
-        ep["test_runs"] = [dict(r) | {"timed_out": bool(r["timed_out"])} for r in
-                           q("SELECT phase, command, exit_code, timed_out, output_tail, duration_s FROM test_runs"
-                             " WHERE episode_id = ? ORDER BY id", (episode_id,))]
-        return ep
+        messages = tuple(from_row(Message, r) for r in q(
+            "SELECT seq, step, role, content, tokens, created_at FROM messages WHERE episode_id = ? ORDER BY seq",
+            (episode_id,)))
+        model_calls = tuple(from_row(ModelCall, r) for r in q(
+            "SELECT step, n_prompt_messages, response_seq, prompt_tokens, completion_tokens, duration_s, cost_usd,"
+            " engine, adapter_version, stop_reason FROM model_calls WHERE episode_id = ? ORDER BY id", (episode_id,)))
+        tool_calls = tuple(from_row(ToolCall, r, args=json.loads(r["args"]), ok=bool(r["ok"])) for r in q(
+            "SELECT step, name, args, result, ok, duration_s FROM tool_calls WHERE episode_id = ? ORDER BY id",
+            (episode_id,)))
+        test_runs = tuple(_test_run(r) for r in q(_TEST_RUN + " WHERE episode_id = ? ORDER BY id", (episode_id,)))
+        return self._episode(row, tests=test_runs[-1].verdict if test_runs else None, messages=messages,
+                             model_calls=model_calls, tool_calls=tool_calls, test_runs=test_runs)
 
     @staticmethod
-    def _episode(row) -> Episode:
-        return from_row(Episode, row, meta=json.loads(row["meta"] or "{}"))
+    def _episode(row, **extra) -> Episode:
+        return from_row(Episode, row, meta=json.loads(row["meta"] or "{}"), **extra)
 
-    @staticmethod
-    def _episode_dict(row) -> dict:
-        ep = dict(row)
-        ep["meta"] = json.loads(ep.get("meta") or "{}")
-        return ep
+
+_TEST_RUN = "SELECT phase, command, exit_code, timed_out, output_tail, duration_s FROM test_runs"
+
+
+def _test_run(row) -> TestRun:
+    return from_row(TestRun, row, timed_out=bool(row["timed_out"]))
 
 
 def _default_scrubber() -> Callable[[str], str]:

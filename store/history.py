@@ -84,7 +84,7 @@ def import_history(store, root: Path, *, since: str | None = None, max_commits: 
     repo_id = store.ensure_repo(root)
     report = ImportReport()
     args = ["rev-list", "--no-merges"] + ([f"--since={since}"] if since else []) + ["HEAD"]
-    done = {r["sha"] for r in store.conn.execute("SELECT sha FROM imported_commits WHERE repo_id = ?", (repo_id,))}
+    done = store.imported_commits(repo_id)
     ignore = IgnoreRules.for_repo(root)  # .learnagentignore: never read secrets files into episodes
     shas = gitutil.git(root, *args).split()
     report.commits = len(shas)
@@ -152,6 +152,5 @@ def _record(store, root: Path, repo_id: str, info: dict, parent: str, diff: str,
                              episode_id=eid, started_at=info["authored_at"])
         store.finish_episode(eid, "finished", final_diff=diff, summary=subject)
         store.set_outcome(eid, "accepted", "history import")
-        store.conn.execute("INSERT INTO imported_commits(repo_id, sha, episode_id) VALUES (?,?,?)",
-                           (repo_id, sha, eid))
+        store.add_imported_commit(repo_id, sha, eid)
     return eid

@@ -15,28 +15,23 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import datetime, timezone
 
-DECIDED = ("accepted", "edited", "rejected", "reverted")
+from learnagent.store.records import DECIDED_OUTCOMES, RatedEpisode
+
+DECIDED = DECIDED_OUTCOMES
 BARS = "▁▂▃▄▅▆▇█"
 
 
-def collect(store, repo_id: str) -> list[dict]:
-    rows = store.conn.execute(
-        "SELECT e.id, e.started_at, e.outcome, e.model, e.adapter_version,"
-        " (SELECT t.exit_code = 0 AND t.timed_out = 0 FROM test_runs t WHERE t.episode_id = e.id"
-        "   ORDER BY t.phase = 'final' DESC, t.id DESC LIMIT 1) AS passed,"
-        " (SELECT json_extract(o.detail, '$.rate') FROM outcome_events o WHERE o.episode_id = e.id"
-        "   AND o.kind = 'survival' ORDER BY o.id DESC LIMIT 1) AS survival"
-        " FROM episodes e WHERE e.repo_id = ? AND e.source != 'history' ORDER BY e.started_at", (repo_id,))
-    return [dict(r) for r in rows]
+def collect(store, repo_id: str) -> list[RatedEpisode]:
+    return store.rated_episodes(repo_id)
 
 
-def _rates(rows: list[dict]) -> dict:
+def _rates(rows: list[RatedEpisode]) -> dict:
     counts = defaultdict(int)
     for r in rows:
-        counts[r["outcome"]] += 1
+        counts[r.outcome] += 1
     decided = sum(counts.get(o, 0) for o in DECIDED)
-    tested = [r["passed"] for r in rows if r["passed"] is not None]
-    surv = [r["survival"] for r in rows if r["survival"] is not None]
+    tested = [r.passed for r in rows if r.passed is not None]
+    surv = [r.survival for r in rows if r.survival is not None]
     return {
         "episodes": len(rows),
         "outcomes": dict(sorted(counts.items())),
@@ -54,12 +49,12 @@ def week_of(ts: float) -> str:
     return f"{year}-W{week:02d}"
 
 
-def summarize(rows: list[dict]) -> dict:
-    weeks: dict[str, list[dict]] = defaultdict(list)
-    models: dict[tuple, list[dict]] = defaultdict(list)
+def summarize(rows: list[RatedEpisode]) -> dict:
+    weeks: dict[str, list[RatedEpisode]] = defaultdict(list)
+    models: dict[tuple, list[RatedEpisode]] = defaultdict(list)
     for r in rows:
-        weeks[week_of(r["started_at"])].append(r)
-        models[(r["model"] or "?", r["adapter_version"] or "base")].append(r)
+        weeks[week_of(r.started_at)].append(r)
+        models[(r.model or "?", r.adapter_version or "base")].append(r)
     return {
         "totals": _rates(rows),
         "weeks": [{"week": w} | _rates(rs) for w, rs in sorted(weeks.items())],

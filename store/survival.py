@@ -13,33 +13,33 @@ from pathlib import Path
 
 from learnagent.store import gitutil
 from learnagent.store.attribution import coverage, normalize, units_of
-from learnagent.store.outcomes import add_event, events
+from learnagent.store.records import Episode
 
 
-def committed_lines(ep: dict, matches: list[dict]) -> list[tuple[str, str]]:
+def committed_lines(ep: Episode, matches: list[dict]) -> list[tuple[str, str]]:
     """(path, normalised line) of every agent line that was committed, as it was committed."""
-    units = units_of(ep["final_diff"] or "")
+    units = units_of(ep.final_diff or "")
     cov = coverage(units, matches)
     lines = [(u.path, u.norm) for u in units if u.sign == "+" and u.index in cov.exact]
     lines += [(units[i].path, normalize(t)) for i, t in cov.edited.items() if units[i].sign == "+"]
     return lines
 
 
-def survival(store, root: Path, ep: dict, n: int, head: str | None = None) -> dict | None:
+def survival(store, root: Path, ep: Episode, n: int, head: str | None = None) -> dict | None:
     """Measure (and record) the survival of one episode; None when it has no commit on HEAD's history."""
-    done = [e for e in events(store, ep["id"], "survival") if e["detail"].get("final") and e["detail"].get("n") == n]
+    done = [e for e in store.outcome_events(ep.id, "survival") if e.detail.get("final") and e.detail.get("n") == n]
     if done:
         e = done[-1]
-        return {"present": e["matched"], "total": e["total"], "at": e["commit_sha"]} | e["detail"]
-    matches = events(store, ep["id"], "match")
+        return {"present": e.matched, "total": e.total, "at": e.commit_sha} | e.detail
+    matches = store.outcome_events(ep.id, "match")
     head = head or gitutil.rev(root, "HEAD")
     if not matches or not head:
         return None
-    first = next((m["commit_sha"] for m in matches
-                  if gitutil.rev(root, m["commit_sha"]) and gitutil.is_ancestor(root, m["commit_sha"], head)), None)
+    first = next((m.commit_sha for m in matches
+                  if gitutil.rev(root, m.commit_sha) and gitutil.is_ancestor(root, m.commit_sha, head)), None)
     if first is None:
         return None
-    lines = committed_lines(ep, [m["detail"] for m in matches])
+    lines = committed_lines(ep, [m.detail for m in matches])
     if not lines:
         return None
     chain = gitutil.git(root, "rev-list", "--first-parent", "--reverse", f"{first}..{head}").split()
@@ -55,22 +55,16 @@ def survival(store, root: Path, ep: dict, n: int, head: str | None = None) -> di
             files[path][norm] -= 1
             present += 1
     detail = {"n": n, "commits_after": len(chain), "final": final, "rate": round(present / len(lines), 3)}
-    store.conn.execute("DELETE FROM outcome_events WHERE episode_id = ? AND kind = 'survival'"
-                       " AND json_extract(detail, '$.final') = 0", (ep["id"],))
-    add_event(store, ep["id"], "survival", commit=at, matched=present, total=len(lines), detail=detail)
+    store.drop_provisional_survival(ep.id)
+    store.add_outcome_event(ep.id, "survival", commit=at, matched=present, total=len(lines), detail=detail)
     return {"present": present, "total": len(lines), "at": at} | detail
 
 
 def update_survival(store, root: Path, repo_id: str, n: int, limit: int = 200) -> int:
     """Measure every accepted/edited/reverted episode that has no final result yet; returns how many."""
-    rows = store.conn.execute(
-        "SELECT id, final_diff FROM episodes e WHERE repo_id = ? AND outcome IN ('accepted', 'edited', 'reverted')"
-        " AND EXISTS (SELECT 1 FROM outcome_events o WHERE o.episode_id = e.id AND o.kind = 'match')"
-        " AND NOT EXISTS (SELECT 1 FROM outcome_events o WHERE o.episode_id = e.id AND o.kind = 'survival'"
-        " AND json_extract(o.detail, '$.final') = 1) ORDER BY started_at DESC LIMIT ?", (repo_id, limit)).fetchall()
     head = gitutil.rev(root, "HEAD")
     count = 0
-    for r in rows:
-        if survival(store, root, dict(r), n, head) is not None:
+    for ep in store.episodes_to_measure_survival(repo_id, limit):
+        if survival(store, root, ep, n, head) is not None:
             count += 1
     return count

@@ -288,3 +288,15 @@ def test_window_expiry_rejects_or_keeps_the_committed_part(repo, store):
     assert ep["outcome"] == "edited" and any(half in m for m in msgs)
     # the correction says what the user did to the agent's version: b.py left out, a.py as proposed
     assert "-def b_function():" in ep["meta"]["correction"] and "a.py" not in ep["meta"]["correction"]
+
+
+def test_outcome_settings_come_from_the_config_and_a_broken_config_gives_the_defaults(tmp_path):
+    from learnagent.core.config import OutcomesConfig
+
+    (tmp_path / ".learnagent").mkdir()
+    (tmp_path / ".learnagent" / "config.toml").write_text("[outcomes]\nreject_after_days = 3\naccept_fraction = 0.8\n")
+    settings = load_settings(tmp_path)
+    assert isinstance(settings, OutcomesConfig)
+    assert (settings.reject_after_days, settings.accept_fraction, settings.survival_commits) == (3, 0.8, 20)
+    (tmp_path / ".learnagent" / "config.toml").write_text("[outcomes]\nreject_after_days = 'soon'\n")
+    assert load_settings(tmp_path) == OutcomesConfig()  # the hooks go on with the defaults

@@ -50,7 +50,7 @@ def _reader(stop, errors) -> None:
         with Store() as store:
             while not stop.is_set():
                 for ep in store.list_episodes(limit=20):
-                    store.get_episode(ep["id"])
+                    store.get_episode(ep.id)
     except BaseException:
         errors.put(f"reader: {traceback.format_exc()}")
 
@@ -219,9 +219,9 @@ def test_do_runs_while_sleep_trains_on_the_same_store(git_repo, tmp_path, tiny_m
         assert "locked" not in text and "Traceback" not in text, text
     with Store() as store:
         row = Registry(store, git_repo).get("v0001")
-    assert row["status"] in ("promoted", "rejected"), row
-    assert ("promoted v0001" if row["status"] == "promoted" else "v0001 rejected:") in sleep_out, sleep_out
-    assert row["metrics"]["heldout_ids"] == history[3:]  # the do runs arriving meanwhile changed nothing
+    assert row.status in ("promoted", "rejected"), row
+    assert ("promoted v0001" if row.status == "promoted" else "v0001 rejected:") in sleep_out, sleep_out
+    assert row.metrics["heldout_ids"] == history[3:]  # the do runs arriving meanwhile changed nothing
 
     db = sqlite3.connect(home.db_path())
     db.row_factory = sqlite3.Row
@@ -232,7 +232,7 @@ def test_do_runs_while_sleep_trains_on_the_same_store(git_repo, tmp_path, tiny_m
     assert [r["task"] for r in rows] == [f"task number {i:02d}" for i in range(n_do)]  # each exactly once
     # the do runs really overlapped the sleep's life: one was writing while the version was reserved
     sealed = json.loads((home.adapters_dir(git_repo) / "v0001" / "lineage.json").read_text())["finished_at"]
-    assert any(r["started_at"] < sealed and r["ended_at"] > row["created_at"] for r in rows)
+    assert any(r["started_at"] < sealed and r["ended_at"] > row.created_at for r in rows)
     for i, ep in enumerate(rows):
         assert ep["status"] == "finished" and ep["summary"] == f"done {i:02d}", dict(ep)
         others = [f"{j:02d}" for j in range(n_do) if j != i]
@@ -247,4 +247,4 @@ def test_do_runs_while_sleep_trains_on_the_same_store(git_repo, tmp_path, tiny_m
                                              (ep["id"],))]
         assert any(f"run-{i:02d}" in r for r in results) and any(f"again-{i:02d}" in r for r in results)
         assert not any(f"-{j}" in r for r in results for j in others)
-    print(f"\n{n_do} do runs alongside one sleep ({row['status']} v0001)")
+    print(f"\n{n_do} do runs alongside one sleep ({row.status} v0001)")

@@ -275,11 +275,11 @@ def _check_adapters(repo: Path, tiny_model_dir: Path, what: str) -> str:
     assert any("lora_" in name for name, _ in model.named_parameters()), f"{what}: {version} loaded no LoRA"
     with Store() as store:  # the table agrees with the pointer once read (sync repairs a kill in between)
         rows = Registry(store, repo).list()
-    promoted_rows = [r["version"] for r in rows if r["status"] == "promoted"]
+    promoted_rows = [r.version for r in rows if r.status == "promoted"]
     assert promoted_rows == [version], f"{what}: table says {promoted_rows}, pointer {version}"
     for row in rows:  # a folder sealed with lineage.json holds whole weights
-        if is_complete(root / row["version"]):
-            verify_adapter(root / row["version"])
+        if is_complete(root / row.version):
+            verify_adapter(root / row.version)
     return version
 
 

@@ -237,9 +237,9 @@ def test_sleep_registry_keeps_the_promoted_adapter_over_rejected_candidates(code
         assert promoted_adapter(git_repo)[0] == v1
         for v in (v2, v3):
             row = reg.get(v)
-            assert row["status"] == "rejected" and row["reason"] == verdicts[v].reason
+            assert row.status == "rejected" and row.reason == verdicts[v].reason
         # the registry keeps the behavioural numbers: adapters list and report read them
         from learnagent.learning.registry import code_metrics
 
-        stored = code_metrics(reg.get(v1)["metrics"])
+        stored = code_metrics(reg.get(v1).metrics)
         assert stored["variants"]["adapter"]["nll"] == pytest.approx(verdicts[v1].comparison.nll)

@@ -36,16 +36,16 @@ def test_import_turns_commits_into_accepted_episodes(git_repo):
         report = import_history(store, git_repo)
         assert report.skipped == {"root commit": 1, "no source files": 2, "diff too large": 1}
         assert len(report.imported) == 3  # mul, side work (the merge's parent), swap
-        eps = {e["meta"]["commit"]: e for e in store.list_episodes()}
+        eps = {e.meta["commit"]: e for e in store.list_episodes()}
         ep = eps[good]
-        assert ep["source"] == "history" and ep["outcome"] == "accepted" and ep["status"] == "finished"
-        assert ep["task"] == "Add mul\n\nMultiplication, as asked." and ep["base_commit"] == base
-        assert "+def mul(a, b):" in ep["final_diff"]
-        assert ep["meta"]["before"] == {"calc.py": "def add(a, b):\n    return a + b\n"}
+        assert ep.source == "history" and ep.outcome == "accepted" and ep.status == "finished"
+        assert ep.task == "Add mul\n\nMultiplication, as asked." and ep.base_commit == base
+        assert "+def mul(a, b):" in ep.final_diff
+        assert ep.meta["before"] == {"calc.py": "def add(a, b):\n    return a + b\n"}
         swap = eps[mixed]
-        assert "yarn.lock" not in swap["final_diff"] and swap["meta"]["files"] == ["calc.py"]
-        assert FAKE_KEY not in swap["task"]  # scrubbed by the Store
-        assert all(e["meta"]["commit"] != git(git_repo, "rev-parse", "HEAD~1").strip() for e in eps.values())
+        assert "yarn.lock" not in swap.final_diff and swap.meta["files"] == ["calc.py"]
+        assert FAKE_KEY not in swap.task  # scrubbed by the Store
+        assert all(e.meta["commit"] != git(git_repo, "rev-parse", "HEAD~1").strip() for e in eps.values())
 
         again = import_history(store, git_repo)
         assert again.imported == [] and again.skipped["already imported"] == 3
@@ -60,10 +60,10 @@ def test_since_and_max_limit_the_import(git_repo):
         git(git_repo, "commit", "-qm", f"module {i}", env=date)
     with Store() as store:
         recent = import_history(store, git_repo, since="2023-01-01")
-        assert sorted(store.get_episode(e)["task"] for e in recent.imported) == ["module 2", "module 3"]
+        assert sorted(store.get_episode(e).task for e in recent.imported) == ["module 2", "module 3"]
         assert recent.imported[0].startswith("250601")  # ids sort like the history (author date)
         first = import_history(store, git_repo, max_commits=1)
-        assert [store.get_episode(e)["task"] for e in first.imported] == ["module 1"]  # newest not yet imported
+        assert [store.get_episode(e).task for e in first.imported] == ["module 1"]  # newest not yet imported
         assert len(import_history(store, git_repo, max_commits=10).imported) == 1
 
 

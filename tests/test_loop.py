@@ -38,11 +38,11 @@ class Episode:
 
     @property
     def tool_calls(self) -> list[tuple[str, bool]]:
-        return [(c["name"], c["ok"]) for c in self.record["tool_calls"]]
+        return [(c.name, c.ok) for c in self.record.tool_calls]
 
     def seen_by_model(self, step: int) -> str:
         """The observation the model got after `step` (the last user message of that step)."""
-        return [m["content"] for m in self.record["messages"] if m["step"] == step and m["role"] == "user"][-1]
+        return [m.content for m in self.record.messages if m.step == step and m.role == "user"][-1]
 
 
 @pytest.fixture
@@ -59,8 +59,8 @@ def test_a_task_from_first_read_to_finish(episode, git_repo):
     assert (git_repo / "calc.py").read_text() == "def add(a, b):\n    return b + a\n"
     assert episode.tool_calls == [("read", True), ("edit", True), ("test", True), ("finish", True)]
     assert episode.seen_by_model(3).startswith("[test ok]\n$ python -m pytest -q\n")
-    assert [m["role"] for m in episode.record["messages"]][:2] == ["system", "user"]
-    assert result.tokens == sum(c["prompt_tokens"] + c["completion_tokens"] for c in episode.record["model_calls"])
+    assert [m.role for m in episode.record.messages][:2] == ["system", "user"]
+    assert result.tokens == sum(c.prompt_tokens + c.completion_tokens for c in episode.record.model_calls)
 
 
 # ---- budgets -------------------------------------------------------------------------------------------
@@ -68,13 +68,13 @@ def test_a_task_from_first_read_to_finish(episode, git_repo):
 def test_step_budget_stops_before_the_next_model_call(episode):
     result = episode.run(["<list/>"] * 5, max_steps=3)
     assert (result.status, result.summary, result.steps) == ("budget_exceeded", "step budget of 3 used up", 3)
-    assert episode.model.calls == 3 and len(episode.record["model_calls"]) == 3
+    assert episode.model.calls == 3 and len(episode.record.model_calls) == 3
 
 
 def test_token_budget_is_checked_between_steps(episode, git_repo, tmp_path):
     replies = ['<read path="calc.py"/>', '<read path="test_calc.py"/>', "<list/>", "<finish>x</finish>"]
     episode.run(replies)  # unbounded: what each step costs (the scripted model's counts are deterministic)
-    per_step = [c["prompt_tokens"] + c["completion_tokens"] for c in episode.record["model_calls"]]
+    per_step = [c.prompt_tokens + c.completion_tokens for c in episode.record.model_calls]
     assert len(per_step) == 4
 
     again = Episode(git_repo, tmp_path / "again.db")
@@ -101,7 +101,7 @@ def test_command_output_is_capped_for_the_model_and_the_store(episode):
     cap = 2000
     episode.run(["<run>python -c \"print('x' * 50000); print('THE END')\"</run>", "<finish>ok</finish>"],
                 output_cap=cap)
-    stored = episode.record["tool_calls"][0]["result"]
+    stored = episode.record.tool_calls[0].result
     assert len(stored.encode()) <= cap and "output truncated" in stored and "THE END" in stored
     assert len(episode.seen_by_model(1).encode()) <= cap + 100  # the "[run ok]" head and the note
 
@@ -113,10 +113,10 @@ def test_file_and_error_output_are_capped_too(episode, git_repo):
     outside = "../" + "o" * 3000
     episode.run(['<read path="big.txt"/>', f'<read path="{missing}"/>', f'<list path="{outside}"/>',
                  "<finish>ok</finish>"], output_cap=cap)
-    read, not_found, refused = episode.record["tool_calls"][:3]
-    assert read["ok"] and len(read["result"].encode()) <= cap and 'read on with start="' in read["result"]
+    read, not_found, refused = episode.record.tool_calls[:3]
+    assert read.ok and len(read.result.encode()) <= cap and 'read on with start="' in read.result
     for error in (not_found, refused):
-        assert not error["ok"] and len(error["result"].encode()) <= cap and "output truncated" in error["result"]
+        assert not error.ok and len(error.result.encode()) <= cap and "output truncated" in error.result
 
 
 # ---- what the model sees when things go wrong ----------------------------------------------------------

@@ -106,7 +106,7 @@ def test_survival_counts_lines_still_present_n_commits_later(cli, git_repo):
             write(git_repo, {f"f{i}.txt": "x\n"})
             git(git_repo, "add", "-A")
             git(git_repo, "commit", "-qm", f"filler {i}")
-        ep = episode(store, eid)
+        ep = store.find_episode(eid)
         s = survival(store, git_repo, ep, n=2)
         assert s["final"] and s["present"] == 2 and s["total"] == 4 and s["rate"] == 0.5
         assert s["at"] == git(git_repo, "rev-parse", "HEAD~1").strip()  # 2 commits after the one that carried it

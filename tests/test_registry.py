@@ -55,20 +55,20 @@ def test_reserve_finish_promote_and_list(reg, lora_factory, git_repo):
     v2 = trained(reg, lora_factory, parent=v1, episodes=("e3",))
     assert v2 == "v0002"
     reg.reject(v2, "gap not below")
-    rows = {r["version"]: r for r in list_adapters(git_repo, reg.store)}
-    assert rows["v0001"]["status"] == "promoted" and rows["v0001"]["episodes"] == 2
-    assert rows["v0002"]["status"] == "rejected" and rows["v0002"]["reason"] == "gap not below"
-    assert rows["v0002"]["metrics"]["gap"] == 0.5
+    rows = {r.version: r for r in list_adapters(git_repo, reg.store)}
+    assert rows["v0001"].status == "promoted" and rows["v0001"].episodes == 2
+    assert rows["v0002"].status == "rejected" and rows["v0002"].reason == "gap not below"
+    assert rows["v0002"].metrics["gap"] == 0.5
     lineage = json.loads((reg.folder(v2) / "lineage.json").read_text())
     assert lineage["parent"] == "v0001" and lineage["episodes"] == ["e3"] and lineage["method"] == "opsd"
     assert reg.trained_episode_ids(v2) == {"e1", "e2", "e3"}
     # list_adapters opens the default store when none is given
-    assert [r["version"] for r in list_adapters(git_repo)] == ["v0002", "v0001"]
+    assert [r.version for r in list_adapters(git_repo)] == ["v0002", "v0001"]
 
 
 def test_resumable_candidate_keeps_its_version(reg, lora_factory):
     v1 = reg.reserve(parent=None, method="opsd", base_model="tiny")
-    assert reg.resumable()["version"] == v1  # nothing saved yet: resume into the same folder
+    assert reg.resumable().version == v1  # nothing saved yet: resume into the same folder
     lora_factory(reg.folder(v1))
     reg.finish(v1, metrics={}, episode_ids=["e1"], config={})
     assert reg.resumable() is None
@@ -114,7 +114,7 @@ def test_crash_at_any_step_leaves_a_loadable_adapter(reg, lora_factory, git_repo
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     PeftModel.from_pretrained(base, current[1])  # really loadable
     # the table agrees with the pointer once read, whatever step crashed
-    statuses = {r["version"]: r["status"] for r in reg.list()}
+    statuses = {r.version: r.status for r in reg.list()}
     assert statuses[expected] == "promoted"
     assert list(statuses.values()).count("promoted") == 1
     # and the run can carry on: finishing (again) and promoting works
@@ -132,7 +132,7 @@ def test_use_and_rollback(reg, lora_factory, git_repo):
     assert promoted_adapter(git_repo)[0] == v3
     assert reg.rollback() == v2
     assert promoted_adapter(git_repo)[0] == v2
-    assert reg.get(v3)["status"] == "retired" and "rolled back" in reg.get(v3)["reason"]
+    assert reg.get(v3).status == "retired" and "rolled back" in reg.get(v3).reason
     assert reg.rollback() == v1  # a second rollback goes further back, it does not bounce
     assert reg.rollback() is None  # back to the base model
     assert promoted_adapter(git_repo) is None
@@ -161,9 +161,9 @@ def test_mark_tainted_unpromotes_and_taints_descendants(reg, lora_factory, git_r
     reg.promote(v3)
     assert reg.mark_tainted(["secret"]) == ["v0002", "v0003"]
     assert promoted_adapter(git_repo)[0] == v1
-    rows = {r["version"]: r for r in reg.list()}
-    assert rows[v3]["tainted"] and rows[v2]["tainted"] and not rows[v1]["tainted"]
-    assert rows[v1]["status"] == "promoted" and rows[v3]["status"] == "retired"
+    rows = {r.version: r for r in reg.list()}
+    assert rows[v3].tainted and rows[v2].tainted and not rows[v1].tainted
+    assert rows[v1].status == "promoted" and rows[v3].status == "retired"
     with pytest.raises(LearnagentError, match="forgotten"):
         reg.use(v3)
 
@@ -182,7 +182,7 @@ def test_sleep_settles_a_candidate_sealed_but_never_decided(reg, lora_factory, g
     v3 = reg.reserve(parent=None, method="opsd", base_model="tiny")  # still training: left for resume
     _settle_sealed_candidates(reg, said.append)
     assert promoted_adapter(git_repo)[0] == v1
-    assert reg.get(v1)["status"] == "promoted"
-    assert reg.get(v2)["status"] == "rejected"  # its gate compared it with the base model, not with v1
-    assert reg.get(v3)["status"] == "candidate" and reg.resumable()["version"] == v3
+    assert reg.get(v1).status == "promoted"
+    assert reg.get(v2).status == "rejected"  # its gate compared it with the base model, not with v1
+    assert reg.get(v3).status == "candidate" and reg.resumable().version == v3
     assert said == [f"promoted {v1}, which passed the gate before the last sleep was interrupted"]

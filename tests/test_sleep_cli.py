@@ -141,7 +141,7 @@ def test_eval_without_probes_measures_the_held_out_code(cli, git_repo, tiny_mode
     assert code["variants"]["adapter"]["nll"] == pytest.approx(code["variants"]["base"]["nll"])  # a zero LoRA
     assert code["code_drift"] == pytest.approx(0.0, abs=1e-6)
     with Store() as store:  # the learning curve keeps it
-        assert Registry(store, git_repo).get(v1)["metrics"]["eval"]["code"] == code
+        assert Registry(store, git_repo).get(v1).metrics["eval"]["code"] == code
 
 
 def test_eval_bad_input(cli, git_repo, tiny_model_dir, tmp_path):
@@ -235,9 +235,9 @@ def test_sleep_trains_gates_registers_and_then_has_nothing_new(cli, git_repo, ti
     with Store() as store:
         reg = Registry(store, git_repo)
         row = reg.get("v0001")
-        assert row["status"] == result.status and row["reason"] == result.gate.reason
+        assert row.status == result.status and row.reason == result.gate.reason
         assert reg.episodes_of("v0001") == sorted(train_ids)  # lineage: trained ones, not the held-out
-        assert row["metrics"]["gap"] == result.gate.gap and row["metrics"]["heldout_ids"] == [held]
+        assert row.metrics["gap"] == result.gate.gap and row.metrics["heldout_ids"] == [held]
     assert (promoted_adapter(git_repo) or (None,))[0] == ("v0001" if result.status == "promoted" else None)
     assert not (home.adapters_dir(git_repo) / "v0001" / "checkpoint").exists()
 
@@ -288,4 +288,4 @@ def test_a_sleep_out_of_time_after_enough_steps_gates_what_it_learnt(git_repo, t
     assert not (home.adapters_dir(git_repo) / "v0001" / "checkpoint").exists()
     with Store() as store:
         row = Registry(store, git_repo).get("v0001")
-    assert row["status"] == done.status and row["metrics"]["train"]["steps"] == PARTIAL_MIN_STEPS + 1
+    assert row.status == done.status and row.metrics["train"]["steps"] == PARTIAL_MIN_STEPS + 1
