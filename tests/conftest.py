@@ -74,3 +74,29 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """A throwaway PostgreSQL cluster on loopback (tests/pg_server.py); skipped where the server is
+    not installed, a failure when LEARNAGENT_REQUIRE_PG=1 (.ci/run)."""
+    from pg_server import Cluster, server_bin
+
+    bin_dir = server_bin()
+    if bin_dir is None:
+        if os.environ.get("LEARNAGENT_REQUIRE_PG") == "1":
+            pytest.fail("PostgreSQL's server programs are not installed (apt-get install postgresql)")
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
+    cluster = Cluster(bin_dir).start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def pg_url(pg_cluster, request):
+    """The URL of a fresh, empty database in the throwaway cluster, one per test."""
+    import re
+    import uuid
+
+    name = re.sub(r"[^a-z0-9_]", "_", request.node.name.lower())[:40] + "_" + uuid.uuid4().hex[:8]
+    return pg_cluster.create_database(name)
