@@ -13,10 +13,16 @@ from __future__ import annotations
 
 import signal
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from learnagent.core.errors import UsageError
 from learnagent.core.repository import Repository
+
+if TYPE_CHECKING:  # the agent layer loads inside the functions: `learnagent --help` stays light
+    from learnagent.agent.loop import Observer
+    from learnagent.agent.run import EpisodeResult
+    from learnagent.agent.worktree import RepoInfo
+    from learnagent.core.config import Config
 
 EXIT_TESTS_FAILED = 1
 EXIT_BUDGET = 3
@@ -28,29 +34,29 @@ EXIT_OUTPUT_CLOSED = 141  # stdout closed under us, e.g. `learnagent do ... | he
 class TaskView(Protocol):
     """What `do` shows and asks (cli/do_cmd.py implements it with rich)."""
 
-    observer: object  # agent.loop.Observer: the run as it happens
+    observer: Observer  # the run as it happens
 
     def warning(self, message: str) -> None: ...
     def note(self, message: str) -> None: ...
-    def show_result(self, result) -> None: ...
-    def verdict(self, result) -> str: ...  # accept | reject | keep | none (nothing to apply)
+    def show_result(self, result: EpisodeResult) -> None: ...
+    def verdict(self, result: EpisodeResult) -> str: ...  # accept | reject | keep | none (nothing to apply)
     def applied(self, files: list[str]) -> None: ...
     def conflict(self, exc: Exception) -> None: ...
     def rejected(self) -> None: ...
-    def kept(self, result) -> None: ...
-    def finished(self, result) -> None: ...
+    def kept(self, result: EpisodeResult) -> None: ...
+    def finished(self, result: EpisodeResult) -> None: ...
 
 
 @dataclass(frozen=True)
 class TaskRun:
-    result: object  # agent.run.EpisodeResult
+    result: EpisodeResult
     verdict: str
     exit_code: int
 
 
 def task_config(repo_root, *, model: str | None = None, no_adapter: bool = False, max_steps: int | None = None,
                 max_tokens: int | None = None, max_seconds: int | None = None, sandbox: str | None = None,
-                allow_network: bool = False, no_tests: bool = False):
+                allow_network: bool = False, no_tests: bool = False) -> Config:
     """The repository's config with the command's options on top; a missing test command is a usage
     error unless the run goes without tests."""
     from learnagent.core.config import detect_test_command, load_config
@@ -89,8 +95,8 @@ def open_model(model_cfg, repo: Repository, *, on_info=None):
     return load_model(model_cfg, promoted=promoted_adapter_of(repo), repo_key=repo.key, on_info=on_info)
 
 
-def run_task(store, repo, task: str, cfg, model, view: TaskView, *, episode_id: str, run_tests: bool = True,
-             test_env=None) -> TaskRun:
+def run_task(store, repo: RepoInfo, task: str, cfg: Config, model, view: TaskView, *, episode_id: str,
+             run_tests: bool = True, test_env=None) -> TaskRun:
     """One episode of `do` from start to the user's verdict. `repo`: the RepoInfo the CLI resolved.
     Ctrl-C, SIGTERM and a closed output propagate (the caller cleans up with `interrupted`)."""
     from learnagent.agent import run as runner
@@ -108,7 +114,7 @@ def run_task(store, repo, task: str, cfg, model, view: TaskView, *, episode_id: 
     return TaskRun(result, verdict, code)
 
 
-def settle_verdict(store, repo, result, verdict: str, view: TaskView) -> int:
+def settle_verdict(store, repo: RepoInfo, result: EpisodeResult, verdict: str, view: TaskView) -> int:
     """Carry out the verdict on the episode's branch and record it; EXIT_CONFLICT when accepting
     would conflict with the user's tree (the branch is kept instead), else 0."""
     from learnagent.agent import run as runner
@@ -133,7 +139,7 @@ def settle_verdict(store, repo, result, verdict: str, view: TaskView) -> int:
     return 0
 
 
-def interrupted(store, repo, episode_id: str, exc: BaseException) -> int:
+def interrupted(store, repo: RepoInfo, episode_id: str, exc: BaseException) -> int:
     """Ctrl-C, SIGTERM or a closed output anywhere in the run: record the episode as interrupted
     and remove its folder and branch (a second Ctrl-C cannot stop that); returns the exit code."""
     from learnagent.agent import run as runner
