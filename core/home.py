@@ -44,7 +44,11 @@ def db_path() -> Path:
 
 def repository_root(work_tree: Path) -> Path:
     """The repository's main working tree: `work_tree` itself, or for a linked worktree
-    (`git worktree add`, learnagent's own or the user's) the main tree it belongs to."""
+    (`git worktree add`, learnagent's own or the user's) the main tree it belongs to.
+
+    This and `repo_key` / `worktrees_dir` / `adapters_dir` below answer "which repository" for a bare
+    path (tests, stored paths, callers not yet handed one); code given the `Repository` value
+    (core/repository.py, resolved once at the CLI edge) reads `repo.main_tree` / `repo.key` instead."""
     from learnagent.core.gitdirs import main_worktree
 
     work_tree = Path(work_tree).resolve()
