@@ -35,6 +35,7 @@ from learnagent.agent.repomap_tags import (
     parse_files,
 )
 from learnagent.core import home
+from learnagent.core.repository import Repository
 
 MAX_LINE_CHARS = 100  # a long signature line is cut: the map is an outline, not the source
 ELISION = "⋮"
@@ -83,15 +84,15 @@ class _Index:
 
 class RepoMap:
     def __init__(self, root: Path, cache_dir: Path | None = None,
-                 count_tokens: Callable[[str], int] | None = None, shared_with: Path | None = None):
+                 count_tokens: Callable[[str], int] | None = None, shared_with: Repository | None = None):
         """`shared_with`: key the cache by file content (git blob ids) and share it with that
-        repository and all its worktrees. Each `do` runs in a fresh worktree whose files all have
+        repository (a core.repository.Repository) and all its worktrees. Each `do` runs in a fresh worktree whose files all have
         new mtimes, so an mtime cache would re-parse the whole repository every episode."""
         self.root = Path(root).resolve()
         cache_dir = Path(cache_dir) if cache_dir is not None else home.cache_home() / "repomap"
         self.content_keys = shared_with is not None
         if self.content_keys:
-            self.cache_file = cache_dir / f"{home.repo_key(Path(shared_with))}.blobs.sqlite"
+            self.cache_file = cache_dir / f"{shared_with.key}.blobs.sqlite"
         else:
             self.cache_file = cache_dir / f"{home.repo_key(self.root)}.sqlite"
         self.count_tokens = count_tokens or default_count_tokens

@@ -16,11 +16,11 @@ from learnagent.agent import worktree as wt
 from learnagent.agent.loop import AgentLoop, Observer
 from learnagent.runtime.model import Completion, Model
 from learnagent.agent.tools import Tools
-from learnagent.core import home
 from learnagent.core.config import Config
 from learnagent.core.errors import LearnagentError, UsageError
 from learnagent.core.ignore import IgnoreRules
 from learnagent.core.processes import process_start
+from learnagent.core.repository import Repository
 from learnagent.core.testenv import TestEnv, resolve_test_env
 from learnagent.sandbox import CommandResult, Sandbox, policy
 from learnagent.store.episodes import Store, new_episode_id
@@ -99,15 +99,15 @@ def run_episode(repo: wt.RepoInfo, task: str, cfg: Config, model: Model, store: 
     test_command = cfg.test.command if run_tests else ""
     example = prompts.use_example(cfg.model.examples, model.name)  # a bad setting fails before any work
     test_env = test_env or resolve_test_env(repo.root, cfg.test.python)
-    repo_id = store.ensure_repo(repo.root)
+    repo_id = store.ensure_repo(repo.repository)
     recording = store.recording_enabled(repo_id)
     if not recording and on_warning:
         on_warning("recording is off for this repository (learnagent logs on): this episode is not stored")
     episode_id = episode_id or new_episode_id()
     # The user's rules as they stand now (their working tree's .learnagentignore, committed or
     # not): files they hide are not checked out, and a result that touches one is refused.
-    ignore = IgnoreRules.for_repo(repo.root)
-    path, branch = wt.create_worktree(repo.root, episode_id, repo.head, ignore)
+    ignore = IgnoreRules.for_repository(repo.repository)
+    path, branch = wt.create_worktree(repo.repository, episode_id, repo.head, ignore)
     if recording:
         store.create_episode(repo_id, task, base_commit=repo.head, branch=branch, worktree=str(path), model=model.name,
                              adapter_version=model.adapter_version, episode_id=episode_id,
@@ -120,13 +120,13 @@ def run_episode(repo: wt.RepoInfo, task: str, cfg: Config, model: Model, store: 
     try:
         sandbox = Sandbox(path, mode=cfg.sandbox.mode, network=cfg.sandbox.network, on_warning=on_warning,
                           env=policy.project_env(test_env, repo.root, path),  # the project's Python
-                          hide=wt.user_repository_paths(repo.root),
+                          hide=wt.user_repository_paths(repo.repository),
                           interpreters=(test_env.venv,) if test_env.venv else ())
         tools = Tools(path, sandbox, test_command, command_timeout=cfg.budgets.command_timeout,
                       test_timeout=cfg.test.timeout, output_cap=cfg.budgets.output_cap,
                       on_test=lambda cmd, res: recorder.test_run("agent", cmd, res))
         tools.ignore = ignore.rooted_at(path)  # not the folder's own .learnagentignore: the agent can edit that
-        repo_map = build_repo_map(repo.root, path, task, cfg.repomap.tokens, model.count_tokens)
+        repo_map = build_repo_map(repo.repository, path, task, cfg.repomap.tokens, model.count_tokens)
         if recording:
             store.update_meta(episode_id, repo_map_tokens=model.count_tokens(repo_map), sandbox=sandbox.kind)
         loop = AgentLoop(model, tools, cfg.budgets, recorder, observer, cfg.model.max_response_tokens,
@@ -173,12 +173,12 @@ def commit_message(task: str, store: Store) -> str:
     return f"learnagent: {commit_subject(store.scrub(task), limit=60)}"
 
 
-def build_repo_map(repo_root: Path, worktree: Path, task: str, max_tokens: int, count_tokens) -> str:
+def build_repo_map(repo: Repository, worktree: Path, task: str, max_tokens: int, count_tokens) -> str:
     if max_tokens <= 0:
         return ""
     from learnagent.agent.repomap import RepoMap, list_source_files, mentions_from_text
 
-    rmap = RepoMap(worktree, count_tokens=count_tokens, shared_with=repo_root)
+    rmap = RepoMap(worktree, count_tokens=count_tokens, shared_with=repo)  # one cache for all its episodes
     files, idents = mentions_from_text(task, list_source_files(worktree))
     return rmap.render(max_tokens=max_tokens, mentioned_files=files, mentioned_idents=idents)
 
@@ -232,7 +232,7 @@ def keep(store: Store, repo_root: Path, ep: Proposal) -> None:
         store.set_outcome(ep.id, "kept", "branch kept for later")
 
 
-def interrupted(store: Store, repo_root: Path, episode_id: str, why: str) -> None:
+def interrupted(store: Store, repo: Repository, episode_id: str, why: str) -> None:
     """After Ctrl-C, SIGTERM or closed output anywhere in `do`: an episode not yet decided is
     marked interrupted and its folder and branch go (its diff stays in the store). One the user
     already kept or applied is left as it is."""
@@ -242,9 +242,9 @@ def interrupted(store: Store, repo_root: Path, episode_id: str, why: str) -> Non
             return
         store.mark_interrupted(episode_id, why, statuses=tuple(s for s in EPISODE_STATUSES if s != "interrupted"))
     folder = Path(ep.worktree) if ep is not None and ep.worktree else \
-        home.worktrees_dir(repo_root) / episode_id  # not recorded (logs off): where it was made
+        repo.worktrees_dir / episode_id  # not recorded (logs off): where it was made
     branch = ep.branch if ep is not None and ep.branch else wt.BRANCH_PREFIX + episode_id
-    wt.remove_worktree(repo_root, folder, branch, delete_branch=True)
+    wt.remove_worktree(repo.work_tree, folder, branch, delete_branch=True)
 
 
 def _folder(ep: Proposal) -> Path | None:

@@ -1,6 +1,6 @@
 """An episode's folder and branch: make the checkout, record the agent's result, clean up.
 
-The episode folder (`home.worktrees_dir(repo)/<id>`) is a standalone checkout with its OWN
+The episode folder (`repo.worktrees_dir/<id>`, of the `Repository` the CLI resolved) is a standalone checkout with its OWN
 repository in `<folder>/.git`: a private object store holding only the base tree's blobs, and
 one commit, the base minus the files `.learnagentignore` hides. The agent may run any git command
 in it inside the sandbox; nothing it does there reaches the user's repository, which the sandbox
@@ -34,10 +34,9 @@ from pathlib import Path
 from learnagent.agent import snapshot
 from learnagent.agent.accept import ApplyRefused, MergeConflict, apply_to_user_tree  # noqa: F401 (re-exported)
 from learnagent.core import git as G
-from learnagent.core import home
-from learnagent.core.errors import LearnagentError, NotAGitRepo, RepoNotReady
-from learnagent.core.gitdirs import git_dirs, main_worktree
+from learnagent.core.errors import LearnagentError, RepoNotReady
 from learnagent.core.ignore import IgnoreRules
+from learnagent.core.repository import Repository, find_repository
 
 BRANCH_PREFIX = "learnagent/"
 ARTIFACTS = list(snapshot.ARTIFACTS)
@@ -58,31 +57,30 @@ def git(cwd: Path, *args: str, check: bool = True, input: str | None = None) -> 
     return G.text(cwd, *args, input=input.encode() if input is not None else None, check=check)
 
 
-@dataclass
+@dataclass(frozen=True)
 class RepoInfo:
-    root: Path
+    """The repository a command works on (resolved once, at the CLI edge) and its checked-out HEAD."""
+    repository: Repository
     head: str
     branch: str
 
+    @property
+    def root(self) -> Path:
+        return self.repository.work_tree
+
 
 def find_repo(start: Path | None = None, *, need_branch: bool = True) -> RepoInfo:
-    """The repository containing `start`, with checks that give one-line errors."""
+    """The repository containing `start` and its HEAD, with checks that give one-line errors."""
     import git as gitpython  # gitpython; imported here to keep `--help` fast
 
-    start = Path(start or Path.cwd())
-    try:
-        repo = gitpython.Repo(start, search_parent_directories=True)
-    except (gitpython.InvalidGitRepositoryError, gitpython.NoSuchPathError):
-        raise NotAGitRepo(f"not a git repository: {start} (run learnagent inside a git repository)") from None
-    if repo.bare:
-        raise NotAGitRepo(f"{start} is a bare repository; learnagent needs a working tree")
-    root = Path(repo.working_tree_dir)
+    repository = find_repository(start)
+    repo = gitpython.Repo(repository.work_tree)
     if not repo.head.is_valid():
         raise RepoNotReady("the repository has no commits yet; make a first commit so the agent has a base")
     if repo.head.is_detached and need_branch:
         raise RepoNotReady("HEAD is detached; check out a branch first (learnagent applies its work onto a branch)")
     branch = "" if repo.head.is_detached else repo.active_branch.name
-    return RepoInfo(root=root, head=repo.head.commit.hexsha, branch=branch)
+    return RepoInfo(repository=repository, head=repo.head.commit.hexsha, branch=branch)
 
 
 def episode_branch(episode_id: str) -> str:
@@ -99,30 +97,23 @@ def _ref(branch: str) -> str:
     return "refs/heads/" + branch
 
 
-def user_repository_paths(repo_root: Path) -> list[Path]:
+def user_repository_paths(repo: Repository) -> list[Path]:
     """The user's working tree(s) and git dirs: what the sandbox hides completely."""
-    root = Path(repo_root).resolve()
-    found = [root]
-    dirs = git_dirs(root)
-    if dirs is not None:
-        found += list(dirs)
-        main = main_worktree(root)
-        if main is not None:
-            found.append(main)
+    found = [repo.work_tree, repo.git_dir, repo.common_dir, repo.main_tree]
     unique = sorted(set(found), key=lambda p: (len(p.parts), str(p)))
     return [p for p in unique if not any(q != p and q in p.parents for q in unique)]
 
 
 # ---- the episode's checkout ---------------------------------------------------------------
 
-def create_worktree(repo_root: Path, episode_id: str, base: str,
+def create_worktree(repo: Repository, episode_id: str, base: str,
                     ignore: IgnoreRules | None = None) -> tuple[Path, str]:
     """The episode folder (own repository, base minus ignored files) and branch learnagent/<id> at `base`."""
-    repo_root = Path(repo_root)
+    repo_root = repo.work_tree
     ignore = ignore if ignore is not None else IgnoreRules.for_repo(repo_root)
     branch = episode_branch(episode_id)
     base = git(repo_root, "rev-parse", "--verify", "--quiet", f"{base}^{{commit}}").strip()
-    path = home.worktrees_dir(repo_root) / episode_id
+    path = repo.worktrees_dir / episode_id
     path.parent.mkdir(parents=True, exist_ok=True)
     path.mkdir()
     created_ref = False

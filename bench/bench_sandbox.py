@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 from learnagent.agent import worktree as wt
+from learnagent.core.repository import Repository
 from learnagent.sandbox import Sandbox, bwrap_available
 
 ENV = dict(os.environ, GIT_AUTHOR_NAME="b", GIT_AUTHOR_EMAIL="b@x", GIT_COMMITTER_NAME="b", GIT_COMMITTER_EMAIL="b@x")
@@ -77,9 +78,9 @@ def row(label: str, what: str, times: list[float]) -> tuple[str, str, float, flo
 
 def bench_commands(repo: Path, runs: int) -> list[tuple]:
     rows = []
-    folder, _ = wt.create_worktree(repo, "benchcmd", "HEAD")
+    folder, _ = wt.create_worktree(Repository.at(repo), "benchcmd", "HEAD")
     for kind in ["none"] + (["bwrap"] if bwrap_available() else []):
-        sb = Sandbox(folder, mode="none" if kind == "none" else "require", hide=wt.user_repository_paths(repo))
+        sb = Sandbox(folder, mode="none" if kind == "none" else "require", hide=wt.user_repository_paths(Repository.at(repo)))
         for command in ("true", "python -c pass"):
             def one():
                 assert sb.run(command, timeout=60).exit_code == 0
@@ -101,7 +102,7 @@ def bench_episode(repo: Path, runs: int) -> list[tuple]:
         return path
 
     def new_start():
-        return wt.create_worktree(repo, f"new{next(counter)}", head)[0]
+        return wt.create_worktree(Repository.at(repo), f"new{next(counter)}", head)[0]
 
     made_old, made_new = [], []
     rows.append(row("before: linked worktree", "start (`git worktree add`)",

@@ -144,6 +144,7 @@ def score_own_history(tokens: int) -> dict:
     """This repository's commits, each mapped on its parent's tree (a clone, checked out in turn)."""
     from learnagent.agent.repomap import RepoMap
     from learnagent.agent.repomap_tags import list_source_files
+    from learnagent.core.repository import Repository
 
     clone = CACHE / "corpora" / "learnagent-history"
     if clone.exists():
@@ -157,7 +158,7 @@ def score_own_history(tokens: int) -> dict:
         expected = [f for f in p["changed"] if f in files]
         if not 1 <= len(expected) <= MAX_FILES:
             continue
-        rm = RepoMap(clone, cache_dir=CACHE / "relevance-cache" / "learnagent", shared_with=clone)
+        rm = RepoMap(clone, cache_dir=CACHE / "relevance-cache" / "learnagent", shared_with=Repository.at(clone))
         rows.append({"sha": p["sha"], "subject": p["task"], "expected": expected,
                      "task": _score(rm, p["task"], expected, files, tokens),
                      "control": _score(rm, "", expected, files, tokens)})

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
 import sys
 from pathlib import Path
 from typing import Optional
@@ -14,12 +13,6 @@ from rich.markup import escape
 from rich.table import Table
 
 from learnagent.core.errors import LearnagentError, UsageError
-
-EXIT_TESTS_FAILED = 1
-EXIT_BUDGET = 3
-EXIT_CONFLICT = 4
-EXIT_INTERRUPTED = 130  # Ctrl-C or SIGTERM (128 + SIGINT, as shells report it)
-EXIT_OUTPUT_CLOSED = 141  # stdout closed under us, e.g. `learnagent do ... | head` (128 + SIGPIPE)
 
 
 def init(
@@ -107,7 +100,8 @@ def do(
     """Run the agent on TASK in its own worktree, test, show the diff, and ask what to do with it."""
     from learnagent.agent import worktree as wt
     from learnagent.cli.display import ClosableConsole, silence_stdout
-    from learnagent.core.config import detect_test_command, load_config
+    from learnagent.services import run_task as service
+    from learnagent.services.run_task import EXIT_OUTPUT_CLOSED  # `do`'s exit codes live there
     from learnagent.store.episodes import Store, new_episode_id
 
     if yes and no_apply:
@@ -118,22 +112,9 @@ def do(
         raise UsageError(f"--sandbox must be auto, require or none (not '{sandbox}')")
     console = ClosableConsole(stderr=as_json)
     repo = wt.find_repo()
-    cfg = load_config(repo.root)
-    if model:
-        cfg.model.name = model
-    if no_adapter:
-        cfg.model.use_adapter = False
-    for name, value in (("max_steps", max_steps), ("max_tokens", max_tokens), ("max_seconds", max_seconds)):
-        if value is not None:
-            setattr(cfg.budgets, name, value)
-    if sandbox:
-        cfg.sandbox.mode = sandbox
-    cfg.sandbox.network = cfg.sandbox.network or allow_network
-    if not cfg.test.command and not no_tests:
-        cfg.test.command = detect_test_command(repo.root)
-        if not cfg.test.command:
-            raise UsageError("no test command found (pytest, npm test, go test, cargo test, make test): "
-                             "set one with `learnagent init --test-command CMD` or pass --no-tests")
+    cfg = service.task_config(repo.root, model=model, no_adapter=no_adapter, max_steps=max_steps,
+                              max_tokens=max_tokens, max_seconds=max_seconds, sandbox=sandbox,
+                              allow_network=allow_network, no_tests=no_tests)
     _check_credentials(cfg.model.name)
     try:
         test_env, lm = _preamble(console, repo, cfg, no_tests)
@@ -141,32 +122,30 @@ def do(
         silence_stdout()
         raise typer.Exit(EXIT_OUTPUT_CLOSED) from None
     episode_id = new_episode_id()
+    view = DoView(console, yes=yes, no_apply=no_apply, quiet=quiet)
     with Store() as store:
         try:
-            result, verdict, code = _run_and_decide(console, store, repo, task, cfg, lm, episode_id, yes, no_apply,
-                                                    quiet, no_tests, test_env)
+            done = service.run_task(store, repo, task, cfg, lm, view, episode_id=episode_id, run_tests=not no_tests,
+                                    test_env=test_env)
         except (KeyboardInterrupt, BrokenPipeError) as exc:
-            raise typer.Exit(_interrupted(store, repo.root, episode_id, exc)) from None
+            raise typer.Exit(_interrupted(store, repo, episode_id, exc)) from None
     if as_json:
+        result = done.result
         try:
-            print(json.dumps({"episode": result.episode_id, "status": result.status, "verdict": verdict,
+            print(json.dumps({"episode": result.episode_id, "status": result.status, "verdict": done.verdict,
                               "tests_passed": None if result.test is None else result.test.passed,
                               "changed_files": result.changed_files, "steps": result.steps, "tokens": result.tokens}))
             sys.stdout.flush()
         except BrokenPipeError:  # decided already: nothing to clean up
             silence_stdout()
             raise typer.Exit(EXIT_OUTPUT_CLOSED) from None
-    if code == 0 and result.status == "budget_exceeded":
-        code = EXIT_BUDGET
-    if code == 0 and result.test is not None and not result.test.passed:
-        code = EXIT_TESTS_FAILED
-    raise typer.Exit(code)
+    raise typer.Exit(done.exit_code)
 
 
 def _preamble(console, repo, cfg, no_tests):
     """What `do` says before the run (test environment, model, sandbox, uncommitted changes), and
     the loaded model; returns (test environment or None, model)."""
-    from learnagent.agent.models import load_model
+    from learnagent.services.run_task import open_model
 
     test_env = None
     if cfg.test.command and not no_tests:
@@ -174,7 +153,7 @@ def _preamble(console, repo, cfg, no_tests):
 
         test_env = resolve_test_env(repo.root, cfg.test.python)  # a bad [test] python fails here, silently
     # the model first: a bad spec or a missing file is one error line with nothing said before it
-    lm = load_model(cfg.model, repo.root, on_info=lambda msg: console.print(f"[dim]{msg}[/]"))
+    lm = open_model(cfg.model, repo.repository, on_info=lambda msg: console.print(f"[dim]{msg}[/]"))
     console.print(f"[bold]learnagent[/] · {lm.name}" + (f" + adapter {lm.adapter_version}" if lm.adapter_version else "")
                   + f" · {repo.root.name}@{repo.branch}")
     console.print(f"[dim]sandbox:[/] {_sandbox_state(cfg.sandbox)}", highlight=False)
@@ -240,68 +219,67 @@ def _uncommitted(root: Path) -> list[str]:
     return paths
 
 
-def _run_and_decide(console, store, repo, task, cfg, lm, episode_id, yes, no_apply, quiet, no_tests, test_env):
-    """The episode, its result on screen, and the user's verdict; returns (result, verdict, exit code)."""
-    from learnagent.agent import run as runner
-    from learnagent.agent import worktree as wt
-    from learnagent.cli.display import LiveObserver, show_diff, show_test
+class DoView:
+    """What `do` shows while the agent runs and after, and the verdict it asks for (services.run_task.TaskView)."""
 
-    observer = LiveObserver(console, stream_model=not quiet)
-    result = runner.run_episode(repo, task, cfg, lm, store, observer=observer, run_tests=not no_tests,
-                                on_warning=lambda msg: console.print(f"[yellow]warning:[/] {msg}"),
-                                test_env=test_env, episode_id=episode_id)
-    console.rule("[bold]result")
-    show_diff(console, result.diff)
-    show_test(console, result.test)
-    if result.status == "budget_exceeded":
-        console.print(f"[yellow]The agent ran out of budget: {result.summary}[/]")
-    else:
-        console.print(f"[bold]Agent:[/] {result.summary}")
-    verdict = _verdict(console, result, yes, no_apply)
-    ep = runner.Proposal.of_result(result)
-    code = 0
-    if verdict == "accept":
-        try:
-            files = runner.accept(store, repo.root, ep, on_note=lambda m: console.print(f"[yellow]note:[/] {m}"))
-            console.print(f"[green]Applied to your working tree:[/] {', '.join(files) or 'no files'} "
-                          "(review with git diff; commit when happy)")
-        except wt.MergeConflict as exc:
-            console.print(f"[red]{exc}[/]")
-            runner.keep(store, repo.root, ep)
-            code = EXIT_CONFLICT
-    elif verdict == "reject":
-        runner.reject(store, repo.root, ep)
-        console.print("Rejected; the episode folder and branch are removed.")
-    elif verdict == "keep":
-        runner.keep(store, repo.root, ep)
-        console.print(f"Kept on branch [bold]{result.branch}[/] (apply later: learnagent apply {result.episode_id})")
-    else:  # nothing to apply: not a rejection, and out of the acceptance rate
-        runner.reject(store, repo.root, ep, reason="the agent changed nothing", outcome="unchanged")
-    console.print(f"[dim]episode {result.episode_id}{'' if result.recorded else ' (not recorded)'} · "
-                  f"{result.steps} steps · {result.tokens} tokens[/]")
-    return result, verdict, code
+    def __init__(self, console, *, yes: bool, no_apply: bool, quiet: bool):
+        from learnagent.cli.display import LiveObserver
+
+        self.console, self.yes, self.no_apply = console, yes, no_apply
+        self.observer = LiveObserver(console, stream_model=not quiet)
+
+    def warning(self, message: str) -> None:
+        self.console.print(f"[yellow]warning:[/] {message}")
+
+    def note(self, message: str) -> None:
+        self.console.print(f"[yellow]note:[/] {message}")
+
+    def show_result(self, result) -> None:
+        from learnagent.cli.display import show_diff, show_test
+
+        self.console.rule("[bold]result")
+        show_diff(self.console, result.diff)
+        show_test(self.console, result.test)
+        if result.status == "budget_exceeded":
+            self.console.print(f"[yellow]The agent ran out of budget: {result.summary}[/]")
+        else:
+            self.console.print(f"[bold]Agent:[/] {result.summary}")
+
+    def verdict(self, result) -> str:
+        return _verdict(self.console, result, self.yes, self.no_apply)
+
+    def applied(self, files: list[str]) -> None:
+        self.console.print(f"[green]Applied to your working tree:[/] {', '.join(files) or 'no files'} "
+                           "(review with git diff; commit when happy)")
+
+    def conflict(self, exc: Exception) -> None:
+        self.console.print(f"[red]{exc}[/]")
+
+    def rejected(self) -> None:
+        self.console.print("Rejected; the episode folder and branch are removed.")
+
+    def kept(self, result) -> None:
+        self.console.print(f"Kept on branch [bold]{result.branch}[/] (apply later: learnagent apply {result.episode_id})")
+
+    def finished(self, result) -> None:
+        self.console.print(f"[dim]episode {result.episode_id}{'' if result.recorded else ' (not recorded)'} · "
+                           f"{result.steps} steps · {result.tokens} tokens[/]")
 
 
-def _interrupted(store, repo_root: Path, episode_id: str, exc: BaseException) -> int:
-    """Ctrl-C, SIGTERM (see cli/app.py) or closed output anywhere in `do`: record the episode as
-    interrupted, remove its folder and branch, and say so in one line on stderr."""
-    from learnagent.agent import run as runner
+def _interrupted(store, repo, episode_id: str, exc: BaseException) -> int:
+    """Ctrl-C, SIGTERM (see cli/app.py) or closed output anywhere in `do`: the episode is recorded as
+    interrupted and its folder and branch removed (services.run_task.interrupted); one line on stderr."""
     from learnagent.cli.display import silence_stdout
+    from learnagent.services.run_task import interrupted
 
-    closed = isinstance(exc, BrokenPipeError)
-    if closed:
+    if isinstance(exc, BrokenPipeError):
         silence_stdout()
-    why = "the output was closed (broken pipe)" if closed else "interrupted (Ctrl-C or SIGTERM)"
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not stop the clean-up
-    try:
-        runner.interrupted(store, repo_root, episode_id, why)
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    code = interrupted(store, repo, episode_id, exc)
     try:
         print(f"interrupted, episode {episode_id}", file=sys.stderr, flush=True)
     except OSError:
         pass
-    return EXIT_OUTPUT_CLOSED if closed else EXIT_INTERRUPTED
+    return code
 
 
 def _verdict(console: Console, result, yes: bool, no_apply: bool) -> str:

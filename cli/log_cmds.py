@@ -127,10 +127,9 @@ def log(
 ):
     """List recent episodes (ids print as their shortest unique prefix, which show/apply/forget take)."""
     from learnagent.agent.worktree import find_repo
-    from learnagent.core import home
     from learnagent.store.episodes import Store
 
-    repo_id = None if all_repos else home.repo_key(find_repo(need_branch=False).root)
+    repo_id = None if all_repos else find_repo(need_branch=False).repository.key
     with Store() as store:
         episodes = store.list_episodes(repo_id, limit=limit)
         short_ids = store.short_ids([e.id for e in episodes])

@@ -13,10 +13,15 @@ hooks_app = typer.Typer(help="Install or remove the git hooks that record what b
 history_app = typer.Typer(help="Learn from the repository's past commits.", no_args_is_help=True)
 
 
-def _root() -> Path:
-    from learnagent.store.gitutil import main_root
+def _repo():
+    """The repository of the current folder (its main tree keys its episodes and outcomes)."""
+    from learnagent.core.repository import find_repository
 
-    return main_root(Path.cwd())
+    return find_repository(Path.cwd())
+
+
+def _root() -> Path:
+    return _repo().main_tree
 
 
 def _console():
@@ -30,7 +35,7 @@ def _console():
 def hook(name: str = typer.Argument(..., metavar="HOOK", help="post-commit | post-merge | post-rewrite"),
          args: Optional[list[str]] = typer.Argument(None, metavar="ARGS")):
     """Called by the git hooks; never fails (errors go to hooks.log in the data home)."""
-    from learnagent.core.githooks import main
+    from learnagent.services.settle_outcomes import main
 
     raise typer.Exit(main([name, *(args or [])]))
 
@@ -91,13 +96,13 @@ def reject(episode: str = typer.Argument(..., metavar="ID", help="Episode id (a 
 
 def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")):
     """Acceptance, test-pass and survival rates by week and by model/adapter."""
-    from learnagent.core import home
     from learnagent.store.episodes import Store
     from learnagent.store.outcome_stats import collect, summarize
     from learnagent.store.outcomes import expire_stale, load_settings
     from learnagent.store.survival import update_survival
 
-    root = _root()
+    repo = _repo()
+    root = repo.main_tree
     settings = load_settings(root)
     with Store() as store:
         repo_id = store.ensure_repo(root)
@@ -105,7 +110,7 @@ def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
         update_survival(store, root, repo_id, settings.survival_commits)
         summary = summarize(collect(store, repo_id))
         imported = store.count_episodes(repo_id, source="history")
-    summary = {"repo": str(root), "repo_id": home.repo_key(root), "survival_commits": settings.survival_commits,
+    summary = {"repo": str(root), "repo_id": repo.key, "survival_commits": settings.survival_commits,
                "history_imported": imported} | summary
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
@@ -192,9 +197,8 @@ def review(files: Optional[list[str]] = typer.Argument(None, metavar="FILES", he
                                                               "exceed the base model's to flag a line.")):
     """Check the staged changes against the repository's learned conventions (needs a repo adapter)."""
     from learnagent.learning.convention_review import review as run_review
-    from learnagent.store.gitutil import toplevel
 
-    raise typer.Exit(run_review(toplevel(Path.cwd()), files or None, strict=strict, margin=margin, say=typer.echo))
+    raise typer.Exit(run_review(_repo().work_tree, files or None, strict=strict, margin=margin, say=typer.echo))
 
 
 def register(app: typer.Typer) -> None:

@@ -12,10 +12,15 @@ import typer
 from learnagent.core.errors import UsageError
 
 
-def _repo_root():
+def _repo():
+    """The repository of the current folder (a Repository; it must have a first commit)."""
     from learnagent.agent.worktree import find_repo
 
-    return find_repo(need_branch=False).root
+    return find_repo(need_branch=False).repository
+
+
+def _repo_root():
+    return _repo().work_tree
 
 
 def _when(ts: float | None) -> str:
@@ -33,15 +38,15 @@ def forget(
     """Delete episodes for good (conversation, tool output, tests, outcomes) and taint adapters trained on them."""
     from rich.console import Console
 
-    from learnagent.core import home
     from learnagent.core.dates import parse_since
+    from learnagent.services.forget import forget as forget_episodes
     from learnagent.store import privacy
     from learnagent.store.episodes import Store
 
     if not episodes and since is None and not everything:
         raise UsageError("say what to forget: episode ids, --since DATE, or --all (see `learnagent log`)")
     since_ts = parse_since(since) if since is not None else None
-    repo_id = home.repo_key(_repo_root()) if (since_ts is not None or everything) else None
+    repo_id = _repo().key if (since_ts is not None or everything) else None
     console = Console()
     with Store() as store:
         chosen = privacy.select_episodes(store, repo_id=repo_id, ids=list(episodes or []), since=since_ts,
@@ -62,7 +67,7 @@ def forget(
                 console.print("Nothing forgotten.")
                 raise typer.Exit(1)
         _forget_on_team_store(chosen)  # first: if the team store cannot be reached, nothing is forgotten yet
-        result = privacy.forget(store, chosen)
+        result = forget_episodes(store, chosen)
     console.print(f"Forgot {len(result.episodes)} episode(s).")
     if result.removed_worktrees or result.removed_branches:
         console.print(f"Removed {len(result.removed_worktrees)} worktree(s) and "
@@ -134,13 +139,12 @@ def _set_logs(enabled: bool) -> None:
 def gc(dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Show what would be removed; change nothing.")):
     """Remove the folders and branches of finished or dead episodes (never a live run or one you kept)."""
     from learnagent.cli.display import ClosableConsole, silence_stdout
-    from learnagent.core import home
-    from learnagent.core.gc import collect
+    from learnagent.services.gc import collect
     from learnagent.store.episodes import Store
 
-    root = _repo_root()
+    repo = _repo()
     with Store() as store:
-        items = collect(store, root, dry_run=dry_run)  # all removed before a line is printed (`gc | head`)
+        items = collect(store, repo, dry_run=dry_run)  # all removed before a line is printed (`gc | head`)
     console = ClosableConsole()
     try:
         if not items:
@@ -158,7 +162,7 @@ def gc(dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Show what wo
             where.append("runs that died or whose do ended before the verdict " + ("would be" if dry_run else "are")
                          + " marked interrupted in the store")
         if episodes:
-            where.append(f"episode folders: {home.worktrees_dir(root)}/<episode>; branches: learnagent/<episode>")
+            where.append(f"episode folders: {repo.worktrees_dir}/<episode>; branches: learnagent/<episode>")
         if tmps:
             where.append(f"sandbox tmp folders: {Path(tmps[0].target).parent}")
         for line in where:  # soft wrap: the terminal wraps a long path, rich does not cut it

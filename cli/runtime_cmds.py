@@ -16,18 +16,11 @@ import typer
 from learnagent.core.errors import LearnagentError, UsageError
 
 
-def _repo_root() -> Path:
-    from learnagent.agent.worktree import find_repo
-
-    return find_repo(need_branch=False).root
-
-
-def registry_adapter(repo_root: Path, version: str) -> tuple[Path, str]:
-    """(folder, base model spec) of a complete adapter of this repository; one-line errors otherwise."""
-    from learnagent.core import home
+def registry_adapter(repo, version: str) -> tuple[Path, str]:
+    """(folder, base model spec) of a complete adapter of `repo` (a Repository); one-line errors otherwise."""
     from learnagent.learning.registry import LINEAGE, is_complete
 
-    folder = home.adapters_dir(repo_root) / version
+    folder = repo.adapters_dir / version
     if not is_complete(folder):
         raise UsageError(f"no adapter '{version}' for this repository (see `learnagent adapters list`)")
     try:
@@ -64,14 +57,14 @@ def adapters_export(
 
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt}: use one of {', '.join(FORMATS)}")
-    from learnagent.core.home import repo_key
+    from learnagent.agent.worktree import find_repo
     from learnagent.runtime.export import served_name
 
-    root = _repo_root()
-    folder, spec = registry_adapter(root, version)
+    repo = find_repo(need_branch=False).repository
+    folder, spec = registry_adapter(repo, version)
     base = local_base(spec)
     # the name `do` asks a server for when `[model] served_adapters` is on
-    done = export(folder, version, base, fmt, out, name=served_name(repo_key(root), version))
+    done = export(folder, version, base, fmt, out, name=served_name(repo.key, version))
     if as_json:
         print(json.dumps({"format": done.format, "out": str(done.out_dir.resolve()),
                           "files": [str(f.resolve()) for f in done.files], "serve": done.serve_command,

@@ -8,9 +8,10 @@ and our wrapper runs it first with the same arguments and stdin and exits with I
 exactly as before. If the `pre-commit` framework later moved our wrapper to `<hook>.legacy`,
 uninstall finds it there too.
 
-Our part of the wrapper can never fail a commit: it runs `python -m learnagent.core.githooks`
-(this module's `main`, which imports no typer/rich/torch and catches everything, logging to
-`data_home()/hooks.log`), its stderr is discarded and its status ignored.
+Our part of the wrapper can never fail a commit: it runs `python -m learnagent.services.settle_outcomes`
+(the hook entry, which imports no typer/rich/torch and catches everything, logging to
+`data_home()/hooks.log`), its stderr is discarded and its status ignored. Hooks installed by earlier
+versions run `python -m learnagent.core.githooks`, which hands over to the same entry (bottom of this file).
 Set LEARNAGENT_HOOKS_DISABLE=1 to skip it for one command.
 """
 
@@ -21,8 +22,6 @@ import os
 import shlex
 import subprocess
 import sys
-import time
-import traceback
 from pathlib import Path
 
 HOOK_NAMES = ("post-commit", "post-merge", "post-rewrite")
@@ -64,7 +63,7 @@ def hook_script(name: str, python: str | None = None) -> str:
     lines += [
         'if [ -z "$LEARNAGENT_HOOKS_DISABLE" ]; then',
         f"  if [ -x {py} ]; then",
-        f'    {py} -m learnagent.core.githooks {name} "$@" {feed} 2>/dev/null || true',
+        f'    {py} -m learnagent.services.settle_outcomes {name} "$@" {feed} 2>/dev/null || true',
         "  elif command -v learnagent >/dev/null 2>&1; then",
         f'    learnagent hook {name} "$@" {feed} 2>/dev/null || true',
         "  fi",
@@ -172,48 +171,12 @@ def hooks_status(repo_root: Path) -> list[dict]:
     return out
 
 
-# ---------------------------------------------------------------- running inside a hook
-
-def log_failure(name: str, exc: BaseException) -> None:
-    """Append the failure to data_home()/hooks.log; never raises (the home may be unwritable)."""
-    try:
-        from learnagent.core.home import data_home
-
-        path = data_home() / "hooks.log"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a") as fh:
-            fh.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {name} in {os.getcwd()}: {exc!r}\n")
-            fh.write("".join(traceback.format_exception(exc)) + "\n")
-    except BaseException:
-        pass
-
-
-def run(name: str, args: list[str], stdin_text: str = "") -> int:
-    """Do the hook's work; whatever happens, return 0 so the commit is never affected."""
-    try:
-        from learnagent.store.outcomes import run_hook
-
-        for line in run_hook(name, args, stdin_text):
-            print(line)
-    except BaseException as exc:  # noqa: BLE001 - a hook must never fail the user's git command
-        log_failure(name, exc)
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if not argv:
-        print("usage: python -m learnagent.core.githooks post-commit|post-merge|post-rewrite [args]")
-        return 0
-    name = argv[0]
-    stdin_text = ""
-    if name == "post-rewrite":
-        try:
-            stdin_text = sys.stdin.read()
-        except (OSError, ValueError):
-            stdin_text = ""
-    return run(name, argv[1:], stdin_text)
-
+# ---------------------------------------------------------------- hooks installed by earlier versions
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Hooks installed before the hook entry moved run `python -m learnagent.core.githooks <hook> ...`:
+    # hand over to the entry (services/settle_outcomes.py) in this process. By module name, not by
+    # import: core sits below services in the layer contract, and this is the only way in from here.
+    import runpy
+
+    runpy.run_module("learnagent.services.settle_outcomes", run_name="__main__", alter_sys=True)

@@ -13,7 +13,6 @@ directory, owned by someone else) is left alone with a warning instead.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 import sys
@@ -45,7 +44,11 @@ def db_path() -> Path:
 
 def repository_root(work_tree: Path) -> Path:
     """The repository's main working tree: `work_tree` itself, or for a linked worktree
-    (`git worktree add`, learnagent's own or the user's) the main tree it belongs to."""
+    (`git worktree add`, learnagent's own or the user's) the main tree it belongs to.
+
+    This and `repo_key` / `worktrees_dir` / `adapters_dir` below answer "which repository" for a bare
+    path (tests, stored paths, callers not yet handed one); code given the `Repository` value
+    (core/repository.py, resolved once at the CLI edge) reads `repo.main_tree` / `repo.key` instead."""
     from learnagent.core.gitdirs import main_worktree
 
     work_tree = Path(work_tree).resolve()
@@ -55,8 +58,9 @@ def repository_root(work_tree: Path) -> Path:
 def repo_key(repo_root: Path) -> str:
     """A stable short id for a repository, from the real path of its main working tree, so
     every worktree of one repository shares its episodes, outcomes and adapters."""
-    real = str(repository_root(repo_root))
-    return hashlib.sha1(real.encode()).hexdigest()[:12]
+    from learnagent.core.repository import key_of
+
+    return key_of(repository_root(repo_root))
 
 
 def worktrees_dir(repo_root: Path) -> Path:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from learnagent.core.gitdirs import main_worktree
+from learnagent.core.repository import Repository
 
 IGNORE_FILE = ".learnagentignore"
 
@@ -44,11 +45,21 @@ class IgnoreRules:
 
     @classmethod
     def for_repo(cls, root: Path) -> "IgnoreRules":
+        """The rules of the checkout at `root` (a path: its main tree is looked up from git's files)."""
         root = Path(root).resolve()
+        return cls._read(root, [main_worktree(root), root])
+
+    @classmethod
+    def for_repository(cls, repo: Repository) -> "IgnoreRules":
+        """The rules of the Repository's work tree, as `for_repo` without looking it up again."""
+        return cls._read(repo.work_tree, [repo.main_tree, repo.work_tree])
+
+    @classmethod
+    def _read(cls, root: Path, folders: list[Path | None]) -> "IgnoreRules":
         lines: list[str] = []
-        # In an episode's worktree, the user's (maybe uncommitted) ignore file in the main
+        # In a linked worktree, the user's (maybe uncommitted) ignore file in the main
         # working tree counts too: a rule added a minute ago must already protect the run.
-        for folder in dict.fromkeys([main_worktree(root), root]):
+        for folder in dict.fromkeys(folders):
             if folder is not None and (folder / IGNORE_FILE).is_file():
                 lines += (folder / IGNORE_FILE).read_text(errors="replace").splitlines()
         return cls(root=root, user_patterns=lines)

@@ -1,6 +1,6 @@
 """Versioned repo adapters: folders on disk, rows in the store, one atomic "promoted" pointer.
 
-Layout under `learnagent.core.home.adapters_dir(repo)`:
+Layout under `repo.adapters_dir` (core/repository.py):
 
     v0001/            LoRA `save_pretrained` folder + metrics.json + lineage.json (written LAST:
                       its presence means the folder is complete)
@@ -25,6 +25,7 @@ from typing import Iterable
 
 from learnagent.core import home
 from learnagent.core.errors import LearnagentError
+from learnagent.core.repository import Repository
 from learnagent.runtime import serving
 from learnagent.store.records import AdapterStatus, AdapterVersion
 
@@ -89,14 +90,22 @@ def read_pointer(adapters_root: Path) -> dict | None:
     return data
 
 
-def promoted_adapter(repo_root: Path) -> tuple[str, Path] | None:
+def adapters_folder(repo: Repository | Path) -> Path:
+    """The repository's adapters folder: the Repository's own; a bare path is resolved here."""
+    return repo.adapters_dir if isinstance(repo, Repository) else home.adapters_dir(repo)
+
+
+def promoted_adapter(repo: Repository | Path) -> tuple[str, Path] | None:
     """(version, folder) of the adapter `do` should load for this repository, or None.
 
     Reads only the pointer file (no database), so it is cheap. When the promoted folder is
     missing or incomplete (deleted by hand), it falls back to the most recent complete version
     in the promotion history rather than loading nothing.
     """
-    root = home.adapters_dir(repo_root)
+    return _promoted_in(adapters_folder(repo))
+
+
+def _promoted_in(root: Path) -> tuple[str, Path] | None:
     pointer = read_pointer(root)
     if pointer is None:
         return None
@@ -124,11 +133,15 @@ def list_adapters(repo_root: Path, store=None) -> list[AdapterVersion]:
 
 
 class Registry:
-    def __init__(self, store, repo_root: Path):
+    def __init__(self, store, repo: Repository | Path):
+        """`repo`: the Repository the CLI resolved (a bare path, as tests and stored paths give, is
+        resolved here)."""
+        if not isinstance(repo, Repository):
+            repo = Path(repo).resolve()
         self.store = store
-        self.repo_root = Path(repo_root).resolve()
-        self.repo_id = store.ensure_repo(self.repo_root)
-        self.root = home.adapters_dir(self.repo_root)
+        self.repo_root = repo.work_tree if isinstance(repo, Repository) else repo
+        self.repo_id = store.ensure_repo(repo)
+        self.root = adapters_folder(repo)
 
     # ---- reading --------------------------------------------------------------------
     def folder(self, version: str) -> Path:
@@ -162,7 +175,7 @@ class Registry:
         return seen
 
     def current(self) -> tuple[str, Path] | None:
-        return promoted_adapter(self.repo_root)
+        return _promoted_in(self.root)
 
     # ---- candidates -----------------------------------------------------------------
     def resumable(self) -> AdapterVersion | None:
@@ -266,7 +279,7 @@ class Registry:
         self._set_status(version, "retired", reason)
 
     def _write_pointer(self, data: dict) -> None:
-        serving.before_pointer_change(self.repo_root, data["version"], self.folder(data["version"]))
+        serving.before_pointer_change(self.repo_id, data["version"], self.folder(data["version"]))
         self.root.mkdir(parents=True, exist_ok=True)
         write_json_atomic(self.root / POINTER, data)
 

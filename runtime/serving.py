@@ -156,13 +156,13 @@ def served_names(info: ServerInfo) -> set[str]:
         raise LearnagentError(f"learnagent serve at {info.url} does not answer: {getattr(exc, 'reason', exc)}") from None
 
 
-def ensure_adapter(info: ServerInfo, repo_root: Path, version: str, adapter_dir: Path) -> str:
-    """The served name of `version`, loaded into the server first when it does not hold it (a
-    repository whose adapter was promoted before this server started)."""
-    from learnagent.core.home import repo_key
+def ensure_adapter(info: ServerInfo, repo_key: str, version: str, adapter_dir: Path) -> str:
+    """The served name of `version` of the repository keyed `repo_key`, loaded into the server
+    first when it does not hold it (a repository whose adapter was promoted before this server
+    started)."""
     from learnagent.runtime.export import served_name
 
-    name = served_name(repo_key(repo_root), version)
+    name = served_name(repo_key, version)
     if name not in served_names(info):
         try:
             load_adapter(info, name, Path(adapter_dir), version)
@@ -171,8 +171,8 @@ def ensure_adapter(info: ServerInfo, repo_root: Path, version: str, adapter_dir:
     return name
 
 
-def before_pointer_change(repo_root: Path, version: str | None, adapter_dir: Path | None) -> None:
-    """The registry's hook: the promoted pointer of `repo_root` is about to name `version` (None:
+def before_pointer_change(repo_key: str, version: str | None, adapter_dir: Path | None) -> None:
+    """The registry's hook: the promoted pointer of the repository keyed `repo_key` is about to name `version` (None:
     the base). A running `learnagent serve` on the same base gets the adapter first. Never raises:
     the promotion stands either way; a failure is one line on stderr (requests for the new name
     then get a 404 from the server, not the base)."""
@@ -181,10 +181,9 @@ def before_pointer_change(repo_root: Path, version: str | None, adapter_dir: Pat
     info = running()
     if info is None:
         return
-    from learnagent.core.home import repo_key
     from learnagent.runtime.export import served_name
 
-    name = served_name(repo_key(repo_root), version)
+    name = served_name(repo_key, version)
     try:
         load_adapter(info, name, Path(adapter_dir), version)
     except Exception as exc:  # a hook: report, never break the promotion

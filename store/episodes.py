@@ -16,6 +16,7 @@ from typing import Any, Callable, ContextManager
 
 from learnagent.core import home
 from learnagent.core.errors import StoreError, UnknownEpisode
+from learnagent.core.repository import Repository
 from learnagent.store.adapter_rows import AdapterRows
 from learnagent.store.db import INTEGRITY_ERRORS, connect, is_postgres, store_target, transaction
 from learnagent.store.outcome_rows import OutcomeRows
@@ -75,12 +76,18 @@ class Store(PrivacyRows, AdapterRows, OutcomeRows):
         return transaction(self.conn)
 
     # ---- repositories -------------------------------------------------------------
-    def ensure_repo(self, root: Path) -> str:
-        root = home.repository_root(root)  # a linked worktree files under its main tree
-        key = home.repo_key(root)
+    def ensure_repo(self, repo: Repository | Path) -> str:
+        """The repository's key, its row made if new. `repo`: the Repository the CLI resolved (its
+        main tree files the episodes of all its worktrees); a bare path (tests, stored paths) is
+        resolved here the same way."""
+        if isinstance(repo, Repository):
+            key, root, name = repo.key, repo.main_tree, repo.name
+        else:
+            root = home.repository_root(repo)  # a linked worktree files under its main tree
+            key, name = home.repo_key(root), root.name
         self.conn.execute(
             "INSERT INTO repos(id, path, name, created_at) VALUES (?,?,?,?) ON CONFLICT DO NOTHING",
-            (key, str(root), root.name, time.time()),
+            (key, str(root), name, time.time()),
         )
         return key
 

@@ -1,7 +1,8 @@
 """What became of each edit the agent proposed: verdicts from commits, explicit verdicts, expiry.
 
-The git hooks (core/githooks.py) call `run_hook`, which looks at the new commit(s) and updates
-the episodes they belong to:
+The git hooks' entry (services/settle_outcomes.py) calls `expire_stale` and `process_commit` /
+`process_merge` / `process_rewrite`, which look at the new commit(s) and update the episodes they
+belong to:
 
 - accepted  every changed line of the agent's diff was committed unchanged
 - edited    at least `accept_fraction` of it was committed, some of it changed by the user (the
@@ -268,34 +269,3 @@ def expire_stale(store, root: Path, settings: OutcomesConfig, now: float | None 
         set_verdict(store, ep.id, verdict, why, by=AUTO_BY)
         msgs.append(f"learnagent: episode {ep.id} {verdict} ({why})")
     return msgs
-
-
-# ---------------------------------------------------------------- the hook entry
-
-def run_hook(name: str, args: list[str], stdin_text: str = "", cwd: Path | None = None) -> list[str]:
-    """What `learnagent hook NAME` does; returns the one-line notes to print."""
-    top = gitutil.toplevel(cwd)
-    if gitutil.current_branch(top).startswith("learnagent/"):
-        return []  # the agent's own commit in its worktree: the episode is not decided there
-    from learnagent.store.db import store_exists
-
-    if not store_exists():
-        return []  # learnagent never ran for anything: nothing to attribute to
-    root = gitutil.main_root(top)
-    from learnagent.store.episodes import Store
-
-    repo_id = home.repo_key(root)
-    with Store() as store:
-        if not store.has_repo(repo_id):
-            return []
-        settings = load_settings(root)
-        msgs = expire_stale(store, top, settings, repo_id=repo_id)
-        if name == "post-commit":
-            head = gitutil.rev(top, "HEAD")
-            msgs += process_commit(store, top, head, settings, repo_id=repo_id) if head else []
-        elif name == "post-merge":
-            msgs += process_merge(store, top, settings, repo_id=repo_id)
-        elif name == "post-rewrite":
-            pairs = [tuple(line.split()[:2]) for line in stdin_text.splitlines() if len(line.split()) >= 2]
-            msgs += process_rewrite(store, top, pairs, settings, repo_id=repo_id)
-        return msgs

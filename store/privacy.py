@@ -1,9 +1,7 @@
-"""Privacy controls over the episode store: forget episodes, pause recording, check adapter files.
+"""Privacy controls over the episode store: choose episodes to forget, pause recording, check adapter files.
 
-- `forget` deletes episodes with everything hanging off them, overwrites the freed pages
-  (`PRAGMA secure_delete`) and checkpoints the WAL so the text is gone from disk, marks the
-  adapters trained on them as tainted (the next sleep retrains without them), and keeps a
-  hash of each id (and of an imported commit) so history import will not bring it back.
+- `select_episodes`: what `learnagent forget` names (ids, --since, --all); forgetting them spans
+  layers (the registry taints adapters, episode folders and branches go): services/forget.py.
 - the recording switch `learnagent do` checks (`learnagent logs off`) is the store's
   (`Store.recording_enabled` / `set_recording`), as are all the statements: store/privacy_rows.py.
 - `verify_adapter`: a truncated or garbled safetensors file gives a one-line error, not a
@@ -13,9 +11,7 @@
 from __future__ import annotations
 
 import json
-import os
 import struct
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from learnagent.core.errors import LearnagentError
@@ -35,68 +31,6 @@ def select_episodes(store, *, repo_id: str | None, ids: list[str] = (), since: f
     if since is not None or everything:
         chosen += store.episode_ids(repo_id=repo_id, since=None if everything else since)
     return store.episodes_by_id(chosen)
-
-
-# ---- forgetting ------------------------------------------------------------------------------------
-
-@dataclass
-class ForgetResult:
-    episodes: list[str] = field(default_factory=list)
-    tainted_adapters: list[tuple[str, str]] = field(default_factory=list)  # (repo_id, version)
-    removed_worktrees: list[str] = field(default_factory=list)
-    removed_branches: list[str] = field(default_factory=list)
-    kept_branches: list[str] = field(default_factory=list)  # outcome 'kept': the user's to delete
-
-
-def forget(store, episodes: list[Episode], *, remove_git: bool = True) -> ForgetResult:
-    """Delete `episodes` (from `select_episodes`) for good; see the module docstring."""
-    result = ForgetResult()
-    if not episodes:
-        return result
-    ids = [ep.id for ep in episodes]
-    commits = store.imported_commits_of(ids)
-    with store.transaction():
-        for ep in episodes:
-            store.record_forgotten(ep.repo_id, ep.id, commits.get(ep.id))
-        # The registry owns adapter state: it taints descendants too and moves the promoted
-        # pointer off a tainted adapter, so `do` stops loading it now, not after the next sleep.
-        from learnagent.learning.registry import Registry
-
-        by_repo: dict[str, list[str]] = {}
-        for ep in episodes:
-            by_repo.setdefault(ep.repo_path, []).append(ep.id)
-        for repo_path, repo_ids in by_repo.items():
-            registry = Registry(store, Path(repo_path))
-            result.tainted_adapters += [(registry.repo_id, v) for v in registry.mark_tainted(repo_ids)]
-        store.delete_episodes(ids)
-    store.erase_freed_pages()
-    result.episodes = ids
-    if remove_git:
-        _remove_git_traces(episodes, result)
-    return result
-
-
-def _remove_git_traces(episodes: list[Episode], result: ForgetResult) -> None:
-    from learnagent.agent.worktree import git, remove_worktree  # git plumbing lives with the agent
-
-    for ep in episodes:
-        root = Path(ep.repo_path)
-        if not (root / ".git").exists():
-            continue
-        if ep.worktree and os.path.lexists(ep.worktree):
-            remove_worktree(root, Path(ep.worktree), None, delete_branch=False)
-            result.removed_worktrees.append(ep.worktree)
-        branch = ep.branch
-        if not branch or not git(root, "branch", "--list", branch, check=False).strip():
-            continue
-        if ep.outcome == "kept":
-            result.kept_branches.append(branch)
-        else:
-            git(root, "branch", "-D", branch, check=False)
-            result.removed_branches.append(branch)
-    for root in {Path(ep.repo_path) for ep in episodes}:
-        if (root / ".git").exists():
-            git(root, "worktree", "prune", check=False)
 
 
 # ---- adapter files -------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from pathlib import Path
 import psutil
 
 from learnagent.core import home
+from learnagent.core.repository import Repository
 
 
 def make_worktree(repo: Path, name: str = "ep1") -> Path:
@@ -17,7 +18,7 @@ def make_worktree(repo: Path, name: str = "ep1") -> Path:
     learnagent/<name> in the user's repository), under data_home()/worktrees/<key>/."""
     from learnagent.agent.worktree import create_worktree
 
-    path, _ = create_worktree(repo, name, "HEAD")
+    path, _ = create_worktree(Repository.at(repo), name, "HEAD")
     return path
 
 

@@ -29,8 +29,9 @@ from pathlib import Path
 
 from cli_helpers import run_cli, write_script
 from conftest import git
-from learnagent.core import gc as gcmod
 from learnagent.core import home
+from learnagent.core.repository import Repository
+from learnagent.services import gc as gcmod
 from learnagent.store.episodes import Store
 from learnagent.store.sleep_steps import SleepSteps
 
@@ -106,7 +107,7 @@ def test_sigkill_do_at_random_points_loses_nothing(git_repo, tmp_path):
             outcomes["finished"] += 1
         assert _snapshot(git_repo) == before, f"trial {trial}: the user's tree or index changed"
         with Store() as store:  # gc: dead runs interrupted, their worktrees and branches gone
-            gcmod.collect(store, git_repo, now=time.time() + gcmod.UNKNOWN_GRACE_S + 5)
+            gcmod.collect(store, Repository.at(git_repo), now=time.time() + gcmod.UNKNOWN_GRACE_S + 5)
             running = store.conn.execute("SELECT COUNT(*) FROM episodes WHERE status = 'running'").fetchone()[0]
             assert running == 0, f"trial {trial}"
     print(f"\n{TRIALS} SIGKILL trials: {outcomes}")

@@ -18,6 +18,7 @@ import pytest
 from conftest import git
 from learnagent.agent import worktree as wt
 from learnagent.core import home
+from learnagent.core.repository import Repository
 from repo_guard import assert_intact, capture
 
 
@@ -68,7 +69,7 @@ def _commit(repo: Path, path: Path, branch: str, **kw) -> str | None:
 
 def test_checkout_is_byte_exact_own_repository_without_hidden_files(repo):
     base = _head(repo)
-    path, branch = wt.create_worktree(repo, "ep1", base)
+    path, branch = wt.create_worktree(Repository.at(repo), "ep1", base)
     assert path.parent == home.worktrees_dir(repo) and branch == "learnagent/ep1"
     assert git(repo, "rev-parse", "refs/heads/learnagent/ep1").strip() == base  # the episode branch, at the base
     assert git(repo, "worktree", "list", "--porcelain").count("worktree ") == 1  # not a linked worktree
@@ -88,7 +89,7 @@ def test_checkout_is_byte_exact_own_repository_without_hidden_files(repo):
 
 
 def test_unchanged_folder_records_nothing(repo):
-    path, branch = wt.create_worktree(repo, "ep1", _head(repo))
+    path, branch = wt.create_worktree(Repository.at(repo), "ep1", _head(repo))
     assert _commit(repo, path, branch) is None
     assert git(repo, "rev-parse", f"refs/heads/{branch}").strip() == _head(repo)
 
@@ -97,7 +98,7 @@ def test_unchanged_folder_records_nothing(repo):
 
 def test_result_holds_what_git_add_all_would(repo):
     base = _head(repo)
-    path, branch = wt.create_worktree(repo, "ep1", base)
+    path, branch = wt.create_worktree(Repository.at(repo), "ep1", base)
     (path / "calc.py").write_text("def add(a, b):\n    return b + a\n")                # modified
     (path / "test_calc.py").unlink()                                                # deleted
     (path / "pkg").mkdir()
@@ -134,7 +135,7 @@ def test_result_holds_what_git_add_all_would(repo):
 
 
 def test_non_utf8_names_and_binary_content(repo):
-    path, branch = wt.create_worktree(repo, "ep1", _head(repo))
+    path, branch = wt.create_worktree(Repository.at(repo), "ep1", _head(repo))
     name = os.fsdecode(b"caf\xe9.bin")
     (path / name).write_bytes(bytes(range(256)))
     tip = _commit(repo, path, branch)
@@ -157,7 +158,7 @@ def test_non_utf8_names_and_binary_content(repo):
 ])
 def test_unsafe_results_are_refused_and_nothing_moves(repo, attack, message, monkeypatch):
     base = _head(repo)
-    path, branch = wt.create_worktree(repo, "ep1", base)
+    path, branch = wt.create_worktree(Repository.at(repo), "ep1", base)
     before = capture(repo)
     if attack == "nested":
         git(path / "config", "init", "-q", ".")
@@ -197,7 +198,7 @@ def test_an_unreadable_folder_is_refused_not_skipped(repo, monkeypatch):
     simulated) would hide its files from the walk: refused, not recorded as deleted."""
     from learnagent.agent import snapshot
 
-    path, branch = wt.create_worktree(repo, "ep1", _head(repo))
+    path, branch = wt.create_worktree(Repository.at(repo), "ep1", _head(repo))
     real_scandir = os.scandir
 
     def denied(folder):
@@ -211,7 +212,7 @@ def test_an_unreadable_folder_is_refused_not_skipped(repo, monkeypatch):
 
 def test_branch_moves_only_from_where_learnagent_put_it(repo):
     base = _head(repo)
-    path, branch = wt.create_worktree(repo, "ep1", base)
+    path, branch = wt.create_worktree(Repository.at(repo), "ep1", base)
     (path / "calc.py").write_text("changed\n")
     git(repo, "commit", "-q", "--allow-empty", "-m", "user work")
     git(repo, "branch", "-f", branch, "HEAD")  # something else moved the episode branch
@@ -224,7 +225,7 @@ def test_branch_moves_only_from_where_learnagent_put_it(repo):
 def test_agent_git_config_never_runs(repo, tmp_path):
     """The agent's own repository may name any program; reading its result runs none of them."""
     marker = tmp_path / "ran"
-    path, branch = wt.create_worktree(repo, "ep1", _head(repo))
+    path, branch = wt.create_worktree(Repository.at(repo), "ep1", _head(repo))
     payload = f"touch {marker}"
     for key in ("core.fsmonitor", "core.hooksPath", "diff.external", "filter.evil.clean", "filter.evil.smudge",
                 "filter.evil.process", "diff.evil.textconv", "diff.evil.command", "core.pager", "core.editor"):
@@ -252,7 +253,7 @@ def test_removing_the_folder_follows_no_symlink_and_beats_chmod(repo, tmp_path):
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "precious.txt").write_text("keep me\n")
-    path, branch = wt.create_worktree(repo, "ep1", _head(repo))
+    path, branch = wt.create_worktree(Repository.at(repo), "ep1", _head(repo))
     (path / "link").symlink_to(outside)
     (path / "locked" / "deep").mkdir(parents=True)
     (path / "locked" / "deep" / "f").write_text("x")
@@ -271,7 +272,7 @@ def test_removing_the_folder_follows_no_symlink_and_beats_chmod(repo, tmp_path):
 
 def _episode_with(repo: Path, edit) -> tuple[str, str]:
     base = _head(repo)
-    path, branch = wt.create_worktree(repo, "ep1", base)
+    path, branch = wt.create_worktree(Repository.at(repo), "ep1", base)
     edit(path)
     return base, _commit(repo, path, branch)
 
@@ -319,7 +320,7 @@ def test_accept_writes_symlinks_as_links_and_modes_and_says_when_git_ignores(rep
 
 def _episode_with_new_id(repo: Path, eid: str, edit) -> tuple[str, str]:
     base = _head(repo)
-    path, branch = wt.create_worktree(repo, eid, base)
+    path, branch = wt.create_worktree(Repository.at(repo), eid, base)
     edit(path)
     return base, wt.commit_all(repo, path, base=base, branch=branch, message="m")
 
@@ -347,9 +348,9 @@ def test_accept_refuses_hidden_paths_and_submodules_of_old_branches(repo):
 def test_repo_map_cache_is_shared_between_episode_folders(repo, tmp_path):
     from learnagent.agent.repomap import RepoMap
 
-    first, _ = wt.create_worktree(repo, "ep1", _head(repo))
-    RepoMap(first, shared_with=repo, cache_dir=tmp_path / "cache").tags()
-    second, _ = wt.create_worktree(repo, "ep2", _head(repo))
-    rmap = RepoMap(second, shared_with=repo, cache_dir=tmp_path / "cache")
+    first, _ = wt.create_worktree(Repository.at(repo), "ep1", _head(repo))
+    RepoMap(first, shared_with=Repository.at(repo), cache_dir=tmp_path / "cache").tags()
+    second, _ = wt.create_worktree(Repository.at(repo), "ep2", _head(repo))
+    rmap = RepoMap(second, shared_with=Repository.at(repo), cache_dir=tmp_path / "cache")
     rmap.tags()
     assert rmap.stats.parsed == 0 and rmap.stats.cache_hits == rmap.stats.files > 0

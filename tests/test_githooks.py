@@ -35,7 +35,46 @@ def test_install_is_idempotent_and_status_reports(git_repo):
     assert all(os.access(folder / n, os.X_OK) for n in HOOK_NAMES)
     assert all(s["installed"] and not s["chained"] for s in hooks_status(git_repo))
     text = (folder / "post-commit").read_text()
-    assert sys.executable in text and "-m learnagent.core.githooks post-commit" in text
+    assert sys.executable in text and "-m learnagent.services.settle_outcomes post-commit" in text
+
+
+# What `learnagent hooks install` wrote before the hook entry moved to services/ (core/githooks.py at
+# 40adc3d, hook_script("post-commit")): users' repositories keep this file until they reinstall.
+OLD_POST_COMMIT = """#!/bin/sh
+# learnagent-hook v1: records what became of learnagent's proposed edits.
+# Installed by `learnagent hooks install`; `learnagent hooks uninstall` removes it and puts the
+# previous hook back (it is kept next to this one as post-commit.learnagent-prev and runs first).
+prev="$(dirname "$0")/post-commit.learnagent-prev"
+status=0
+if [ -x "$prev" ]; then "$prev" "$@"; status=$?; fi
+if [ -z "$LEARNAGENT_HOOKS_DISABLE" ]; then
+  if [ -x PYTHON ]; then
+    PYTHON -m learnagent.core.githooks post-commit "$@" < /dev/null 2>/dev/null || true
+  elif command -v learnagent >/dev/null 2>&1; then
+    learnagent hook post-commit "$@" < /dev/null 2>/dev/null || true
+  fi
+fi
+exit $status
+"""
+
+
+def test_a_hook_installed_by_an_earlier_version_still_settles_outcomes(git_repo, learnagent_home):
+    folder = git_repo / ".git" / "hooks"
+    folder.mkdir(exist_ok=True)
+    (folder / "post-commit").write_text(OLD_POST_COMMIT.replace("PYTHON", sys.executable))
+    os.chmod(folder / "post-commit", 0o755)
+    with Store() as store:
+        eid, _ = propose(store, git_repo, SUB)
+        git(git_repo, "commit", "-qam", "add sub")
+        assert episode(store, eid)["outcome"] == "accepted"
+    assert not (learnagent_home / "hooks.log").exists()
+    # the old entry point hands over to the new one (its usage line), exit 0
+    proc = subprocess.run([sys.executable, "-m", "learnagent.core.githooks"], cwd=git_repo,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.startswith("usage: python -m learnagent.services.settle_outcomes")
+    # and reinstalling replaces it with the current entry, keeping it ours (not chained as a user hook)
+    assert install_hooks(git_repo)[0] == "post-commit: updated"
+    assert "-m learnagent.services.settle_outcomes post-commit" in (folder / "post-commit").read_text()
 
 
 def test_existing_hook_still_runs_keeps_its_exit_code_and_is_restored_exactly(git_repo, learnagent_home):
@@ -149,7 +188,7 @@ def test_hook_imports_no_heavy_libraries(git_repo, learnagent_home):
         propose(store, git_repo, SUB)
     git(git_repo, "add", "-A")
     git(git_repo, "commit", "-qm", "work", env={"LEARNAGENT_HOOKS_DISABLE": "1"})
-    code = ("import sys; from learnagent.core import githooks; githooks.main(['post-commit']);"
+    code = ("import sys; from learnagent.services import settle_outcomes; settle_outcomes.main(['post-commit']);"
             "print(sorted(m for m in ('torch', 'transformers', 'peft', 'typer', 'rich') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=git_repo, capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"

@@ -60,3 +60,8 @@ def test_a_worktree_also_obeys_the_main_trees_uncommitted_ignore_file(git_repo, 
     rules = IgnoreRules.for_repo(wt)
     assert rules.is_ignored("private/notes.txt")
     assert not rules.is_ignored("calc.py")
+    # the same from the Repository value `do` passes down (its main tree, not looked up again)
+    from learnagent.core.repository import Repository
+
+    given = IgnoreRules.for_repository(Repository.at(wt))
+    assert given.root == rules.root and given.user_patterns == rules.user_patterns == ["private/"]

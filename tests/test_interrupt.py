@@ -23,6 +23,7 @@ import pytest
 from cli_helpers import run_cli, write_script
 from conftest import git
 from learnagent.core import home
+from learnagent.core.repository import Repository
 
 EDIT = ("<edit path=\"calc.py\">\n<<<<<<< SEARCH\ndef add(a, b):\n    return a + b\n=======\n"
         "def add(a, b):\n    return b + a\n>>>>>>> REPLACE\n</edit>")
@@ -201,7 +202,7 @@ def test_gc_finds_a_run_killed_at_the_prompt(git_repo, tmp_path):
 
 def test_a_reused_pid_does_not_keep_an_orphan_alive(git_repo):
     """The recorded pid now belongs to another process (here: this test's own): its start time differs."""
-    from learnagent.core.gc import run_is_live
+    from learnagent.services.gc import run_is_live
     from learnagent.core.processes import process_start
 
     mine = process_start(os.getpid())
@@ -226,7 +227,7 @@ def _orphans(repo: Path, n: int) -> list[str]:
     with Store() as store:
         rid = store.ensure_repo(repo)
         for i, eid in enumerate(ids):
-            path, branch = create_worktree(repo, eid, head)
+            path, branch = create_worktree(Repository.at(repo), eid, head)
             store.create_episode(rid, "t", base_commit=head, branch=branch, worktree=str(path), episode_id=eid,
                                  meta={"pid": dead.pid, "host": socket.gethostname()})
             if i % 2:

@@ -147,15 +147,16 @@ def test_served_adapters_follow_promotion_and_rollback_without_a_restart(server,
     """`[model] served_adapters`: every request names the repository's promoted adapter as the
     server knows it (runtime.export.served_name); `sleep`'s promotion and `adapters rollback` are
     seen by the next request of the same model object."""
-    from learnagent.agent.models import load_model
     from learnagent.core.config import ModelConfig
-    from learnagent.core.home import repo_key
+    from learnagent.core.repository import Repository
     from learnagent.learning.registry import Registry
+    from learnagent.services.run_task import open_model
     from learnagent.store.episodes import Store
 
     monkeypatch.setenv("LEARNAGENT_API_BASE", server)
-    model = load_model(ModelConfig(name="litellm:openai/smollm2", served_adapters=True), git_repo)
-    key = repo_key(git_repo)
+    repo = Repository.at(git_repo)
+    model = open_model(ModelConfig(name="litellm:openai/smollm2", served_adapters=True), repo)
+    key = repo.key
 
     def sent():
         model.complete(MESSAGES, max_tokens=8)
@@ -176,6 +177,6 @@ def test_served_adapters_follow_promotion_and_rollback_without_a_restart(server,
     assert _Handler.requests[-1]["body"]["model"] == f"learnagent-{key}-v0001"
     assert out.extra["adapter"] == "v0001" and model.adapter_version == "v0001"
     # without the setting, the configured name is sent whatever is promoted
-    plain = load_model(ModelConfig(name="litellm:openai/smollm2"), git_repo)
+    plain = open_model(ModelConfig(name="litellm:openai/smollm2"), repo)
     plain.complete(MESSAGES, max_tokens=8)
     assert _Handler.requests[-1]["body"]["model"] == "smollm2"

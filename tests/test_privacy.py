@@ -1,4 +1,4 @@
-"""Privacy controls: forget, recording on/off, gc, adapter file checks (learnagent.store.privacy, core.gc)."""
+"""Privacy controls: forget, recording on/off, gc, adapter file checks (store.privacy, services.forget, services.gc)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,12 @@ import pytest
 
 from cli_helpers import run_cli, write_script
 from conftest import git
-from learnagent.core import gc as gcmod
 from learnagent.core import home
 from learnagent.core.dates import parse_since
 from learnagent.core.errors import LearnagentError, UsageError
+from learnagent.core.repository import Repository
+from learnagent.services import gc as gcmod
+from learnagent.services.forget import forget
 from learnagent.store import privacy
 from learnagent.store.episodes import Store
 
@@ -43,7 +45,7 @@ def test_forget_deletes_everything_and_scrubs_the_file(git_repo, store_db):
     _, kept = _episode(store, git_repo, "keep this one")
     chosen = privacy.select_episodes(store, repo_id=None, ids=[gone])
     assert [e.id for e in chosen] == [gone]
-    result = privacy.forget(store, chosen)
+    result = forget(store, chosen)
     assert result.episodes == [gone]
     for table in ("messages", "tool_calls", "test_runs"):
         assert _count(store, table, gone) == 0 and _count(store, table, kept) == 1
@@ -69,7 +71,7 @@ def test_forget_taints_adapters_trained_on_the_episode(git_repo):
                            " VALUES (?,?,?,?,?,?)", (rid, version, f"/x/{version}", "opsd", "tiny", time.time()))
         for e in episodes:
             store.conn.execute("INSERT INTO adapter_episodes VALUES (?,?,?)", (rid, version, e))
-    result = privacy.forget(store, privacy.select_episodes(store, repo_id=None, ids=[eid]))
+    result = forget(store, privacy.select_episodes(store, repo_id=None, ids=[eid]))
     assert result.tainted_adapters == [(rid, "v0001")]
     assert store.tainted_adapter_versions(rid) == ["v0001"]
     left = store.conn.execute("SELECT version, episode_id FROM adapter_episodes ORDER BY version").fetchall()
@@ -95,7 +97,7 @@ def test_forget_moves_the_promoted_pointer_off_a_tainted_adapter(git_repo):
             store.conn.execute("INSERT INTO adapter_episodes VALUES (?,?,?)", (rid, version, e))
     write_json_atomic(reg.root / POINTER, {"version": "v0002", "history": ["v0001"], "promoted_at": 0})
     assert promoted_adapter(git_repo)[0] == "v0002"
-    result = privacy.forget(store, privacy.select_episodes(store, repo_id=None, ids=[eid]))
+    result = forget(store, privacy.select_episodes(store, repo_id=None, ids=[eid]))
     assert result.tainted_adapters == [(rid, "v0002")]
     assert promoted_adapter(git_repo)[0] == "v0001"
 
@@ -105,7 +107,7 @@ def test_forget_history_episode_blocks_reimport_of_its_commit(git_repo):
     rid, eid = _episode(store, git_repo, "imported", source="history")
     sha = git(git_repo, "rev-parse", "HEAD").strip()
     store.conn.execute("INSERT INTO imported_commits(repo_id, sha, episode_id) VALUES (?,?,?)", (rid, sha, eid))
-    privacy.forget(store, privacy.select_episodes(store, repo_id=rid, ids=[eid]))
+    forget(store, privacy.select_episodes(store, repo_id=rid, ids=[eid]))
     assert store.is_forgotten_commit(rid, sha)
     assert not store.is_forgotten_commit(rid, "0" * 40)
     assert store.conn.execute("SELECT COUNT(*) FROM imported_commits").fetchone()[0] == 0
@@ -135,7 +137,7 @@ def test_forget_cli_asks_and_removes_git_traces(git_repo, tmp_path):
     head = git(git_repo, "rev-parse", "HEAD").strip()
     rid = store.ensure_repo(git_repo)
     eid = "250101000000abcdef"
-    path, branch = wt.create_worktree(git_repo, eid, head)
+    path, branch = wt.create_worktree(Repository.at(git_repo), eid, head)
     store.create_episode(rid, "secret-ish task", branch=branch, worktree=str(path), episode_id=eid)
     store.close()
     out = run_cli("forget", eid[:12], cwd=git_repo)  # no terminal and no --yes: refuses
@@ -193,20 +195,20 @@ def test_gc_removes_dead_and_decided_keeps_live_pending_and_kept(git_repo):
     }
     paths = {}
     for eid, (status, outcome, pid) in cases.items():
-        path, branch = wt.create_worktree(git_repo, eid, head)
+        path, branch = wt.create_worktree(Repository.at(git_repo), eid, head)
         paths[eid] = path
         store.create_episode(rid, "t", branch=branch, worktree=str(path), episode_id=eid,
                              meta={"pid": pid, "host": __import__("socket").gethostname()} if pid else {})
         if status != "running":
             store.finish_episode(eid, status)
         store.conn.execute("UPDATE episodes SET outcome = ? WHERE id = ?", (outcome, eid))
-    planned = gcmod.collect(store, git_repo, dry_run=True)
+    planned = gcmod.collect(store, Repository.at(git_repo), dry_run=True)
     assert {(i.episode_id[-6:], i.what) for i in planned} == {
         ("aaaaaa", "episode"), ("aaaaaa", "worktree"), ("aaaaaa", "branch"),
         ("cccccc", "worktree"), ("cccccc", "branch"),
         ("ffffff", "episode"), ("ffffff", "worktree"), ("ffffff", "branch")}
     assert all(p.exists() for p in paths.values())  # dry run changed nothing
-    done = gcmod.collect(store, git_repo)
+    done = gcmod.collect(store, Repository.at(git_repo))
     assert all(i.done for i in done)
     branches = git(git_repo, "branch", "--list")
     for eid, path in paths.items():
@@ -216,7 +218,7 @@ def test_gc_removes_dead_and_decided_keeps_live_pending_and_kept(git_repo):
     status = dict(store.conn.execute("SELECT id, status FROM episodes").fetchall())
     assert status["250101000001aaaaaa"] == "interrupted" and status["250101000002bbbbbb"] == "running"
     assert status["250101000006ffffff"] == "interrupted" and status["250101000005eeeeee"] == "finished"
-    assert gcmod.collect(store, git_repo) == []  # nothing left to do
+    assert gcmod.collect(store, Repository.at(git_repo)) == []  # nothing left to do
     # episode folders are standalone checkouts: git knows no linked worktree of them
     assert git(git_repo, "worktree", "list", "--porcelain").count("worktree ") == 1
 
@@ -226,17 +228,17 @@ def test_gc_unknown_worktrees_wait_for_a_grace_period(git_repo):
 
     store = Store()
     head = git(git_repo, "rev-parse", "HEAD").strip()
-    path, branch = wt.create_worktree(git_repo, "250101000009ffffff", head)
-    assert gcmod.collect(store, git_repo) == []  # young: maybe a `do` that is just starting
-    items = gcmod.collect(store, git_repo, now=time.time() + gcmod.UNKNOWN_GRACE_S + 5)
+    path, branch = wt.create_worktree(Repository.at(git_repo), "250101000009ffffff", head)
+    assert gcmod.collect(store, Repository.at(git_repo)) == []  # young: maybe a `do` that is just starting
+    items = gcmod.collect(store, Repository.at(git_repo), now=time.time() + gcmod.UNKNOWN_GRACE_S + 5)
     assert [(i.what, i.reason) for i in items] == [("worktree", "not in the store"),
                                                    ("branch", "not in the store, no commits")]
     assert not path.exists() and branch not in git(git_repo, "branch", "--list")
     # an unrecorded run (logs off) that committed work: its branch may be the user's, so it stays
-    path, branch = wt.create_worktree(git_repo, "250101000010gggggg", head)
+    path, branch = wt.create_worktree(Repository.at(git_repo), "250101000010gggggg", head)
     (path / "new.txt").write_text("work\n")
     wt.commit_all(git_repo, path, base=head, branch=branch, message="agent work")
-    items = gcmod.collect(store, git_repo, now=time.time() + gcmod.UNKNOWN_GRACE_S + 5)
+    items = gcmod.collect(store, Repository.at(git_repo), now=time.time() + gcmod.UNKNOWN_GRACE_S + 5)
     assert [i.what for i in items] == ["worktree"] and branch in git(git_repo, "branch", "--list")
 
 

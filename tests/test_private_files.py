@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 
 from cli_helpers import run_cli
-from learnagent.core import gc as gcmod
 from learnagent.core import home
+from learnagent.core.repository import Repository
 from learnagent.sandbox import tmpdirs
+from learnagent.services import gc as gcmod
 from learnagent.store.episodes import Store
 
 
@@ -152,15 +153,15 @@ def test_gc_removes_the_tmp_of_a_killed_sandbox_and_nothing_else(git_repo, priva
     folder = Path(proc.stdout.readline().strip())
     assert folder.parent == private_system_tmp and folder.name.startswith(f"{tmpdirs.PREFIX}{proc.pid}.")
     with Store() as store:
-        assert [i.what for i in gcmod.collect(store, git_repo, dry_run=True)] == []  # alive: not an orphan
+        assert [i.what for i in gcmod.collect(store, Repository.at(git_repo), dry_run=True)] == []  # alive: not an orphan
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         assert folder.exists()  # SIGKILL skipped the Sandbox's cleanup
-        planned = gcmod.collect(store, git_repo, dry_run=True)
+        planned = gcmod.collect(store, Repository.at(git_repo), dry_run=True)
         assert [(i.what, i.target, i.reason) for i in planned] == [
             ("sandbox tmp", str(folder), f"its process {proc.pid} is gone")]
         assert folder.exists()
-        done = gcmod.collect(store, git_repo)
+        done = gcmod.collect(store, Repository.at(git_repo))
     assert [i.done for i in done] == [True]
     assert not folder.exists()
 

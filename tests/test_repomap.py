@@ -9,6 +9,7 @@ import pytest
 from learnagent.agent.repomap import RepoMap, mentions_from_text
 from learnagent.agent.repomap_tags import list_source_files
 from learnagent.core.errors import NotAGitRepo
+from learnagent.core.repository import Repository
 
 
 def make_repo(root: Path, files: dict[str, str | bytes]) -> Path:
@@ -281,19 +282,19 @@ def test_worktrees_share_a_content_keyed_cache(tmp_path):
                GIT_COMMITTER_EMAIL="t@t")
     subprocess.run(["git", "commit", "-qm", "init"], cwd=repo, check=True, env=env)
     cache = tmp_path / "cache"
-    main = RepoMap(repo, cache_dir=cache, shared_with=repo)
+    main = RepoMap(repo, cache_dir=cache, shared_with=Repository.at(repo))
     expected = main.render(500)
     assert main.stats.parsed == 9
     for name in ("wt1", "wt2"):
         wt = tmp_path / name
         subprocess.run(["git", "worktree", "add", "-q", "-b", name, str(wt)], cwd=repo, check=True)
-        rmap = RepoMap(wt, cache_dir=cache, shared_with=repo)
+        rmap = RepoMap(wt, cache_dir=cache, shared_with=Repository.at(repo))
         assert rmap.render(500) == expected
         assert (rmap.stats.parsed, rmap.stats.cache_hits) == (0, 9)
     # an edit in a worktree (same size, same mtime second) is caught by its content, not its stamp
     money = tmp_path / "wt2" / "money.py"
     money.write_text(money.read_text().replace("round_cents", "round_pence"))
-    rmap = RepoMap(tmp_path / "wt2", cache_dir=cache, shared_with=repo)
+    rmap = RepoMap(tmp_path / "wt2", cache_dir=cache, shared_with=Repository.at(repo))
     rmap.tags()
     assert (rmap.stats.parsed, rmap.stats.cache_hits) == (1, 8)
     assert "round_pence" in {d.name for d in rmap.tags()["money.py"].definitions}

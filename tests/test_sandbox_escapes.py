@@ -17,6 +17,7 @@ import pytest
 
 from learnagent.agent.worktree import user_repository_paths
 from learnagent.core import home
+from learnagent.core.repository import Repository
 from learnagent.sandbox import PathOutsideWorktree, Sandbox, bwrap_available, resolve_in_worktree
 from learnagent.sandbox import limits
 from sandbox_helpers import assert_nothing_left, make_worktree, token
@@ -112,7 +113,7 @@ def test_git_works_but_hooks_and_config_are_read_only(var_repo):
     worktree = make_worktree(git_repo)
     common = git_repo / ".git"
     before = {p: p.read_bytes() for p in common.rglob("*") if p.is_file()}
-    sb = Sandbox(worktree, mode="require", hide=user_repository_paths(git_repo))
+    sb = Sandbox(worktree, mode="require", hide=user_repository_paths(Repository.at(git_repo)))
     res = sb.run("echo '# changed' >> calc.py && git add -A && git status --short && git diff --cached --stat "
                  "&& git commit -qm mine && git log --oneline | wc -l")
     assert res.exit_code == 0, res.output

@@ -93,7 +93,8 @@ def served_names(info) -> list[str]:
 
 
 def test_served_replies_equal_in_process_promotion_and_rollback_hot_swap_unknown_names_404(repo, gguf_dir, server):
-    from learnagent.agent.models import load_model
+    from learnagent.core.repository import find_repository
+    from learnagent.services.run_task import open_model
     from learnagent.core.config import load_config
     from learnagent.core.home import repo_key
     from learnagent.learning.registry import Registry
@@ -101,7 +102,7 @@ def test_served_replies_equal_in_process_promotion_and_rollback_hot_swap_unknown
     from learnagent.store.episodes import Store
 
     cfg = load_config(repo).model
-    model = load_model(cfg, repo)  # the running server is picked by engine = auto
+    model = open_model(cfg, find_repository(repo))  # the running server is picked by engine = auto
     assert model.engine == "serve:llama.cpp" and model.api_base == server.url and model.adapter_version is None
     base_text = model.complete(CHAT, max_tokens=24).text
     assert base_text == in_process(gguf_dir)
@@ -175,7 +176,8 @@ def test_do_through_the_server_uses_the_adapter_as_in_process(repo, gguf_dir, pr
     it is up sends its model call there with that adapter, and writes exactly what `do` with the
     in-process llama.cpp engine writes. One server, many repositories: another repository's adapter,
     promoted before the server started, is loaded when that repository's model is made."""
-    from learnagent.agent.models import load_model
+    from learnagent.core.repository import find_repository
+    from learnagent.services.run_task import open_model
     from learnagent.core.config import load_config
     from learnagent.core.home import repo_key
     from learnagent.learning.registry import promoted_adapter
@@ -183,7 +185,7 @@ def test_do_through_the_server_uses_the_adapter_as_in_process(repo, gguf_dir, pr
     version = promoted
     assert served_names(server) == [f"learnagent-{repo_key(repo)}-{version}"]
     other_version, other_folder = promoted_adapter(other_repo)
-    other = load_model(load_config(repo).model, other_repo)
+    other = open_model(load_config(repo).model, find_repository(other_repo))
     assert f"learnagent-{repo_key(other_repo)}-{other_version}" in served_names(server)
     out = other.complete(CHAT, max_tokens=24)
     assert out.extra["adapter"] == other_version and out.text == in_process(gguf_dir, other_folder)

@@ -14,6 +14,7 @@ import pytest
 from cli_helpers import run_cli, write_script
 from conftest import git
 from learnagent.core.errors import UsageError
+from learnagent.core.repository import Repository
 from learnagent.core.testenv import resolve_test_env, uses_python, worktree_pythonpath
 from learnagent.sandbox.policy import project_env as sandbox_env
 from learnagent.sandbox.runner import bwrap_available
@@ -172,12 +173,12 @@ def test_the_projects_venv_shows_in_the_hidden_repository_but_nothing_else_of_it
     (git_repo / ".env").write_text("SECRET=hunter2\n")
     worktree = make_worktree(git_repo)
     probe = f"{venv}/bin/python -c 'print(42)'; ls -A {git_repo}; cat {git_repo}/.env; touch {venv}/planted"
-    with Sandbox(worktree, mode="require", hide=user_repository_paths(git_repo), interpreters=[venv]) as sb:
+    with Sandbox(worktree, mode="require", hide=user_repository_paths(Repository.at(git_repo)), interpreters=[venv]) as sb:
         res = sb.run(probe)
     lines = res.output.splitlines()
     assert lines[:2] == ["42", ".venv"], res.output  # the venv runs; the repository shows only it
     assert "hunter2" not in res.output and "Read-only file system" in res.output
     assert not (venv / "planted").exists()
-    with Sandbox(worktree, mode="require", hide=user_repository_paths(git_repo), interpreters=[git_repo]) as sb:
+    with Sandbox(worktree, mode="require", hide=user_repository_paths(Repository.at(git_repo)), interpreters=[git_repo]) as sb:
         res = sb.run(f"ls -A {git_repo}; cat {git_repo}/.env")
     assert "hunter2" not in res.output and ".git" not in res.output, res.output

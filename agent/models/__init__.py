@@ -4,14 +4,21 @@ test model), with the repository's promoted adapter and the action format as its
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 from learnagent.core.config import ModelConfig
 from learnagent.runtime.model import Completion, Message, Model
 
 
-def load_model(cfg: ModelConfig, repo_root: Path | None = None, *, adapter: str | None = "auto",
-               on_info=None) -> Model:
-    """Build the model a config names. `adapter="auto"` loads the repo's promoted adapter, if any."""
+PromotedAdapter = Callable[[], "tuple[str, Path] | None"]
+
+
+def load_model(cfg: ModelConfig, *, promoted: PromotedAdapter | None = None, repo_key: str | None = None,
+               adapter: str | None = "auto", on_info=None) -> Model:
+    """Build the model a config names. `promoted`: the repository's promoted adapter as (version,
+    folder) or None, asked by the caller's layer (services: the registry's pointer file); with
+    `adapter="auto"` it is loaded (a local engine) or named per request (`served_adapters`, keyed by
+    `repo_key`). `adapter` as a path loads that folder; None loads none."""
     from learnagent.agent.actions import reply_format
     from learnagent.core.modelhub import resolve_model
 
@@ -20,22 +27,21 @@ def load_model(cfg: ModelConfig, repo_root: Path | None = None, *, adapter: str 
         from learnagent.agent.models.scripted import ScriptedModel
 
         return ScriptedModel.from_file(target)
+    auto = adapter == "auto" and cfg.use_adapter and promoted is not None
     if backend == "litellm":
         from learnagent.runtime.engine_litellm import LiteLLMModel
 
-        by_name = None
-        if cfg.served_adapters and cfg.use_adapter and adapter == "auto" and repo_root is not None:
-            by_name = adapter_by_name(target, repo_root)
+        by_name = adapter_by_name(target, promoted, repo_key) if auto and cfg.served_adapters else None
         return LiteLLMModel(target, temperature=cfg.temperature, reply_format=reply_format(),
                             model_for_request=by_name)
     from learnagent.runtime.engines import open_local, running_server
 
     server = running_server(target, cfg.engine) if adapter in ("auto", None) else None
     if server is not None:  # a `learnagent serve` holds this base and the adapters by name
-        return served_model(server, cfg, repo_root, adapter=adapter, on_info=on_info)
+        return served_model(server, cfg, promoted=promoted, repo_key=repo_key, adapter=adapter, on_info=on_info)
     adapter_path, adapter_version = None, None
-    if adapter == "auto" and cfg.use_adapter and repo_root is not None:
-        found = promoted_adapter(repo_root)
+    if auto:
+        found = promoted()
         if found:
             adapter_version, adapter_path = found
     elif adapter not in (None, "auto"):
@@ -47,7 +53,8 @@ def load_model(cfg: ModelConfig, repo_root: Path | None = None, *, adapter: str 
                       constrain=cfg.grammar)
 
 
-def served_model(server, cfg: ModelConfig, repo_root: Path | None, *, adapter: str | None, on_info=None) -> Model:
+def served_model(server, cfg: ModelConfig, *, promoted: PromotedAdapter | None, repo_key: str | None,
+                 adapter: str | None, on_info=None) -> Model:
     """The model through a running `learnagent serve` (`runtime.serving.ServerInfo`): the base by
     its name, and with the adapter on, the repository's promoted adapter by name at each request.
     It is the same local model as in-process (name, so prompts and examples; the base's tokenizer,
@@ -60,11 +67,11 @@ def served_model(server, cfg: ModelConfig, repo_root: Path | None, *, adapter: s
 
     target = f"openai/{server.base_name}"
     by_name = None
-    if adapter == "auto" and cfg.use_adapter and repo_root is not None:
-        found = promoted_adapter(repo_root)
+    if adapter == "auto" and cfg.use_adapter and promoted is not None and repo_key is not None:
+        found = promoted()
         if found:  # promoted before this server started (or another repository's server): load it now
-            ensure_adapter(server, repo_root, *found)
-        by_name = adapter_by_name(target, repo_root)
+            ensure_adapter(server, repo_key, *found)
+        by_name = adapter_by_name(target, promoted, repo_key)
     model = LiteLLMModel(target, temperature=cfg.temperature, api_base=server.url, api_key="learnagent-serve",
                          reply_format=reply_format(), model_for_request=by_name)
     model.engine, model.name = f"serve:{server.engine}", f"local:{server.base_name}"
@@ -76,32 +83,23 @@ def served_model(server, cfg: ModelConfig, repo_root: Path | None, *, adapter: s
     return model
 
 
-def adapter_by_name(target: str, repo_root: Path):
+def adapter_by_name(target: str, promoted: PromotedAdapter, repo_key: str | None):
     """For a server that holds this repository's adapters by name (`[model] served_adapters`):
     a function giving, at each request, the model name to send and the adapter it selects. The
-    promoted pointer is read every time (a small file), so `sleep`'s promotion and `adapters
-    rollback` reach the next request without a restart. No adapter promoted: the base's name."""
-    from learnagent.core.home import repo_key
+    promoted pointer is read every time (`promoted`: a small file), so `sleep`'s promotion and
+    `adapters rollback` reach the next request without a restart. No adapter promoted: the base's name."""
     from learnagent.runtime.export import served_name
 
     provider, _, _base = target.rpartition("/")
-    key = repo_key(repo_root)
 
     def pick() -> tuple[str, str | None]:
-        found = promoted_adapter(repo_root)
+        found = promoted()
         if found is None:
             return target, None
-        name = served_name(key, found[0])
+        name = served_name(repo_key, found[0])
         return (f"{provider}/{name}" if provider else name), found[0]
 
     return pick
 
 
-def promoted_adapter(repo_root: Path):
-    """(version, folder) of the repo's promoted adapter, or None."""
-    from learnagent.learning.registry import promoted_adapter as _promoted
-
-    return _promoted(repo_root)
-
-
-__all__ = ["Completion", "Message", "Model", "load_model", "promoted_adapter"]
+__all__ = ["Completion", "Message", "Model", "PromotedAdapter", "load_model"]

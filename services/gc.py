@@ -1,6 +1,9 @@
 """`learnagent gc`: remove the episode folders and branches of episodes that are over.
 
-An episode's git traces are its folder (a checkout with its own .git, under `home.worktrees_dir(repo)`;
+Cross-layer (services/): it reads the store, removes folders and branches with agent/worktree.py's
+hardened git, and sandbox/tmpdirs.py's orphans. The CLI passes the Repository it resolved.
+
+An episode's git traces are its folder (a checkout with its own .git, under `repo.worktrees_dir`;
 linked worktrees of older versions too) and its branch `learnagent/<id>`. They go when the episode is dead:
 - status 'running' but its process is gone (a crash, SIGKILL, a reboot): marked 'interrupted';
 - status 'interrupted' or 'failed' (a failed run's folder is removed by run_episode; an older one's may be left);
@@ -25,10 +28,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from learnagent.core import home
+from learnagent.agent.worktree import BRANCH_PREFIX, git, remove_worktree
 from learnagent.core.processes import pid_alive
+from learnagent.core.repository import Repository
+from learnagent.sandbox import tmpdirs
 
-BRANCH_PREFIX = "learnagent/"
 DECIDED = ("accepted", "edited", "rejected", "reverted", "unchanged")  # records.DECIDED_OUTCOMES + unchanged
 # A worktree with no episode row may belong to a `do` that is between creating its worktree
 # and writing its first row; leave young ones alone.
@@ -59,8 +63,6 @@ def run_is_live(meta: dict, host: str | None = None) -> bool:
 
 
 def _git(root: Path, *args: str) -> str:
-    from learnagent.agent.worktree import git
-
     return git(root, *args, check=False)
 
 
@@ -70,12 +72,12 @@ def _has_own_commits(root: Path, branch: str) -> bool:
     return out.strip() != "0"
 
 
-def plan(store, repo_root: Path, *, now: float | None = None) -> list[GcItem]:
-    """What `gc` would remove in `repo_root`, and why."""
-    root = Path(repo_root).resolve()
+def plan(store, repo: Repository, *, now: float | None = None) -> list[GcItem]:
+    """What `gc` would remove in `repo`, and why."""
+    root = repo.work_tree
     now = time.time() if now is None else now
-    repo_id = home.repo_key(root)
-    wt_dir = home.worktrees_dir(root)
+    repo_id = repo.key
+    wt_dir = repo.worktrees_dir
     worktrees = {p.name: p for p in wt_dir.iterdir() if p.is_dir()} if wt_dir.is_dir() else {}
     branches = {line.strip()[len(BRANCH_PREFIX):]: line.strip() for line in
                 _git(root, "for-each-ref", "--format=%(refname:short)", "refs/heads/" + BRANCH_PREFIX).splitlines()
@@ -123,19 +125,15 @@ def plan(store, repo_root: Path, *, now: float | None = None) -> list[GcItem]:
 
 def sandbox_items(tmp_root: Path | None = None, now: float | None = None) -> list[GcItem]:
     """Orphaned sandbox tmp folders (their process is gone), in any repository's name."""
-    from learnagent.sandbox import tmpdirs
-
     return [GcItem("-", "sandbox tmp", str(path), reason) for path, reason in tmpdirs.orphans(tmp_root, now)]
 
 
-def collect(store, repo_root: Path, *, dry_run: bool = False, now: float | None = None,
+def collect(store, repo: Repository, *, dry_run: bool = False, now: float | None = None,
             tmp_root: Path | None = None) -> list[GcItem]:
     """Carry out `plan` and remove orphaned sandbox tmp folders (unless dry_run); returns the items with
     `done` set."""
-    from learnagent.sandbox import tmpdirs
-
-    root = Path(repo_root).resolve()
-    items = plan(store, root, now=now) + sandbox_items(tmp_root, now)
+    root = repo.work_tree
+    items = plan(store, repo, now=now) + sandbox_items(tmp_root, now)
     if dry_run:
         return items
     for item in items:
@@ -145,9 +143,7 @@ def collect(store, repo_root: Path, *, dry_run: bool = False, now: float | None 
             store.mark_interrupted(item.episode_id, f"{item.reason} (found by gc)",
                                    statuses=("running", "finished", "budget_exceeded"))
             item.done = True
-        elif item.what == "worktree":
-            from learnagent.agent.worktree import remove_worktree  # follows no symlink; old linked worktrees too
-
+        elif item.what == "worktree":  # remove_worktree follows no symlink; old linked worktrees too
             remove_worktree(root, Path(item.target), None, delete_branch=False)
             item.done = not os.path.lexists(item.target)
         elif item.what == "branch":
