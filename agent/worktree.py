@@ -23,11 +23,13 @@ with the episode folder as git dir or work tree once the agent has run:
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shutil
 import stat
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -237,7 +239,20 @@ def remove_folder(path: Path) -> None:
         except FileNotFoundError:
             pass
 
-    shutil.rmtree(path, onerror=unlock_and_retry)  # fd-based on Linux: symlinks are unlinked, not followed
+    # A process the dead run left behind (a test command of a `do` killed with SIGKILL, outside the
+    # sandbox, which kills its commands with it) may still write into the folder while it goes:
+    # rmdir then finds new files (ENOTEMPTY, seen in tests/test_crash_safety.py under load). The walk
+    # is repeated a few times; a folder still filled after that raises, for the caller to report.
+    for attempt in range(5):
+        try:
+            shutil.rmtree(path, onerror=unlock_and_retry)  # fd-based on Linux: symlinks are unlinked, not followed
+            return
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            if exc.errno != errno.ENOTEMPTY or attempt == 4:
+                raise
+            time.sleep(0.2 * (attempt + 1))
 
 
 def remove_agent_repository(worktree: Path) -> None:

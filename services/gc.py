@@ -144,7 +144,10 @@ def collect(store, repo: Repository, *, dry_run: bool = False, now: float | None
                                    statuses=("running", "finished", "budget_exceeded"))
             item.done = True
         elif item.what == "worktree":  # remove_worktree follows no symlink; old linked worktrees too
-            remove_worktree(root, Path(item.target), None, delete_branch=False)
+            try:
+                remove_worktree(root, Path(item.target), None, delete_branch=False)
+            except OSError as exc:  # still written by a process the dead run left: the next gc retries
+                item.reason += f" (not removed yet: {exc.strerror or exc}; a process may still use it)"
             item.done = not os.path.lexists(item.target)
         elif item.what == "branch":
             _git(root, "worktree", "prune")  # a branch checked out in a stale worktree cannot be deleted
