@@ -80,22 +80,21 @@ def adapters_export(
         console.print(done.note, markup=False)
 
 
-def served_adapters(repo_root: Path, base: Path, engine: str, say) -> dict[str, Path]:
-    """The repository's promoted adapter and its promotion history (what a rollback returns to), as
-    the server loads them: served name -> GGUF LoRA (llama.cpp) or PEFT folder (vLLM). An adapter
-    of another base or with damaged files is left out with a line saying why."""
-    from learnagent.core import home
+def served_adapters(repo, base: Path, engine: str, say) -> dict[str, Path]:
+    """The promoted adapter of `repo` (a Repository) and its promotion history (what a rollback
+    returns to), as the server loads them: served name -> GGUF LoRA (llama.cpp) or PEFT folder
+    (vLLM). An adapter of another base or with damaged files is left out with a line saying why."""
     from learnagent.learning.registry import is_complete, read_pointer
     from learnagent.runtime.export import gguf_lora_for, served_name
 
-    pointer = read_pointer(home.adapters_dir(repo_root)) or {"version": None, "history": []}
+    pointer = read_pointer(repo.adapters_dir) or {"version": None, "history": []}
     out: dict[str, Path] = {}
     for version in [*pointer["history"], pointer["version"]]:
-        folder = home.adapters_dir(repo_root) / str(version)
+        folder = repo.adapters_dir / str(version)
         if not version or not is_complete(folder):
             continue
         try:
-            out[served_name(home.repo_key(repo_root), version)] = (
+            out[served_name(repo.key, version)] = (
                 folder if engine == "vllm" else gguf_lora_for(folder, base, version=version))
         except LearnagentError as exc:
             say(f"not serving {version}: {exc}")
@@ -122,8 +121,10 @@ def serve(
 
     console = Console(highlight=False, soft_wrap=True, stderr=True)
     chosen = serving.choose_serve_engine(engine)
-    root = _repo_root()
-    spec = model or load_config(root).model.name
+    from learnagent.agent.worktree import find_repo
+
+    repo = find_repo(need_branch=False).repository  # the repository, resolved once here
+    spec = model or load_config(repo.work_tree).model.name
     if not model and resolve_model(spec)[0] != "local":
         spec = ""  # the config names a remote model (perhaps this server): serve the embedded default
     base = local_base(spec or "smollm2")
@@ -131,7 +132,7 @@ def serve(
     if running is not None:
         raise UsageError(f"a learnagent serve is already running at {running.url} (pid {running.pid})")
     say = lambda line: console.print(line, markup=False)  # noqa: E731
-    adapters = served_adapters(root, base, chosen, say)
+    adapters = served_adapters(repo, base, chosen, say)
 
     def ready(info) -> None:
         say(f"serving {info.base_name} and {len(adapters)} adapter(s) of this repository at {info.url} ({chosen})")
