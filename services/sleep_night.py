@@ -118,7 +118,7 @@ def sleep_night(repo_root: Path, options: SleepOptions | None = None, *, store=N
             with sleep_lock(root):
                 spec, model_path = resolve_local_model(opts.model, root)
                 reg = Registry(store, root)
-                night = Night(root, opts, reg, SleepSteps(store.conn, reg.repo_id), progress or (lambda _m: None),
+                night = Night(root, opts, reg, store.sleep_steps(reg.repo_id), progress or (lambda _m: None),
                               started, spec, model_path, handoff)
                 result = _night(night, train_progress, time_up)
         else:
@@ -182,7 +182,7 @@ def _worker(root: Path, opts: SleepOptions, store, order: dict | None, started: 
         return result
     spec, model_path = resolve_local_model(opts.model, root)
     reg = Registry(store, root)
-    n = Night(root, opts, reg, SleepSteps(store.conn, reg.repo_id), lambda _m: None, started, spec, model_path)
+    n = Night(root, opts, reg, store.sleep_steps(reg.repo_id), lambda _m: None, started, spec, model_path)
     parent = order["parent"]
     work = survey(n, parent, Candidate(order["version"], "planned", {"parent": parent}, order["plan"]), tried=False)
     _training_data(n, work)

@@ -76,6 +76,12 @@ class Store(PrivacyRows, AdapterRows, OutcomeRows):
         return transaction(self.conn)
 
     # ---- repositories -------------------------------------------------------------
+    def sleep_steps(self, repo_id: str):
+        """The persisted states of `sleep` for a repository (store/sleep_steps.py), on this connection."""
+        from learnagent.store.sleep_steps import SleepSteps
+
+        return SleepSteps(self.conn, repo_id)
+
     def ensure_repo(self, repo: Repository | Path) -> str:
         """The repository's key, its row made if new. `repo`: the Repository the CLI resolved (its
         main tree files the episodes of all its worktrees); a bare path (tests, stored paths) is
