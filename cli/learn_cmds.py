@@ -190,6 +190,9 @@ def eval_cmd(
                               "held-out code: per-token NLL and next-line exact match of the code the user wrote."),
     max_tokens: int = typer.Option(12_000, "--max-tokens", min=100, metavar="N", help="Held-out code tokens to measure "
                                    "(the same subset every time)."),
+    store_url: str = typer.Option(None, "--store", metavar="URL", help="Evaluate REPO's adapters from this store, "
+                                  "without a checkout here (with --repo): the held-out code is the store's."),
+    repo_name: str = typer.Option(None, "--repo", metavar="NAME", help="The repository as the store knows it."),
 ):
     """Base, base + context and base + adapter: on the held-out code (NLL, exact match) and on probes
     (adherence, distillation gap); internalization ratios and drift."""
@@ -199,13 +202,15 @@ def eval_cmd(
     from learnagent.runtime.loading import load_with_adapters
     from learnagent.store.episodes import Store
 
-    root = _repo_root()
+    stored = store_url is not None or repo_name is not None
+    root = None if stored else _repo_root()
     probe_list = evaluate.load_probes(probes) if probes is not None else None  # bad file: fail before loading
     if probe_list is None and not code:
         raise UsageError("nothing to measure: pass --probes FILE.jsonl, or drop --no-code")
     spec, model_path = resolve_local_model(model, root)
-    with Store() as store:
-        reg = Registry(store, root)
+    store, repo = _open_stored(store_url, repo_name) if stored else (Store(), root)
+    with store:
+        reg = Registry(store, repo)
         if adapter:
             reg.get(adapter)  # one-line error for an unknown version
             folder = reg.folder(adapter)
@@ -222,7 +227,8 @@ def eval_cmd(
             if not corpus.heldout:
                 if probe_list is None:
                     raise UsageError("no held-out code to measure in this repository yet (it needs two committed "
-                                     "code files); pass --probes FILE.jsonl")
+                                     "code files" + (", or, without a checkout, accepted changes to two" if stored
+                                                     else "") + "); pass --probes FILE.jsonl")
                 corpus = None
         # the device and dtype `do` runs on (runtime/placement.py); the adapter checked against this base
         model_obj, tokenizer = load_with_adapters(model_path, {adapter: folder} if adapter else {})

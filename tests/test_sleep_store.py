@@ -83,6 +83,11 @@ def test_sleep_from_the_team_store_without_a_checkout(team_store, tiny_model_dir
     monkeypatch.setattr(sleep_mod, "SleepOptions", Fast)
     app = typer.Typer()
     register(app)
+    dry = CliRunner().invoke(app, ["sleep", "--store", url, "--repo", TEAM_NAME, "--dry-run",
+                                   "--model", f"local:{tiny_model_dir}"], env={"COLUMNS": "200"})
+    assert dry.exit_code == 0 and "would train (next version) with opsd" in dry.output, dry.output
+    with Store(url) as team:
+        assert team.adapters(TEAM_NAME) == []
     out = CliRunner().invoke(app, ["sleep", "--store", url, "--repo", TEAM_NAME, "--steps", "2",
                                    "--model", f"local:{tiny_model_dir}"], env={"COLUMNS": "200"})
     assert out.exit_code == 0, out.output
@@ -111,6 +116,13 @@ def test_sleep_from_the_team_store_without_a_checkout(team_store, tiny_model_dir
     listed = CliRunner().invoke(app, ["adapters", "list", "--store", url, "--repo", "calc", "--json"])
     assert listed.exit_code == 0, listed.output
     assert [(r["version"], r["status"]) for r in json.loads(listed.stdout)] == [("v0001", decided["status"])]
+
+    measured = CliRunner().invoke(app, ["eval", "--store", url, "--repo", TEAM_NAME, "--adapter", "v0001",
+                                        "--model", f"local:{tiny_model_dir}", "--json"])
+    assert measured.exit_code == 0, measured.output
+    report = json.loads(measured.stdout)
+    assert report["adapter"] == "v0001" and report["code"]["documents"] == code["documents"]
+    assert report["code"]["variants"]["adapter"]["lines"] == code["variants"]["adapter"]["lines"]
 
     again = CliRunner().invoke(app, ["sleep", "--store", url, "--repo", TEAM_NAME, "--model", f"local:{tiny_model_dir}"],
                                env={"COLUMNS": "200"})
