@@ -86,10 +86,13 @@ class StoredRepository:
 
     @property
     def folder_name(self) -> str:
-        """Its folder name in the data home: the key made safe for a path (a team name holds
-        slashes) + 6 hex of its hash, so two keys never share a folder."""
+        """Its folder name in the data home: the key itself when it is one path segment (a local
+        store's 12-hex key: the same folder its checkout uses), else the key made path-safe (a team
+        name holds slashes) + 6 hex of its hash, so two keys never share a folder."""
         import re
 
+        if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", self.key):
+            return self.key
         safe = re.sub(r"[^A-Za-z0-9._-]+", "_", self.key).strip("._") or "repo"
         return f"{safe[:60]}-{hashlib.sha1(self.key.encode()).hexdigest()[:6]}"
 
