@@ -133,7 +133,7 @@ def _sleep_stored(console: Console, store_url, repo_name, method, steps, max_min
                              train_progress=_train_progress(console))
     finally:
         store.close()
-    _print_sleep(console, result, method)
+    _print_sleep(console, result, method, code_from=", from the store's accepted changes (no checkout)")
 
 
 def _train_progress(console: Console):
@@ -147,7 +147,7 @@ def _train_progress(console: Console):
     return lambda step, total, stats: lines.update(step, total, f"loss {stats['loss']:.4f}, kl {stats['kl']:.4f}")
 
 
-def _print_sleep(console: Console, result, method: str) -> None:
+def _print_sleep(console: Console, result, method: str, code_from: str = "") -> None:
     if result.status == "worker":  # another process of `accelerate launch`: rank 0 reports
         return
     if result.status in ("nothing-new", "dry-run", "interrupted"):
@@ -158,7 +158,7 @@ def _print_sleep(console: Console, result, method: str) -> None:
     table.add_column("value")
     g = result.gate
     c = g.comparison
-    code = [("held-out code", f"{c.lines} lines in {c.documents} files"),
+    code = [("held-out code", f"{c.lines} lines in {c.documents} files{code_from}"),
             ("code NLL: new / previous", f"{_num(c.nll)} / {_num(c.prev_nll)} ({c.gain:+.1%})"),
             ("next-line exact: new / previous", f"{_num(c.exact, True)} / {_num(c.prev_exact, True)}")] if c else \
         [("held-out code", "none")]

@@ -93,6 +93,7 @@ def test_sleep_from_the_team_store_without_a_checkout(team_store, tiny_model_dir
     assert out.exit_code == 0, out.output
     assert "from the store's accepted changes (no checkout)" in out.output
     assert "sleep: v0001" in out.output
+    assert "files, from the store's accepted changes (no checkout)" in out.output  # the table says it too
 
     repo = StoredRepository(TEAM_NAME, "calc")
     with Store(url) as team:  # the registry and the night's states are in the team store
