@@ -151,6 +151,11 @@ def test_sleep_from_a_store_refuses_bad_input_in_one_line(team_store, tiny_model
     one_line(run_cli("sleep", "--store", str(tmp_path / "none.db"), "--repo", TEAM_NAME, cwd=elsewhere),
              2, "no such store file")
     assert not (tmp_path / "none.db").exists()
+    one_line(run_cli("sleep", "--store", url, "--repo", TEAM_NAME, "--install-schedule", cwd=elsewhere),
+             2, "--install-schedule goes with a checkout")
+    # no --store: the configured store (LEARNAGENT_DB), here the team's
+    proc = run_cli("adapters", "list", "--repo", TEAM_NAME, cwd=elsewhere, env={"LEARNAGENT_DB": url})
+    assert proc.returncode == 0 and "no adapters yet" in proc.stdout, proc.stdout + proc.stderr
     unreachable = "postgresql://learnagent:secret@127.0.0.1:1/team"
     proc = run_cli("sleep", "--store", unreachable, "--repo", TEAM_NAME, "--model", model, cwd=elsewhere)
     one_line(proc, 1, "127.0.0.1")
