@@ -22,6 +22,32 @@ def _repo_root() -> Path:
     return find_repo(need_branch=False).root
 
 
+def _open_stored(store_url: str | None, repo_name: str | None):
+    """(Store, StoredRepository) for `--store URL --repo NAME`: a repository trained from a store
+    without a checkout here. No --store: the configured store (LEARNAGENT_DB / [store] url). One-line
+    errors: a bad address or an unknown repository exit 2, a store that cannot be reached exit 1."""
+    from learnagent.store.db import parse_target
+    from learnagent.store.episodes import Store
+    from learnagent.store.pg import safe_url
+
+    if not repo_name:
+        raise UsageError("--store needs --repo NAME (the repository as that store knows it: `learnagent team "
+                         "status` shows the names pushed)")
+    target = parse_target(store_url, "--store") if store_url else None
+    if isinstance(target, Path) and not target.is_file():
+        raise UsageError(f"--store {target}: no such store file")
+    store = Store(target)
+    repo = store.find_stored_repo(repo_name)
+    if repo is None:
+        known = store.repo_ids()
+        where = safe_url(store.url) if store.dialect == "postgresql" else store.url
+        store.close()
+        listed = ", ".join(known[:8]) + (f" and {len(known) - 8} more" if len(known) > 8 else "")
+        raise UsageError(f"--repo {repo_name}: the store {where} has no such repository"
+                         + (f" (it has {listed})" if known else " (it holds no repositories)"))
+    return store, repo
+
+
 def _num(v, pct: bool = False) -> str:
     if v is None:
         return "n/a"
@@ -51,9 +77,21 @@ def sleep(
     install_schedule: bool = typer.Option(False, "--install-schedule", help="Run sleep nightly (cron or systemd)."),
     at: str = typer.Option(None, "--at", metavar="HH:MM", help="HH:MM for --install-schedule (default 03:00)."),
     uninstall_schedule: bool = typer.Option(False, "--uninstall-schedule", help="Remove the nightly run."),
+    store_url: str = typer.Option(None, "--store", metavar="URL", help="Train REPO from this store "
+                                  "(postgresql://… or an SQLite path) without a checkout here: with --repo."),
+    repo_name: str = typer.Option(None, "--repo", metavar="NAME", help="The repository as the store knows it "
+                                  "(its team name, e.g. github.com/acme/api); the code the gate measures is then "
+                                  "what the store's accepted changes hold (docs/TEAM.md)."),
 ):
     """Distil recorded episodes into a repository adapter; promote it only if it passes the gate."""
     console = Console()
+    if store_url is not None or repo_name is not None:
+        if install_schedule or uninstall_schedule or at is not None:
+            raise UsageError("--install-schedule goes with a checkout, not --store/--repo: schedule "
+                             "`learnagent sleep --store URL --repo NAME` with cron yourself (docs/TEAM.md)")
+        _sleep_stored(console, store_url, repo_name, method, steps, max_minutes, model, dry_run, drift_budget,
+                      min_improvement)
+        return
     root = _repo_root()
     if install_schedule and uninstall_schedule:
         raise UsageError("--install-schedule and --uninstall-schedule exclude each other")
@@ -80,6 +118,24 @@ def sleep(
     _print_sleep(console, result, method)
 
 
+def _sleep_stored(console: Console, store_url, repo_name, method, steps, max_minutes, model, dry_run, drift_budget,
+                  min_improvement) -> None:
+    from learnagent.learning.sleep import SleepOptions
+    from learnagent.services.sleep_night import sleep_night
+
+    store, repo = _open_stored(store_url, repo_name)
+    try:
+        console.print(f"[dim]sleep for {repo.key} from the store, no checkout: adapters in {repo.adapters_dir}[/]",
+                      highlight=False)
+        opts = SleepOptions(method=method, steps=steps, max_minutes=max_minutes, model=model, dry_run=dry_run,
+                            drift_budget=drift_budget, min_nll_gain=min_improvement)
+        result = sleep_night(repo, opts, store=store, progress=lambda m: console.print(f"[dim]{m}[/]", highlight=False),
+                             train_progress=_train_progress(console))
+    finally:
+        store.close()
+    _print_sleep(console, result, method, code_from=", from the store's accepted changes (no checkout)")
+
+
 def _train_progress(console: Console):
     """On a terminal: None (the trainer's own bar); without one (cron, a pipe, a log file): a line
     every few steps instead of nothing."""
@@ -91,7 +147,7 @@ def _train_progress(console: Console):
     return lambda step, total, stats: lines.update(step, total, f"loss {stats['loss']:.4f}, kl {stats['kl']:.4f}")
 
 
-def _print_sleep(console: Console, result, method: str) -> None:
+def _print_sleep(console: Console, result, method: str, code_from: str = "") -> None:
     if result.status == "worker":  # another process of `accelerate launch`: rank 0 reports
         return
     if result.status in ("nothing-new", "dry-run", "interrupted"):
@@ -102,7 +158,7 @@ def _print_sleep(console: Console, result, method: str) -> None:
     table.add_column("value")
     g = result.gate
     c = g.comparison
-    code = [("held-out code", f"{c.lines} lines in {c.documents} files"),
+    code = [("held-out code", f"{c.lines} lines in {c.documents} files{code_from}"),
             ("code NLL: new / previous", f"{_num(c.nll)} / {_num(c.prev_nll)} ({c.gain:+.1%})"),
             ("next-line exact: new / previous", f"{_num(c.exact, True)} / {_num(c.prev_exact, True)}")] if c else \
         [("held-out code", "none")]
@@ -134,6 +190,9 @@ def eval_cmd(
                               "held-out code: per-token NLL and next-line exact match of the code the user wrote."),
     max_tokens: int = typer.Option(12_000, "--max-tokens", min=100, metavar="N", help="Held-out code tokens to measure "
                                    "(the same subset every time)."),
+    store_url: str = typer.Option(None, "--store", metavar="URL", help="Evaluate REPO's adapters from this store, "
+                                  "without a checkout here (with --repo): the held-out code is the store's."),
+    repo_name: str = typer.Option(None, "--repo", metavar="NAME", help="The repository as the store knows it."),
 ):
     """Base, base + context and base + adapter: on the held-out code (NLL, exact match) and on probes
     (adherence, distillation gap); internalization ratios and drift."""
@@ -143,13 +202,15 @@ def eval_cmd(
     from learnagent.runtime.loading import load_with_adapters
     from learnagent.store.episodes import Store
 
-    root = _repo_root()
+    stored = store_url is not None or repo_name is not None
+    root = None if stored else _repo_root()
     probe_list = evaluate.load_probes(probes) if probes is not None else None  # bad file: fail before loading
     if probe_list is None and not code:
         raise UsageError("nothing to measure: pass --probes FILE.jsonl, or drop --no-code")
     spec, model_path = resolve_local_model(model, root)
-    with Store() as store:
-        reg = Registry(store, root)
+    store, repo = _open_stored(store_url, repo_name) if stored else (Store(), root)
+    with store:
+        reg = Registry(store, repo)
         if adapter:
             reg.get(adapter)  # one-line error for an unknown version
             folder = reg.folder(adapter)
@@ -166,7 +227,8 @@ def eval_cmd(
             if not corpus.heldout:
                 if probe_list is None:
                     raise UsageError("no held-out code to measure in this repository yet (it needs two committed "
-                                     "code files); pass --probes FILE.jsonl")
+                                     "code files" + (", or, without a checkout, accepted changes to two" if stored
+                                                     else "") + "); pass --probes FILE.jsonl")
                 corpus = None
         # the device and dtype `do` runs on (runtime/placement.py); the adapter checked against this base
         model_obj, tokenizer = load_with_adapters(model_path, {adapter: folder} if adapter else {})
@@ -280,13 +342,24 @@ adapters_app = typer.Typer(help="List, choose and roll back repository adapters.
 
 
 @adapters_app.command("list")
-def adapters_list(as_json: bool = typer.Option(False, "--json")):
+def adapters_list(as_json: bool = typer.Option(False, "--json"),
+                  store_url: str = typer.Option(None, "--store", metavar="URL",
+                                                help="The adapters of REPO trained from this store (with --repo)."),
+                  repo_name: str = typer.Option(None, "--repo", metavar="NAME",
+                                                help="The repository as the store knows it.")):
     """Every adapter of this repository with its status and metrics."""
     from learnagent.learning.registry import list_adapters
 
     from learnagent.store.records import as_json as record_json
 
-    rows = list_adapters(_repo_root())
+    if store_url is not None or repo_name is not None:
+        store, repo = _open_stored(store_url, repo_name)
+        try:
+            rows = list_adapters(repo, store)
+        finally:
+            store.close()
+    else:
+        rows = list_adapters(_repo_root())
     if as_json:
         print(json.dumps([record_json(r) for r in rows], indent=2, default=str))
         return

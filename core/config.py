@@ -164,10 +164,11 @@ def _read(path: Path) -> dict:
     return data
 
 
-def load_config(repo_root: Path, *, user: bool = True) -> Config:
-    """The settings in force: defaults, then the user's config (unless `user=False`), then the repository's."""
+def load_config(repo_root: Path | None, *, user: bool = True) -> Config:
+    """The settings in force: defaults, then the user's config (unless `user=False`), then the
+    repository's (none without a checkout: `sleep --store URL --repo NAME`)."""
     cfg = Config()
-    for path in ([user_config_path()] if user else []) + [config_path(repo_root)]:
+    for path in ([user_config_path()] if user else []) + ([config_path(repo_root)] if repo_root is not None else []):
         for name, values in _read(path).items():
             if name in USER_ONLY:
                 continue  # user_settings() reads them

@@ -73,6 +73,37 @@ class Repository:
         return data_home() / "adapters" / self.key
 
 
+@dataclass(frozen=True)
+class StoredRepository:
+    """A repository known only from a (team) store, with no checkout on this machine
+    (`learnagent sleep --store URL --repo NAME`): `key` is its id there (for a pushed repository,
+    its team name, e.g. `github.com/acme/api`), which keys its episodes and adapter rows."""
+
+    key: str
+    name: str
+    work_tree = None  # no checkout
+    main_tree = None
+
+    @property
+    def folder_name(self) -> str:
+        """Its folder name in the data home: the key itself when it is one path segment (a local
+        store's 12-hex key: the same folder its checkout uses), else the key made path-safe (a team
+        name holds slashes) + 6 hex of its hash, so two keys never share a folder."""
+        import re
+
+        if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", self.key):
+            return self.key
+        safe = re.sub(r"[^A-Za-z0-9._-]+", "_", self.key).strip("._") or "repo"
+        return f"{safe[:60]}-{hashlib.sha1(self.key.encode()).hexdigest()[:6]}"
+
+    @property
+    def adapters_dir(self) -> Path:
+        """Where its adapters live (`<data home>/adapters/<folder_name>`)."""
+        from learnagent.core.home import data_home
+
+        return data_home() / "adapters" / self.folder_name
+
+
 def find_repository(start: Path | str | None = None) -> Repository:
     """The repository whose working tree contains `start` (default: the current folder), found the
     way git finds it; a bare repository or none gives a one-line error (exit 2)."""

@@ -194,8 +194,31 @@ def apply_hunks(before: str, hunks: list[str]) -> tuple[str, list[int]] | None:
     return "".join(new), added
 
 
-def change_after(ep: Episode, root: Path) -> dict[str, tuple[str, list[int]]]:
-    """{path: (text after the episode's change, added line numbers)} for its code files."""
+def hunk_text(hunks: list[str]) -> tuple[str, list[int]] | None:
+    """The new side of a diff's hunks (context and added lines, hunks one blank line apart) and the
+    0-based numbers of the added lines: what a change shows of a file whose earlier text is not at
+    hand (no checkout). None when the hunks add nothing."""
+    lines: list[str] = []
+    added: list[int] = []
+    for line in hunks:
+        if line.startswith("@@"):
+            if lines and lines[-1].strip():
+                lines.append("")
+            continue
+        tag, text = (line[:1], line[1:]) if line else (" ", "")
+        if tag == "+":
+            added.append(len(lines))
+            lines.append(text)
+        elif tag == " ":
+            lines.append(text)
+    return ("\n".join(lines) + "\n", added) if added else None
+
+
+def change_after(ep: Episode, root: Path | None) -> dict[str, tuple[str, list[int]]]:
+    """{path: (text after the episode's change, added line numbers)} for its code files. Without a
+    checkout (`root` None) a `do` episode's changed file is known only as far as its diff shows it:
+    the new side of its hunks (`hunk_text`); a created file, or an imported commit's (meta
+    "before"), is whole either way."""
     from learnagent.store import gitutil
 
     before = ep.meta.get("before")
@@ -208,6 +231,11 @@ def change_after(ep: Episode, root: Path) -> dict[str, tuple[str, list[int]]]:
             text = ""
         elif isinstance(before, dict):  # imported history: the files as they were, scrubbed
             text = before.get(path)
+        elif root is None:
+            fragment = hunk_text(hunks)
+            if fragment and len(fragment[0]) <= MAX_FILE_CHARS:
+                out[path] = fragment
+            continue
         else:
             text = gitutil.show_file(root, ep.base_commit, path) if ep.base_commit else None
             text = redact_text(text) if text is not None else None
@@ -265,7 +293,7 @@ def _distinct(line: str) -> str | None:
 
 @dataclass
 class CodeCorpus:
-    root: Path
+    root: Path | None  # None: no checkout, `files` are the store's newest versions (mine_code)
     files: dict[str, str]  # every code file at HEAD
     docs: list[CodeDoc]
     conventions: str
@@ -393,25 +421,34 @@ def block_starts(doc: CodeDoc) -> list[int]:
     return out
 
 
-def mine_code(repo_root: Path, store=None, repo_id: str | None = None, *, heldout_fraction: float = 0.2,
+def mine_code(repo_root: Path | None, store=None, repo_id: str | None = None, *, heldout_fraction: float = 0.2,
               context_tokens: int = 1024, exclude_ids=()) -> CodeCorpus:
     """The repository's code as documents to learn from and to measure on (see the module doc).
 
     With `store`/`repo_id`, accepted changes (accepted `do` episodes and imported history, minus
     `exclude_ids`) add their versions of the files they touched.
+
+    `repo_root` None: no checkout on this machine (`sleep --store URL --repo NAME`). Then HEAD's
+    stand-in is the store: each code file as the newest accepted change of a TRAINING episode left
+    it (`store_files`: every accepted change counts, also those in `exclude_ids`, so the split by
+    file stays as stable as HEAD's), whole when the change created it or carried its earlier text,
+    else the new side of its hunks; no conventions files.
     """
-    root = Path(repo_root)
-    files = head_files(root)
+    root = Path(repo_root) if repo_root is not None else None
+    files = head_files(root) if root is not None else {}
     changes: list[tuple[Episode, dict]] = []
+    excluded = set(exclude_ids)
     if store is not None and repo_id is not None:
-        excluded = set(exclude_ids)
         for summary in store.list_episodes(repo_id, limit=1_000_000)[::-1]:
-            if summary.id in excluded or not (summary.final_diff or "").strip():
+            if (summary.id in excluded and root is not None) or not (summary.final_diff or "").strip():
                 continue
             if not (summary.outcome == "accepted" or summary.source == "history"):
                 continue
             ep = store.get_episode(summary.id)
             changes.append((ep, change_after(ep, root)))
+    if root is None:
+        files = store_files([after for ep, after in changes if not is_heldout(ep.id, heldout_fraction)])
+        changes = [(ep, after) for ep, after in changes if ep.id not in excluded]
     held_ep = {ep.id for ep, _ in changes if is_heldout(ep.id, heldout_fraction)}
     held_lines = _held_out_lines(files, [after for ep, after in changes if ep.id in held_ep])
 
@@ -427,8 +464,8 @@ def mine_code(repo_root: Path, store=None, repo_id: str | None = None, *, heldou
     for ep, after in changes:
         held = ep.id in held_ep
         for path, (text, added) in sorted(after.items()):
-            if corpus.is_heldout_file(path):
-                continue  # a held-out file is measured as it is at HEAD
+            if corpus.is_heldout_file(path) and (root is not None or path in files):
+                continue  # a held-out file is measured as it is at HEAD (without a checkout: its newest version)
             text = path_header(path) + text
             starts = line_starts(text)  # the path line is line 0: the file's line n is line n + 1
             lines = tuple(starts[n + 1] for n in added if n + 1 < len(starts) and _line(text, starts[n + 1]).strip()
@@ -436,6 +473,16 @@ def mine_code(repo_root: Path, store=None, repo_id: str | None = None, *, heldou
             if lines:
                 corpus.docs.append(CodeDoc(path, text, "episode", ep.id, held, lines))
     return corpus
+
+
+def store_files(afters: list[dict]) -> dict[str, str]:
+    """{path: text} of each code file as the last of `afters` (change_after's, oldest first) that
+    touched it left it: the stand-in for HEAD when there is no checkout."""
+    files: dict[str, str] = {}
+    for after in afters:
+        for path, (text, _added) in after.items():
+            files[path] = text
+    return files
 
 
 def _line(text: str, start: int) -> str:

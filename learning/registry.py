@@ -25,7 +25,7 @@ from typing import Iterable
 
 from learnagent.core import home
 from learnagent.core.errors import LearnagentError
-from learnagent.core.repository import Repository
+from learnagent.core.repository import Repository, StoredRepository
 from learnagent.runtime import serving
 from learnagent.store.records import AdapterStatus, AdapterVersion
 
@@ -90,9 +90,9 @@ def read_pointer(adapters_root: Path) -> dict | None:
     return data
 
 
-def adapters_folder(repo: Repository | Path) -> Path:
+def adapters_folder(repo: Repository | StoredRepository | Path) -> Path:
     """The repository's adapters folder: the Repository's own; a bare path is resolved here."""
-    return repo.adapters_dir if isinstance(repo, Repository) else home.adapters_dir(repo)
+    return repo.adapters_dir if isinstance(repo, (Repository, StoredRepository)) else home.adapters_dir(repo)
 
 
 def promoted_adapter(repo: Repository | Path) -> tuple[str, Path] | None:
@@ -122,7 +122,7 @@ def code_metrics(metrics: dict) -> dict | None:
     return metrics.get("code") or (metrics.get("eval") or {}).get("code") or None
 
 
-def list_adapters(repo_root: Path, store=None) -> list[AdapterVersion]:
+def list_adapters(repo_root: "Path | Repository | StoredRepository", store=None) -> list[AdapterVersion]:
     """Every adapter of the repository, newest first (opens the default store when none is given)."""
     if store is not None:
         return Registry(store, repo_root).list()
@@ -133,13 +133,13 @@ def list_adapters(repo_root: Path, store=None) -> list[AdapterVersion]:
 
 
 class Registry:
-    def __init__(self, store, repo: Repository | Path):
+    def __init__(self, store, repo: Repository | StoredRepository | Path):
         """`repo`: the Repository the CLI resolved (a bare path, as tests and stored paths give, is
-        resolved here)."""
-        if not isinstance(repo, Repository):
+        resolved here), or a StoredRepository (no checkout: repo_root is None)."""
+        if not isinstance(repo, (Repository, StoredRepository)):
             repo = Path(repo).resolve()
         self.store = store
-        self.repo_root = repo.work_tree if isinstance(repo, Repository) else repo
+        self.repo_root = repo.work_tree if isinstance(repo, (Repository, StoredRepository)) else repo
         self.repo_id = store.ensure_repo(repo)
         self.root = adapters_folder(repo)
 

@@ -69,8 +69,9 @@ def check_options(opts: SleepOptions) -> SleepOptions:
     return opts
 
 
-def resolve_local_model(spec: str | None, repo_root: Path) -> tuple[str, str]:
-    """(spec, local folder or HF id) for training; sleep cannot train a remote or scripted model."""
+def resolve_local_model(spec: str | None, repo_root: Path | None) -> tuple[str, str]:
+    """(spec, local folder or HF id) for training; sleep cannot train a remote or scripted model.
+    `repo_root` None (no checkout): the user's config and the defaults alone."""
     from learnagent.core.config import load_config
     from learnagent.core.modelhub import resolve_model
 
@@ -83,9 +84,10 @@ def resolve_local_model(spec: str | None, repo_root: Path) -> tuple[str, str]:
 
 
 @contextlib.contextmanager
-def sleep_lock(repo_root: Path):
-    """One sleep per repository at a time (a nightly run and a manual one must not share a folder)."""
-    folder = home.adapters_dir(repo_root)
+def sleep_lock(repo_root: Path, folder: Path | None = None):
+    """One sleep per repository at a time (a nightly run and a manual one must not share a folder);
+    `folder`: its adapters folder when it is not the checkout's (a StoredRepository's)."""
+    folder = folder or home.adapters_dir(repo_root)
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / ".sleep.lock", "w") as fh:
         try:

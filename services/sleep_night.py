@@ -26,7 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from learnagent.core.repository import StoredRepository
 from learnagent.learning import parallel
+from learnagent.core.errors import UsageError
 from learnagent.learning.gate import GateConfig, GateResult
 from learnagent.learning.registry import Registry, is_complete
 from learnagent.learning.sleep import (CODE_CUTS, CODE_CUTS_PER_FILE, CODE_PREFIX_TOKENS, CODE_TARGET_LINES,
@@ -60,7 +62,7 @@ class Handoff:
 class Night:
     """What every step of one night reads: where, with which options and model, and the store."""
 
-    root: Path
+    root: Path | None  # the checkout; None for a repository known only from the store (StoredRepository)
     opts: SleepOptions
     reg: Registry
     steps: SleepSteps
@@ -97,16 +99,20 @@ class Work:
     config: object = None  # train_common.TrainConfig
 
 
-def sleep_night(repo_root: Path, options: SleepOptions | None = None, *, store=None,
+def sleep_night(repo_root: Path | StoredRepository, options: SleepOptions | None = None, *, store=None,
                 progress: Progress | None = None, train_progress=None,
                 time_up: Callable[[], bool] | None = None) -> SleepResult:
     """One sleep. `progress(message)` gets stage messages; `train_progress` goes to the trainer
     (None: its own rich bar, False: silent, or a rich Progress / callable(step, total, stats)).
-    `time_up()` is a caller's own time limit, read like `--max-minutes` after every step."""
+    `time_up()` is a caller's own time limit, read like `--max-minutes` after every step.
+    `repo_root`: the checkout, or a StoredRepository of `store` (no checkout on this machine: the
+    code to learn from and gate on is what the store's accepted changes hold, code_pairs.mine_code)."""
     opts = check_options(options or SleepOptions())
     ranks = parallel.init()  # one process, or one of those `accelerate launch` started
     started = time.monotonic()
-    root = Path(repo_root).resolve()
+    stored = repo_root if isinstance(repo_root, StoredRepository) else None
+    root = None if stored else Path(repo_root).resolve()
+    repo = stored or root
     handoff = Handoff(ranks.world)
     own_store = store is None
     if own_store:
@@ -115,14 +121,14 @@ def sleep_night(repo_root: Path, options: SleepOptions | None = None, *, store=N
         store = Store()
     try:
         if ranks.main:
-            with sleep_lock(root):
+            with sleep_lock(root, stored.adapters_dir if stored else None):
                 spec, model_path = resolve_local_model(opts.model, root)
-                reg = Registry(store, root)
+                reg = Registry(store, repo)
                 night = Night(root, opts, reg, store.sleep_steps(reg.repo_id), progress or (lambda _m: None),
                               started, spec, model_path, handoff)
                 result = _night(night, train_progress, time_up)
         else:
-            result = _worker(root, opts, store, handoff.receive(), started)
+            result = _worker(repo, opts, store, handoff.receive(), started)
     finally:
         if ranks.main:
             handoff.send(None)  # a night that ended before training (or failed): the others stop too
@@ -174,14 +180,16 @@ def _night(n: Night, train_progress, time_up) -> SleepResult:
     return result
 
 
-def _worker(root: Path, opts: SleepOptions, store, order: dict | None, started: float) -> SleepResult:
+def _worker(repo: Path | StoredRepository, opts: SleepOptions, store, order: dict | None,
+            started: float) -> SleepResult:
     """Rank > 0 under a launcher: trains its share of the candidate rank 0 planned (the same data:
     the split comes from rank 0's plan, the rest is read the same way), and writes nothing."""
     result = SleepResult(status="worker", message="")
     if order is None:
         return result
+    root = None if isinstance(repo, StoredRepository) else repo
     spec, model_path = resolve_local_model(opts.model, root)
-    reg = Registry(store, root)
+    reg = Registry(store, repo)
     n = Night(root, opts, reg, store.sleep_steps(reg.repo_id), lambda _m: None, started, spec, model_path)
     parent = order["parent"]
     work = survey(n, parent, Candidate(order["version"], "planned", {"parent": parent}, order["plan"]), tried=False)
@@ -250,7 +258,8 @@ def gate(n: Night, cand: Candidate, parent_folder: Path | None, work: Work) -> G
     from learnagent.learning.gate import run_gate
 
     version, parent = cand.version, cand.reserved["parent"]
-    n.say(f"gating {version} on the held-out code ({len(work.code.heldout)} documents) and "
+    where = "" if n.root else ", from the store's accepted changes (no checkout)"
+    n.say(f"gating {version} on the held-out code ({len(work.code.heldout)} documents{where}) and "
           f"{len(work.heldout)} held-out pairs")
     adapters = {version: n.reg.folder(version)} | ({parent: parent_folder} if parent else {})
     model, tokenizer = load_with_adapters(n.model_path, adapters)
@@ -418,6 +427,10 @@ def _nothing_to_do(work: Work, parent: str | None, resume: Candidate | None) -> 
         return (f"nothing new to learn {since}: no new good episodes"
                 + (" (the last candidate already tried these and was rejected)" if work.new_ids else ""))
     if not work.code.heldout:
+        if work.code.root is None:
+            raise UsageError(f"{len(work.new_ids)} new good episode(s) but the store holds no held-out code to "
+                             "check an adapter on: without a checkout the gate measures the code the accepted "
+                             "changes wrote, and they touched fewer than two code files; run sleep in a checkout")
         return (f"{len(work.new_ids)} new good episode(s) but no held-out code to check an adapter on "
                 "(the repository needs two committed code files); commit more code first")
     return ""

@@ -16,7 +16,7 @@ from typing import Any, Callable, ContextManager
 
 from learnagent.core import home
 from learnagent.core.errors import StoreError, UnknownEpisode
-from learnagent.core.repository import Repository
+from learnagent.core.repository import Repository, StoredRepository
 from learnagent.store.adapter_rows import AdapterRows
 from learnagent.store.db import INTEGRITY_ERRORS, connect, is_postgres, store_target, transaction
 from learnagent.store.outcome_rows import OutcomeRows
@@ -82,10 +82,12 @@ class Store(PrivacyRows, AdapterRows, OutcomeRows):
 
         return SleepSteps(self.conn, repo_id)
 
-    def ensure_repo(self, repo: Repository | Path) -> str:
+    def ensure_repo(self, repo: Repository | StoredRepository | Path) -> str:
         """The repository's key, its row made if new. `repo`: the Repository the CLI resolved (its
         main tree files the episodes of all its worktrees); a bare path (tests, stored paths) is
-        resolved here the same way."""
+        resolved here the same way; a StoredRepository is the store's own row."""
+        if isinstance(repo, StoredRepository):
+            return repo.key
         if isinstance(repo, Repository):
             key, root, name = repo.key, repo.main_tree, repo.name
         else:
@@ -96,6 +98,18 @@ class Store(PrivacyRows, AdapterRows, OutcomeRows):
             (key, str(root), name, time.time()),
         )
         return key
+
+    def find_stored_repo(self, name: str) -> StoredRepository | None:
+        """The repository this store knows by `name`: its id (a pushed repository's team name, or a
+        local key), else its short name when only one repository has it."""
+        row = self.conn.execute("SELECT id, name FROM repos WHERE id = ?", (name,)).fetchone()
+        if row is None:
+            rows = self.conn.execute("SELECT id, name FROM repos WHERE name = ?", (name,)).fetchall()
+            row = rows[0] if len(rows) == 1 else None
+        return None if row is None else StoredRepository(row["id"], row["name"])
+
+    def repo_ids(self) -> list[str]:
+        return [r["id"] for r in self.conn.execute("SELECT id FROM repos ORDER BY id")]
 
     def author_of(self, repo_id: str) -> str | None:
         """`git config user.email` as the repository sees it (its own config, then the user's), None

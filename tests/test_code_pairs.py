@@ -210,3 +210,40 @@ def test_to_pairs_are_text_form_and_encode_context_then_a_blank_line(history, ti
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     assert encode(tok, pair.prompt)[0].tolist() == tok(sample.prefix)["input_ids"]
     assert encode(tok, pair.prompt, pair.context)[0].tolist() == tok(sample.context + "\n\n" + sample.prefix)["input_ids"]
+
+
+def test_without_a_checkout_the_documents_are_what_the_store_holds(tmp_path):
+    """mine_code(None, ...): no HEAD; a created file is whole, an edited file is the new side of its
+    hunks (its earlier text is in no `do` episode), the added lines are what is predicted; the
+    held-out side (by file, and a held-out episode) is never a training document."""
+    from learnagent.learning.code_pairs import hunk_text, mine_code
+    from learnagent.learning.pairs import is_heldout
+    from learnagent.store.episodes import Store
+
+    edit = ["@@ -3,2 +3,3 @@", " x = 1", "-y = 2", "+y = 3", "+z = y * 2", "@@ -9,1 +10,2 @@", " def f():",
+            "+    return z"]
+    assert hunk_text(edit) == ("x = 1\ny = 3\nz = y * 2\n\ndef f():\n    return z\n", [1, 2, 5])
+    assert hunk_text(["@@ -1,1 +1,0 @@", "-gone = 1"]) is None
+
+    with Store(tmp_path / "s.db") as store:
+        rid = store.ensure_repo(tmp_path)
+        ids = [eid for eid in (f"e{i:04d}" for i in range(60)) if not is_heldout(eid, 0.2)][:3]
+        held = next(eid for eid in (f"e{i:04d}" for i in range(60)) if is_heldout(eid, 0.2))
+        diffs = {ids[0]: "--- /dev/null\n+++ b/a.py\n@@ -0,0 +1,2 @@\n+def alpha_value():\n+    return 1\n",
+                 ids[1]: "--- /dev/null\n+++ b/b.py\n@@ -0,0 +1,2 @@\n+def beta_value():\n+    return 2\n",
+                 ids[2]: "--- a/a.py\n+++ b/a.py\n@@ -1,2 +1,4 @@\n def alpha_value():\n     return 1\n+\n"
+                         "+ALPHA_CONSTANT = alpha_value()\n",
+                 held: "--- /dev/null\n+++ b/c.py\n@@ -0,0 +1,1 @@\n+GAMMA_CONSTANT_NAME = 3\n"}
+        for eid, diff in diffs.items():
+            store.create_episode(rid, "t", episode_id=eid)
+            store.finish_episode(eid, "finished", final_diff=diff)
+            store.set_outcome(eid, "accepted")
+        corpus = mine_code(None, store, rid)
+    assert corpus.root is None and corpus.conventions == ""
+    # a.py as its newest change shows it (the hunk's new side), b.py whole; c.py only a held-out episode wrote
+    assert corpus.files == {"a.py": "def alpha_value():\n    return 1\n\nALPHA_CONSTANT = alpha_value()\n",
+                            "b.py": "def beta_value():\n    return 2\n"}
+    assert corpus.heldout, "two files: one is held out"
+    held_paths = {d.path for d in corpus.heldout}
+    assert "c.py" in held_paths and not any(d.path in held_paths for d in corpus.train)
+    assert all(d.episode_id != held for d in corpus.train)

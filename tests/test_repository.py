@@ -70,3 +70,18 @@ def test_the_store_and_registry_take_the_value_as_resolved(git_repo, tmp_path):
         reg = Registry(store, side)
         assert reg.repo_id == side.key and reg.root == side.adapters_dir == adapters_folder(git_repo)
         assert promoted_adapter(side) is None and reg.current() is None
+
+
+def test_a_stored_repository_keeps_its_adapters_under_its_key(tmp_path):
+    """`sleep --store URL --repo NAME`: a team name (slashes) gets a path-safe folder of its own; a
+    local key is the folder its checkout uses."""
+    from learnagent.core import home
+    from learnagent.core.repository import StoredRepository
+
+    team = StoredRepository("github.com/acme/api", "api")
+    assert team.adapters_dir.parent == home.data_home() / "adapters"
+    assert team.adapters_dir.name.startswith("github.com_acme_api-") and team.work_tree is None
+    assert StoredRepository("github.com/acme_api", "api").adapters_dir != team.adapters_dir
+    assert StoredRepository("../x", "x").adapters_dir.parent == home.data_home() / "adapters"
+    (tmp_path / "r").mkdir()
+    assert StoredRepository(home.repo_key(tmp_path / "r"), "r").adapters_dir == home.adapters_dir(tmp_path / "r")
