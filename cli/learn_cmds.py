@@ -319,7 +319,7 @@ def report_cmd(out: Path = typer.Option(None, "--out", metavar="FILE", help="Wri
         curve = report.adapter_curve(reg.list())
         rates = report.outcome_rates(store.rated_episodes(reg.repo_id))
     console = Console()
-    table = Table(title=f"learning curve: {repo.name}", header_style="bold")
+    table = Table(title=f"learning curve: {repo.work_tree.name}", header_style="bold")
     for col in ("version", "status", "episodes", "code NLL", "base NLL", "exact", "base exact", "gap", "prev gap",
                 "drift", "adherence"):
         table.add_column(col, justify="left" if col in ("version", "status") else "right")
@@ -335,7 +335,7 @@ def report_cmd(out: Path = typer.Option(None, "--out", metavar="FILE", help="Wri
         rt.add_row(g["adapter"], str(g["episodes"]), _num(g["acceptance"], True), _num(g["test_pass"], True))
     console.print(rt if rates else "no `learnagent do` episodes yet")
     if out is not None:
-        path = report.write_report(out, curve, rates, f"learnagent learning curve: {repo.name}")
+        path = report.write_report(out, curve, rates, f"learnagent learning curve: {repo.work_tree.name}")
         console.print(f"wrote {path}", highlight=False)
 
 
