@@ -35,7 +35,7 @@ from learnagent.agent.repomap_tags import (
     parse_files,
 )
 from learnagent.core import home
-from learnagent.core.repository import Repository
+from learnagent.core.repository import Repository, key_of
 
 MAX_LINE_CHARS = 100  # a long signature line is cut: the map is an outline, not the source
 ELISION = "⋮"
@@ -94,7 +94,9 @@ class RepoMap:
         if self.content_keys:
             self.cache_file = cache_dir / f"{shared_with.key}.blobs.sqlite"
         else:
-            self.cache_file = cache_dir / f"{home.repo_key(self.root)}.sqlite"
+            # an mtime cache of this folder alone (benchmarks, plain folders): keyed by its own path,
+            # with no repository to look up (production runs pass shared_with)
+            self.cache_file = cache_dir / f"{key_of(self.root)}.sqlite"
         self.count_tokens = count_tokens or default_count_tokens
         self.stats = BuildStats()
         # In-memory mirror of the cache: path -> (mtime_ns, size, tags or None if skipped).

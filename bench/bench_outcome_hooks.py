@@ -48,6 +48,7 @@ def main() -> None:
         os.environ["LEARNAGENT_HOME"] = str(Path(tmp) / "home")
         from learnagent.core.config import OutcomesConfig
         from learnagent.core.githooks import install_hooks
+        from learnagent.core.repository import Repository
         from learnagent.store.episodes import Store
         from learnagent.store.outcomes import process_commit
 
@@ -60,7 +61,7 @@ def main() -> None:
         git(repo, "commit", "-qm", "init")
         base = git(repo, "rev-parse", "HEAD").strip()
         with Store() as store:
-            rid = store.ensure_repo(repo)
+            rid = store.ensure_repo(Repository.at(repo))
             for e in range(a.episodes):
                 f = f"m{e % 20}.py"
                 diff = (f"diff --git a/{f} b/{f}\n--- a/{f}\n+++ b/{f}\n@@ -2,1 +2,2 @@\n-    return 0\n"
@@ -76,7 +77,8 @@ def main() -> None:
             git(repo, "add", "-A")
             git(repo, "commit", "-qm", "x", env={"LEARNAGENT_HOOKS_DISABLE": "1"})
             t = time.perf_counter()
-            process_commit(store, repo, git(repo, "rev-parse", "HEAD").strip(), OutcomesConfig())
+            process_commit(store, repo, git(repo, "rev-parse", "HEAD").strip(), OutcomesConfig(),
+                           repo_id=Repository.at(repo).key)
             inproc = time.perf_counter() - t
     med_plain, med_hooked = statistics.median(plain), statistics.median(hooked)
     lines = [

@@ -94,12 +94,13 @@ def sleep_once(work: Path, max_minutes: float | None) -> dict:
 
 def registered(work: Path) -> "AdapterVersion | None":
     os.environ["LEARNAGENT_HOME"] = str(work / "home")
+    from learnagent.core.repository import Repository
     from learnagent.learning.registry import Registry
     from learnagent.store.episodes import Store
 
     store = Store()
     try:
-        rows = Registry(store, work / "repo").list()
+        rows = Registry(store, Repository.at(work / "repo")).list()
     finally:
         store.close()
     return rows[-1] if rows else None
@@ -137,13 +138,14 @@ def main() -> None:
     from learnagent.learning.code_pairs import mine_code
     from learnagent.runtime.loading import load_with_adapters
     from learnagent.learning.gate import GateConfig, run_gate
+    from learnagent.core.repository import Repository
     from learnagent.learning.registry import Registry
     from learnagent.store.episodes import Store
 
     torch.set_num_threads(args.threads)
     version = row.version
     store = Store()
-    reg = Registry(store, work / "repo")
+    reg = Registry(store, Repository.at(work / "repo"))
     folder = reg.folder(version)
     metrics = row.metrics
     result["gate"] = {k: metrics.get(k) for k in ("accepted", "reason", "drift", "code_drift", "comparison", "code")}

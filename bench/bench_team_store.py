@@ -16,6 +16,7 @@ import multiprocessing as mp
 import os
 import random
 import string
+import subprocess
 import sys
 import tempfile
 import time
@@ -33,12 +34,13 @@ def _text(rng, n):
 
 
 def write_episodes(target, repo: Path, n: int, seed: int) -> float:
+    from learnagent.core.repository import Repository
     from learnagent.store.episodes import Store
 
     rng = random.Random(seed)
     t0 = time.perf_counter()
     with Store(target) as store:
-        rid = store.ensure_repo(repo)
+        rid = store.ensure_repo(Repository.at(repo))
         for _ in range(n):
             eid = store.create_episode(rid, _text(rng, 120))
             for j in range(12):
@@ -76,13 +78,14 @@ def main() -> None:
     os.environ.setdefault("LEARNAGENT_HOME", tempfile.mkdtemp(prefix="la-bench-home-"))
     from pg_server import Cluster, server_bin
 
+    from learnagent.core.repository import Repository
     from learnagent.services import team
     from learnagent.store import team_rows
     from learnagent.store.episodes import Store
 
     work = Path(tempfile.mkdtemp(prefix="la-bench-team-"))
     repo = work / "repo"
-    repo.mkdir()
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)  # the store keys a Repository
     local = work / "local.db"
     cluster = Cluster(server_bin()).start()
     try:
@@ -90,7 +93,7 @@ def main() -> None:
         t_write = write_episodes(local, repo, args.episodes, 1)
         with Store(local) as store:
             store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            team_rows.join(store, store.ensure_repo(repo), "acme/bench")
+            team_rows.join(store, store.ensure_repo(Repository.at(repo)), "acme/bench")
         sqlite_bytes = local.stat().st_size
         url = cluster.create_database("team")
         with Store(url) as shared:

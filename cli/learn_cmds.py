@@ -16,10 +16,12 @@ from rich.table import Table
 from learnagent.core.errors import LearnagentError, UsageError
 
 
-def _repo_root() -> Path:
+def _repo():
+    """The Repository this command works on, resolved once here and passed down (a repository with
+    no commits yet is a one-line error, as for every command that reads its history)."""
     from learnagent.agent.worktree import find_repo
 
-    return find_repo(need_branch=False).root
+    return find_repo(need_branch=False).repository
 
 
 def _open_stored(store_url: str | None, repo_name: str | None):
@@ -92,7 +94,7 @@ def sleep(
         _sleep_stored(console, store_url, repo_name, method, steps, max_minutes, model, dry_run, drift_budget,
                       min_improvement)
         return
-    root = _repo_root()
+    repo = _repo()
     if install_schedule and uninstall_schedule:
         raise UsageError("--install-schedule and --uninstall-schedule exclude each other")
     if at is not None and not install_schedule:
@@ -100,7 +102,7 @@ def sleep(
     if install_schedule or uninstall_schedule:
         from learnagent.learning import schedule
 
-        res = schedule.install(root, at) if install_schedule else schedule.uninstall(root)
+        res = schedule.install(repo, at) if install_schedule else schedule.uninstall(repo)
         words = {"installed": "installed nightly sleep", "updated": "updated nightly sleep",
                  "unchanged": "nightly sleep already installed", "removed": "removed nightly sleep",
                  "absent": "no nightly sleep was installed"}
@@ -113,7 +115,7 @@ def sleep(
 
     opts = SleepOptions(method=method, steps=steps, max_minutes=max_minutes, model=model, dry_run=dry_run,
                         drift_budget=drift_budget, min_nll_gain=min_improvement)
-    result = sleep_night(root, opts, progress=lambda m: console.print(f"[dim]{m}[/]", highlight=False),
+    result = sleep_night(repo, opts, progress=lambda m: console.print(f"[dim]{m}[/]", highlight=False),
                          train_progress=_train_progress(console))
     _print_sleep(console, result, method)
 
@@ -203,12 +205,13 @@ def eval_cmd(
     from learnagent.store.episodes import Store
 
     stored = store_url is not None or repo_name is not None
-    root = None if stored else _repo_root()
+    local = None if stored else _repo()
+    root = local.work_tree if local else None
     probe_list = evaluate.load_probes(probes) if probes is not None else None  # bad file: fail before loading
     if probe_list is None and not code:
         raise UsageError("nothing to measure: pass --probes FILE.jsonl, or drop --no-code")
     spec, model_path = resolve_local_model(model, root)
-    store, repo = _open_stored(store_url, repo_name) if stored else (Store(), root)
+    store, repo = _open_stored(store_url, repo_name) if stored else (Store(), local)
     with store:
         reg = Registry(store, repo)
         if adapter:
@@ -308,15 +311,15 @@ def report_cmd(out: Path = typer.Option(None, "--out", metavar="FILE", help="Wri
     from learnagent.learning.registry import Registry
     from learnagent.store.episodes import Store
 
-    root = _repo_root()
+    repo = _repo()
     if out is not None and out.suffix.lower() not in (".png", ".html", ".htm"):
         raise UsageError(f"--out {out}: use a .png or .html file name")
     with Store() as store:
-        reg = Registry(store, root)
+        reg = Registry(store, repo)
         curve = report.adapter_curve(reg.list())
         rates = report.outcome_rates(store.rated_episodes(reg.repo_id))
     console = Console()
-    table = Table(title=f"learning curve: {root.name}", header_style="bold")
+    table = Table(title=f"learning curve: {repo.work_tree.name}", header_style="bold")
     for col in ("version", "status", "episodes", "code NLL", "base NLL", "exact", "base exact", "gap", "prev gap",
                 "drift", "adherence"):
         table.add_column(col, justify="left" if col in ("version", "status") else "right")
@@ -332,7 +335,7 @@ def report_cmd(out: Path = typer.Option(None, "--out", metavar="FILE", help="Wri
         rt.add_row(g["adapter"], str(g["episodes"]), _num(g["acceptance"], True), _num(g["test_pass"], True))
     console.print(rt if rates else "no `learnagent do` episodes yet")
     if out is not None:
-        path = report.write_report(out, curve, rates, f"learnagent learning curve: {root.name}")
+        path = report.write_report(out, curve, rates, f"learnagent learning curve: {repo.work_tree.name}")
         console.print(f"wrote {path}", highlight=False)
 
 
@@ -359,7 +362,7 @@ def adapters_list(as_json: bool = typer.Option(False, "--json"),
         finally:
             store.close()
     else:
-        rows = list_adapters(_repo_root())
+        rows = list_adapters(_repo())
     if as_json:
         print(json.dumps([record_json(r) for r in rows], indent=2, default=str))
         return
@@ -390,7 +393,7 @@ def adapters_use(version: str = typer.Argument(..., metavar="VERSION", help="The
     from learnagent.store.episodes import Store
 
     with Store() as store:
-        Registry(store, _repo_root()).use(version)
+        Registry(store, _repo()).use(version)
     Console().print(f"now using {version}", highlight=False)
 
 
@@ -401,7 +404,7 @@ def adapters_rollback():
     from learnagent.store.episodes import Store
 
     with Store() as store:
-        target = Registry(store, _repo_root()).rollback()
+        target = Registry(store, _repo()).rollback()
     Console().print(f"rolled back to {target or 'the base model (no adapter)'}", highlight=False)
 
 

@@ -105,7 +105,7 @@ def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
     root = repo.main_tree
     settings = load_settings(root)
     with Store() as store:
-        repo_id = store.ensure_repo(root)
+        repo_id = store.ensure_repo(repo)
         expire_stale(store, root, settings, repo_id=repo_id)
         update_survival(store, root, repo_id, settings.survival_commits)
         summary = summarize(collect(store, repo_id))
@@ -180,7 +180,7 @@ def history_import(since: Optional[str] = typer.Option(None, "--since", metavar=
     after = git_since(since) if since is not None else None  # one date parser with `forget --since`
     console = _console()
     with Store() as store, StepProgress(console, "history import", "imported") as bar:
-        report = import_history(store, _root(), since=after, max_commits=max_commits, max_diff_lines=max_diff_lines,
+        report = import_history(store, _repo(), since=after, max_commits=max_commits, max_diff_lines=max_diff_lines,
                                 progress=lambda seen, commits, n: bar.update(
                                     n, min(max_commits, commits), f"{seen:,}/{commits:,} commits looked at"))
     skipped = ", ".join(f"{n:,} {why}" for why, n in sorted(report.skipped.items()))
@@ -198,7 +198,7 @@ def review(files: Optional[list[str]] = typer.Argument(None, metavar="FILES", he
     """Check the staged changes against the repository's learned conventions (needs a repo adapter)."""
     from learnagent.learning.convention_review import review as run_review
 
-    raise typer.Exit(run_review(_repo().work_tree, files or None, strict=strict, margin=margin, say=typer.echo))
+    raise typer.Exit(run_review(_repo(), files or None, strict=strict, margin=margin, say=typer.echo))
 
 
 def register(app: typer.Typer) -> None:

@@ -117,18 +117,19 @@ def logs_status():
     """Say whether episodes are recorded in this repository."""
     from learnagent.store.episodes import Store
 
-    root = _repo_root()
+    repo = _repo()
     with Store() as store:
-        on = store.recording_enabled(store.ensure_repo(root))
-    typer.echo(f"recording is {'on' if on else 'off'} for {root}")
+        on = store.recording_enabled(store.ensure_repo(repo))
+    typer.echo(f"recording is {'on' if on else 'off'} for {repo.work_tree}")
 
 
 def _set_logs(enabled: bool) -> None:
     from learnagent.store.episodes import Store
 
-    root = _repo_root()
+    repo = _repo()
+    root = repo.work_tree
     with Store() as store:
-        store.set_recording(store.ensure_repo(root), enabled)
+        store.set_recording(store.ensure_repo(repo), enabled)
     if enabled:
         typer.echo(f"recording is on for {root}")
     else:

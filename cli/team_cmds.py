@@ -10,10 +10,11 @@ import typer
 team_app = typer.Typer(help="Choose which repositories `learnagent push` shares with your team.", no_args_is_help=True)
 
 
-def _repo_root():
+def _repo():
+    """The Repository of the current folder, resolved once here (it must have a first commit)."""
     from learnagent.agent.worktree import find_repo
 
-    return find_repo(need_branch=False).root
+    return find_repo(need_branch=False).repository
 
 
 @team_app.command("join")
@@ -24,10 +25,10 @@ def team_join(name: Optional[str] = typer.Option(None, "--name", metavar="OWNER/
     from learnagent.services import team
     from learnagent.store.episodes import Store
 
-    root = _repo_root()
+    repo = _repo()
     with Store() as store:
-        team_name = team.join(store, root, name)
-    typer.echo(f"{root} joins the team store as {team_name}: `learnagent push` sends its finished `do` episodes")
+        team_name = team.join(store, repo, name)
+    typer.echo(f"{repo.work_tree} joins the team store as {team_name}: `learnagent push` sends its finished `do` episodes")
 
 
 @team_app.command("leave")
@@ -36,10 +37,10 @@ def team_leave():
     from learnagent.store import team_rows
     from learnagent.store.episodes import Store
 
-    root = _repo_root()
+    repo = _repo()
     with Store() as store:
-        left = team_rows.leave(store, store.ensure_repo(root))
-    typer.echo(f"{root} {'no longer' if left else 'was not'} shared with the team store")
+        left = team_rows.leave(store, store.ensure_repo(repo))
+    typer.echo(f"{repo.work_tree} {'no longer' if left else 'was not'} shared with the team store")
 
 
 @team_app.command("status")

@@ -47,8 +47,9 @@ def repository_root(work_tree: Path) -> Path:
     (`git worktree add`, learnagent's own or the user's) the main tree it belongs to.
 
     This and `repo_key` / `worktrees_dir` / `adapters_dir` below answer "which repository" for a bare
-    path (tests, stored paths, callers not yet handed one); code given the `Repository` value
-    (core/repository.py, resolved once at the CLI edge) reads `repo.main_tree` / `repo.key` instead."""
+    path, for tests that check a path's key; code reads the `Repository` value (core/repository.py,
+    resolved once at the CLI edge) instead: `repo.main_tree` / `repo.key` / `repo.adapters_dir`.
+    Nothing below cli/ calls them (tests/test_repository.py scans for it)."""
     from learnagent.core.gitdirs import main_worktree
 
     work_tree = Path(work_tree).resolve()

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from learnagent.core.repository import Repository
 from learnagent.store import gitutil
 from learnagent.store.attribution import parse_diff
 
@@ -56,13 +57,13 @@ def staged_blocks(root: Path, files: list[str] | None = None) -> list[tuple[str,
     return blocks
 
 
-def find_adapter(repo_root: Path):
+def find_adapter(repo: Repository):
     """(version, folder) of the promoted repo adapter, or None (also when the registry is absent)."""
     try:
         from learnagent.learning.registry import promoted_adapter
     except ImportError:
         return None
-    return promoted_adapter(repo_root)
+    return promoted_adapter(repo)
 
 
 def _line_nll(model, tokenizer, context: str, lines: list[str]) -> list[float]:
@@ -119,15 +120,15 @@ def load_with_adapter(model_target: str, adapter_path: Path):
     return load_with_adapters(model_target, {Path(adapter_path).name: Path(adapter_path)})
 
 
-def review(root: Path, files: list[str] | None = None, *, strict: bool = False, margin: float = DEFAULT_MARGIN,
+def review(repo: Repository, files: list[str] | None = None, *, strict: bool = False, margin: float = DEFAULT_MARGIN,
            say: Callable[[str], None] = print) -> int:
     """Print the off-convention staged lines; the exit code (1 only when strict and something is flagged)."""
-    root = Path(root)
+    root = repo.work_tree
     blocks = staged_blocks(root, files)
     if not blocks:
         say("learnagent review: nothing staged to review")
         return 0
-    adapter = find_adapter(gitutil.main_root(root))
+    adapter = find_adapter(repo)
     if adapter is None:
         say("learnagent review: no repo adapter yet (run `learnagent sleep`); nothing to check against")
         return 0

@@ -90,19 +90,23 @@ def read_pointer(adapters_root: Path) -> dict | None:
     return data
 
 
-def adapters_folder(repo: Repository | StoredRepository | Path) -> Path:
-    """The repository's adapters folder: the Repository's own; a bare path is resolved here."""
-    return repo.adapters_dir if isinstance(repo, (Repository, StoredRepository)) else home.adapters_dir(repo)
+def _checked(repo: Repository | StoredRepository) -> Repository | StoredRepository:
+    """The repository as the CLI resolved it; a bare path is a caller's bug (resolve it at the edge:
+    `find_repository(path)`, or `Repository.at(path)` for a known top level)."""
+    if not isinstance(repo, (Repository, StoredRepository)):
+        raise TypeError(f"expected a Repository or StoredRepository, got {type(repo).__name__}: resolve it at the "
+                        "CLI edge (core.repository.find_repository)")
+    return repo
 
 
-def promoted_adapter(repo: Repository | Path) -> tuple[str, Path] | None:
+def promoted_adapter(repo: Repository | StoredRepository) -> tuple[str, Path] | None:
     """(version, folder) of the adapter `do` should load for this repository, or None.
 
     Reads only the pointer file (no database), so it is cheap. When the promoted folder is
     missing or incomplete (deleted by hand), it falls back to the most recent complete version
     in the promotion history rather than loading nothing.
     """
-    return _promoted_in(adapters_folder(repo))
+    return _promoted_in(_checked(repo).adapters_dir)
 
 
 def _promoted_in(root: Path) -> tuple[str, Path] | None:
@@ -122,26 +126,23 @@ def code_metrics(metrics: dict) -> dict | None:
     return metrics.get("code") or (metrics.get("eval") or {}).get("code") or None
 
 
-def list_adapters(repo_root: "Path | Repository | StoredRepository", store=None) -> list[AdapterVersion]:
+def list_adapters(repo: Repository | StoredRepository, store=None) -> list[AdapterVersion]:
     """Every adapter of the repository, newest first (opens the default store when none is given)."""
     if store is not None:
-        return Registry(store, repo_root).list()
+        return Registry(store, repo).list()
     from learnagent.store.episodes import Store
 
     with Store() as own:
-        return Registry(own, repo_root).list()
+        return Registry(own, repo).list()
 
 
 class Registry:
-    def __init__(self, store, repo: Repository | StoredRepository | Path):
-        """`repo`: the Repository the CLI resolved (a bare path, as tests and stored paths give, is
-        resolved here), or a StoredRepository (no checkout: repo_root is None)."""
-        if not isinstance(repo, (Repository, StoredRepository)):
-            repo = Path(repo).resolve()
+    def __init__(self, store, repo: Repository | StoredRepository):
+        """`repo`: the Repository the CLI resolved, or a StoredRepository (no checkout: repo_root is None)."""
         self.store = store
-        self.repo_root = repo.work_tree if isinstance(repo, (Repository, StoredRepository)) else repo
+        self.repo_root = _checked(repo).work_tree
         self.repo_id = store.ensure_repo(repo)
-        self.root = adapters_folder(repo)
+        self.root = repo.adapters_dir
 
     # ---- reading --------------------------------------------------------------------
     def folder(self, version: str) -> Path:

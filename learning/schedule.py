@@ -1,7 +1,7 @@
 """Nightly `learnagent sleep`: a user crontab line or a systemd user timer, whichever the machine has.
 
-Each repository gets its own entry, tagged with `# learnagent-sleep:<repo_key>` (cron) or named
-`learnagent-sleep-<repo_key>` (systemd), so install replaces exactly that entry (idempotent) and
+Each repository gets its own entry, tagged with `# learnagent-sleep:<repo.key>` (cron) or named
+`learnagent-sleep-<repo.key>` (systemd), so install replaces exactly that entry (idempotent) and
 uninstall removes exactly it, leaving the user's other entries alone. Commands use absolute paths:
 cron runs with a bare PATH and the user's home as working directory.
 """
@@ -19,6 +19,7 @@ from pathlib import Path
 
 from learnagent.core import home
 from learnagent.core.errors import LearnagentError, UsageError
+from learnagent.core.repository import Repository
 
 DEFAULT_AT = "03:00"
 _AT = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
@@ -39,8 +40,8 @@ def parse_at(at: str | None) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2))
 
 
-def tag(repo_root: Path) -> str:
-    return f"learnagent-sleep:{home.repo_key(repo_root)}"
+def tag(repo: Repository) -> str:
+    return f"learnagent-sleep:{repo.key}"
 
 
 def learnagent_executable() -> str:
@@ -54,13 +55,13 @@ def learnagent_executable() -> str:
     raise LearnagentError("cannot find the `learnagent` executable to schedule; is learnagent installed?")
 
 
-def log_path(repo_root: Path) -> Path:
-    return home.data_home() / "logs" / f"sleep-{home.repo_key(repo_root)}.log"
+def log_path(repo: Repository) -> Path:
+    return home.data_home() / "logs" / f"sleep-{repo.key}.log"
 
 
-def sleep_command(repo_root: Path) -> str:
-    root = Path(repo_root).resolve()
-    log = log_path(root)
+def sleep_command(repo: Repository) -> str:
+    root = repo.work_tree
+    log = log_path(repo)
     return (f"cd {shlex.quote(str(root))} && {shlex.quote(learnagent_executable())} sleep"
             f" >> {shlex.quote(str(log))} 2>&1")
 
@@ -97,22 +98,22 @@ def _is_ours(line: str, marker: str) -> bool:
     return line.rstrip().endswith(f"# {marker}")
 
 
-def install_cron(repo_root: Path, at: str | None = None) -> ScheduleResult:
+def install_cron(repo: Repository, at: str | None = None) -> ScheduleResult:
     hour, minute = parse_at(at)
-    marker = tag(repo_root)
-    entry = f"{minute} {hour} * * * {sleep_command(repo_root)} # {marker}"
+    marker = tag(repo)
+    entry = f"{minute} {hour} * * * {sleep_command(repo)} # {marker}"
     lines = _crontab_read()
     ours = [ln for ln in lines if _is_ours(ln, marker)]
     if ours == [entry]:
-        return ScheduleResult("cron", "unchanged", entry, log_path(repo_root))
+        return ScheduleResult("cron", "unchanged", entry, log_path(repo))
     kept = [ln for ln in lines if not _is_ours(ln, marker)]
-    log_path(repo_root).parent.mkdir(parents=True, exist_ok=True)
+    log_path(repo).parent.mkdir(parents=True, exist_ok=True)
     _crontab_write(kept + [entry])
-    return ScheduleResult("cron", "updated" if ours else "installed", entry, log_path(repo_root))
+    return ScheduleResult("cron", "updated" if ours else "installed", entry, log_path(repo))
 
 
-def uninstall_cron(repo_root: Path) -> ScheduleResult:
-    marker = tag(repo_root)
+def uninstall_cron(repo: Repository) -> ScheduleResult:
+    marker = tag(repo)
     lines = _crontab_read()
     kept = [ln for ln in lines if not _is_ours(ln, marker)]
     if len(kept) == len(lines):
@@ -128,8 +129,8 @@ def _unit_dir() -> Path:
     return Path(base) / "systemd" / "user"
 
 
-def _unit_name(repo_root: Path) -> str:
-    return f"learnagent-sleep-{home.repo_key(repo_root)}"
+def _unit_name(repo: Repository) -> str:
+    return f"learnagent-sleep-{repo.key}"
 
 
 def _systemctl(*args: str) -> None:
@@ -138,30 +139,30 @@ def _systemctl(*args: str) -> None:
         raise LearnagentError(f"`systemctl --user {' '.join(args)}` failed: {(out.stderr or out.stdout).strip()}")
 
 
-def install_systemd(repo_root: Path, at: str | None = None) -> ScheduleResult:
+def install_systemd(repo: Repository, at: str | None = None) -> ScheduleResult:
     hour, minute = parse_at(at)
-    name = _unit_name(repo_root)
+    name = _unit_name(repo)
     units = _unit_dir()
     units.mkdir(parents=True, exist_ok=True)
-    service = (f"[Unit]\nDescription=learnagent sleep for {Path(repo_root).resolve()}\n\n"
-               f"[Service]\nType=oneshot\nExecStart=/bin/sh -c {shlex.quote(sleep_command(repo_root))}\n")
+    service = (f"[Unit]\nDescription=learnagent sleep for {repo.work_tree}\n\n"
+               f"[Service]\nType=oneshot\nExecStart=/bin/sh -c {shlex.quote(sleep_command(repo))}\n")
     timer = (f"[Unit]\nDescription=nightly learnagent sleep ({name})\n\n"
              f"[Timer]\nOnCalendar=*-*-* {hour:02d}:{minute:02d}:00\nPersistent=true\n\n"
              f"[Install]\nWantedBy=timers.target\n")
     svc_path, timer_path = units / f"{name}.service", units / f"{name}.timer"
     existed = svc_path.exists() and timer_path.exists()
     if existed and svc_path.read_text() == service and timer_path.read_text() == timer:
-        return ScheduleResult("systemd", "unchanged", f"{name}.timer", log_path(repo_root))
-    log_path(repo_root).parent.mkdir(parents=True, exist_ok=True)
+        return ScheduleResult("systemd", "unchanged", f"{name}.timer", log_path(repo))
+    log_path(repo).parent.mkdir(parents=True, exist_ok=True)
     svc_path.write_text(service)
     timer_path.write_text(timer)
     _systemctl("daemon-reload")
     _systemctl("enable", "--now", f"{name}.timer")
-    return ScheduleResult("systemd", "updated" if existed else "installed", f"{name}.timer", log_path(repo_root))
+    return ScheduleResult("systemd", "updated" if existed else "installed", f"{name}.timer", log_path(repo))
 
 
-def uninstall_systemd(repo_root: Path) -> ScheduleResult:
-    name = _unit_name(repo_root)
+def uninstall_systemd(repo: Repository) -> ScheduleResult:
+    name = _unit_name(repo)
     units = _unit_dir()
     paths = [units / f"{name}.timer", units / f"{name}.service"]
     if not any(p.exists() for p in paths):
@@ -173,10 +174,10 @@ def uninstall_systemd(repo_root: Path) -> ScheduleResult:
     return ScheduleResult("systemd", "removed", f"{name}.timer")
 
 
-def install(repo_root: Path, at: str | None = None) -> ScheduleResult:
+def install(repo: Repository, at: str | None = None) -> ScheduleResult:
     parse_at(at)  # bad input fails before touching anything
-    return install_cron(repo_root, at) if detect_backend() == "cron" else install_systemd(repo_root, at)
+    return install_cron(repo, at) if detect_backend() == "cron" else install_systemd(repo, at)
 
 
-def uninstall(repo_root: Path) -> ScheduleResult:
-    return uninstall_cron(repo_root) if detect_backend() == "cron" else uninstall_systemd(repo_root)
+def uninstall(repo: Repository) -> ScheduleResult:
+    return uninstall_cron(repo) if detect_backend() == "cron" else uninstall_systemd(repo)

@@ -14,7 +14,6 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from learnagent.core import home
 from learnagent.core.errors import LearnagentError, ModelNotFound, UsageError
 from learnagent.learning.gate import GateConfig, GateResult
 from learnagent.learning.registry import Registry
@@ -84,10 +83,9 @@ def resolve_local_model(spec: str | None, repo_root: Path | None) -> tuple[str, 
 
 
 @contextlib.contextmanager
-def sleep_lock(repo_root: Path, folder: Path | None = None):
-    """One sleep per repository at a time (a nightly run and a manual one must not share a folder);
-    `folder`: its adapters folder when it is not the checkout's (a StoredRepository's)."""
-    folder = folder or home.adapters_dir(repo_root)
+def sleep_lock(folder: Path):
+    """One sleep per repository at a time (a nightly run and a manual one must not share a folder):
+    `folder` is the repository's adapters folder (`repo.adapters_dir`)."""
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / ".sleep.lock", "w") as fh:
         try:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from learnagent.agent.worktree import git, remove_worktree
+from learnagent.core.repository import StoredRepository
 from learnagent.learning.registry import Registry
 from learnagent.store.records import Episode
 
@@ -42,11 +43,13 @@ def forget(store, episodes: list[Episode], *, remove_git: bool = True) -> Forget
             store.record_forgotten(ep.repo_id, ep.id, commits.get(ep.id))
         # The registry owns adapter state: it taints descendants too and moves the promoted
         # pointer off a tainted adapter, so `do` stops loading it now, not after the next sleep.
-        by_repo: dict[str, list[str]] = {}
+        # Each repository as the store knows it (its key keys its adapters folder): no checkout needed.
+        by_repo: dict[StoredRepository, list[str]] = {}
         for ep in episodes:
-            by_repo.setdefault(ep.repo_path, []).append(ep.id)
-        for repo_path, repo_ids in by_repo.items():
-            registry = Registry(store, Path(repo_path))
+            name = Path(ep.repo_path).name if ep.repo_path else ep.repo_id
+            by_repo.setdefault(StoredRepository(ep.repo_id, name), []).append(ep.id)
+        for stored, repo_ids in by_repo.items():
+            registry = Registry(store, stored)
             result.tainted_adapters += [(registry.repo_id, v) for v in registry.mark_tainted(repo_ids)]
         store.delete_episodes(ids)
     store.erase_freed_pages()

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from learnagent.core.repository import StoredRepository
+from learnagent.core.repository import Repository, StoredRepository
 from learnagent.learning import parallel
 from learnagent.core.errors import UsageError
 from learnagent.learning.gate import GateConfig, GateResult
@@ -99,20 +99,18 @@ class Work:
     config: object = None  # train_common.TrainConfig
 
 
-def sleep_night(repo_root: Path | StoredRepository, options: SleepOptions | None = None, *, store=None,
+def sleep_night(repo: Repository | StoredRepository, options: SleepOptions | None = None, *, store=None,
                 progress: Progress | None = None, train_progress=None,
                 time_up: Callable[[], bool] | None = None) -> SleepResult:
     """One sleep. `progress(message)` gets stage messages; `train_progress` goes to the trainer
     (None: its own rich bar, False: silent, or a rich Progress / callable(step, total, stats)).
     `time_up()` is a caller's own time limit, read like `--max-minutes` after every step.
-    `repo_root`: the checkout, or a StoredRepository of `store` (no checkout on this machine: the
+    `repo`: the Repository the CLI resolved, or a StoredRepository of `store` (no checkout here: the
     code to learn from and gate on is what the store's accepted changes hold, code_pairs.mine_code)."""
     opts = check_options(options or SleepOptions())
     ranks = parallel.init()  # one process, or one of those `accelerate launch` started
     started = time.monotonic()
-    stored = repo_root if isinstance(repo_root, StoredRepository) else None
-    root = None if stored else Path(repo_root).resolve()
-    repo = stored or root
+    root = repo.work_tree  # None for a StoredRepository
     handoff = Handoff(ranks.world)
     own_store = store is None
     if own_store:
@@ -121,7 +119,7 @@ def sleep_night(repo_root: Path | StoredRepository, options: SleepOptions | None
         store = Store()
     try:
         if ranks.main:
-            with sleep_lock(root, stored.adapters_dir if stored else None):
+            with sleep_lock(repo.adapters_dir):
                 spec, model_path = resolve_local_model(opts.model, root)
                 reg = Registry(store, repo)
                 night = Night(root, opts, reg, store.sleep_steps(reg.repo_id), progress or (lambda _m: None),
@@ -180,14 +178,14 @@ def _night(n: Night, train_progress, time_up) -> SleepResult:
     return result
 
 
-def _worker(repo: Path | StoredRepository, opts: SleepOptions, store, order: dict | None,
+def _worker(repo: Repository | StoredRepository, opts: SleepOptions, store, order: dict | None,
             started: float) -> SleepResult:
     """Rank > 0 under a launcher: trains its share of the candidate rank 0 planned (the same data:
     the split comes from rank 0's plan, the rest is read the same way), and writes nothing."""
     result = SleepResult(status="worker", message="")
     if order is None:
         return result
-    root = None if isinstance(repo, StoredRepository) else repo
+    root = repo.work_tree
     spec, model_path = resolve_local_model(opts.model, root)
     reg = Registry(store, repo)
     n = Night(root, opts, reg, store.sleep_steps(reg.repo_id), lambda _m: None, started, spec, model_path)

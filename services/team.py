@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from learnagent.core.errors import UsageError
+from learnagent.core.repository import Repository
 from learnagent.store import team_rows
 
 WITHHELD = "[withheld by learnagent push: the file is covered by .learnagentignore]"
@@ -69,12 +70,12 @@ def default_team_name(root: Path) -> str | None:
     return name.removesuffix(".git").strip("/") or None
 
 
-def join(store, root: Path, name: str | None) -> str:
-    """Opt the repository at `root` in to push, under `name` (default: its origin remote)."""
-    team_name = (name or default_team_name(root) or "").strip()
+def join(store, repo: Repository, name: str | None) -> str:
+    """Opt the repository in to push, under `name` (default: its origin remote)."""
+    team_name = (name or default_team_name(repo.work_tree) or "").strip()
     if not team_name:
         raise UsageError("this repository has no `origin` remote: name it for the team with --name OWNER/REPO")
-    team_rows.join(store, store.ensure_repo(root), team_name)
+    team_rows.join(store, store.ensure_repo(repo), team_name)
     return team_name
 
 

@@ -14,7 +14,6 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable, ContextManager
 
-from learnagent.core import home
 from learnagent.core.errors import StoreError, UnknownEpisode
 from learnagent.core.repository import Repository, StoredRepository
 from learnagent.store.adapter_rows import AdapterRows
@@ -82,17 +81,15 @@ class Store(PrivacyRows, AdapterRows, OutcomeRows):
 
         return SleepSteps(self.conn, repo_id)
 
-    def ensure_repo(self, repo: Repository | StoredRepository | Path) -> str:
+    def ensure_repo(self, repo: Repository | StoredRepository) -> str:
         """The repository's key, its row made if new. `repo`: the Repository the CLI resolved (its
-        main tree files the episodes of all its worktrees); a bare path (tests, stored paths) is
-        resolved here the same way; a StoredRepository is the store's own row."""
+        main tree files the episodes of all its worktrees), or a StoredRepository (the store's own
+        row). A bare path is a caller's bug: resolve it at the edge (`find_repository`, `Repository.at`)."""
         if isinstance(repo, StoredRepository):
             return repo.key
-        if isinstance(repo, Repository):
-            key, root, name = repo.key, repo.main_tree, repo.name
-        else:
-            root = home.repository_root(repo)  # a linked worktree files under its main tree
-            key, name = home.repo_key(root), root.name
+        if not isinstance(repo, Repository):
+            raise TypeError(f"ensure_repo needs a Repository or StoredRepository, got {type(repo).__name__}")
+        key, root, name = repo.key, repo.main_tree, repo.name
         self.conn.execute(
             "INSERT INTO repos(id, path, name, created_at) VALUES (?,?,?,?) ON CONFLICT DO NOTHING",
             (key, str(root), name, time.time()),

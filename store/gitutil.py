@@ -11,7 +11,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from learnagent.core.errors import LearnagentError, NotAGitRepo
+from learnagent.core.errors import LearnagentError
 
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"  # `git hash-object -t tree /dev/null`
 DIFF_FLAGS = ("--no-color", "--no-ext-diff", "--no-textconv")
@@ -31,23 +31,6 @@ def git(cwd: Path, *args: str, check: bool = True, input: str | bytes | None = N
 
 def git_ok(cwd: Path, *args: str) -> bool:
     return subprocess.run(["git", *args], cwd=cwd, capture_output=True).returncode == 0
-
-
-def toplevel(start: Path | None = None) -> Path:
-    """The working tree containing `start` (a linked worktree is its own top level)."""
-    proc = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=start or Path.cwd(),
-                          capture_output=True, text=True)
-    if proc.returncode != 0 or not proc.stdout.strip():
-        raise NotAGitRepo(f"not a git repository: {start or Path.cwd()} (run learnagent inside a git repository)")
-    return Path(proc.stdout.strip())
-
-
-def main_root(start: Path | None = None) -> Path:
-    """The main working tree of the repository, also when `start` is inside a linked worktree:
-    the tree whose path keys the repository's episodes (home.repo_key)."""
-    from learnagent.core.home import repository_root
-
-    return repository_root(toplevel(start))
 
 
 def current_branch(cwd: Path) -> str:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from learnagent.core.ignore import IgnoreRules
+from learnagent.core.repository import Repository
 from learnagent.store import gitutil
 from learnagent.store.episodes import history_episode_id
 
@@ -77,15 +78,16 @@ def _changed_files(root: Path, parent: str, sha: str) -> list[tuple[str, int | N
     return files
 
 
-def import_history(store, root: Path, *, since: str | None = None, max_commits: int = 200,
+def import_history(store, repo: Repository, *, since: str | None = None, max_commits: int = 200,
                    max_diff_lines: int = MAX_DIFF_LINES, progress=None) -> ImportReport:
-    """`progress(examined, commits, imported)` is called after each commit looked at."""
-    root = Path(root)
-    repo_id = store.ensure_repo(root)
+    """The commits of `repo`'s main tree as accepted episodes. `progress(examined, commits, imported)`
+    is called after each commit looked at."""
+    root = repo.main_tree
+    repo_id = store.ensure_repo(repo)
     report = ImportReport()
     args = ["rev-list", "--no-merges"] + ([f"--since={since}"] if since else []) + ["HEAD"]
     done = store.imported_commits(repo_id)
-    ignore = IgnoreRules.for_repo(root)  # .learnagentignore: never read secrets files into episodes
+    ignore = IgnoreRules.for_repository(repo)  # .learnagentignore: never read secrets files into episodes
     shas = gitutil.git(root, *args).split()
     report.commits = len(shas)
     for examined, sha in enumerate(shas):

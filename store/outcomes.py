@@ -24,7 +24,6 @@ import re
 import time
 from pathlib import Path
 
-from learnagent.core import home
 from learnagent.core.config import OutcomesConfig, load_config
 from learnagent.core.errors import LearnagentError
 from learnagent.store import gitutil
@@ -149,14 +148,13 @@ def reverdict(store, root: Path, ep: Episode, settings: OutcomesConfig, commit: 
 
 # ---------------------------------------------------------------- commits
 
-def process_commit(store, root: Path, sha: str, settings: OutcomesConfig, now: float | None = None,
-                   repo_id: str | None = None) -> list[str]:
+def process_commit(store, root: Path, sha: str, settings: OutcomesConfig, now: float | None = None, *,
+                   repo_id: str) -> list[str]:
     """Attribute one commit (a merge: its diff against the first parent) to open episodes; detect reverts.
 
-    `root` is where git runs (a linked worktree is fine); `repo_id` defaults to its repo key.
+    `root` is where git runs (a linked worktree is fine); `repo_id` is its Repository's key.
     """
     now = now or time.time()
-    repo_id = repo_id or home.repo_key(root)
     if store.commit_processed(repo_id, sha):
         return []
     info = gitutil.commit_info(root, sha)
@@ -208,10 +206,9 @@ def _detect_reverts(store, root, repo_id, info, patches, settings, skip: set[str
     return msgs
 
 
-def process_rewrite(store, root: Path, pairs: list[tuple[str, str]], settings: OutcomesConfig,
-                    repo_id: str | None = None) -> list[str]:
+def process_rewrite(store, root: Path, pairs: list[tuple[str, str]], settings: OutcomesConfig, *,
+                    repo_id: str) -> list[str]:
     """post-rewrite (amend, rebase): the new commits replace the old ones, never adding to them."""
-    repo_id = repo_id or home.repo_key(root)
     msgs: list[str] = []
     for old, new in pairs:
         if old != new and gitutil.rev(root, new):
@@ -230,7 +227,7 @@ def process_rewrite(store, root: Path, pairs: list[tuple[str, str]], settings: O
     return msgs
 
 
-def process_merge(store, root: Path, settings: OutcomesConfig, repo_id: str | None = None) -> list[str]:
+def process_merge(store, root: Path, settings: OutcomesConfig, *, repo_id: str) -> list[str]:
     """post-merge: a merge commit, or the commits a fast-forward brought in (e.g. a kept branch)."""
     orig = gitutil.rev(root, "ORIG_HEAD")
     if orig:
@@ -247,12 +244,12 @@ def process_merge(store, root: Path, settings: OutcomesConfig, repo_id: str | No
 
 # ---------------------------------------------------------------- expiry
 
-def expire_stale(store, root: Path, settings: OutcomesConfig, now: float | None = None,
-                 repo_id: str | None = None) -> list[str]:
+def expire_stale(store, root: Path, settings: OutcomesConfig, now: float | None = None, *,
+                 repo_id: str) -> list[str]:
     """Close the open episodes whose window has passed: edited if enough was committed, else rejected."""
     now = now or time.time()
     cutoff = now - settings.reject_after_days * 86400
-    rows = store.episodes_open_before(repo_id or home.repo_key(root), cutoff)
+    rows = store.episodes_open_before(repo_id, cutoff)
     msgs = []
     head = gitutil.rev(root, "HEAD")
     days = f"{settings.reject_after_days:g} days"

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from learnagent.core.repository import Repository
 
 GIT_ENV = {"GIT_AUTHOR_NAME": "Test", "GIT_AUTHOR_EMAIL": "t@example.com",
            "GIT_COMMITTER_NAME": "Test", "GIT_COMMITTER_EMAIL": "t@example.com",
@@ -42,7 +43,7 @@ def propose(store, repo, files: dict[str, str], *, task="a task", applied=True, 
     git(repo, "add", "-A")
     diff = git(repo, "diff", "--cached", "--no-color", base)
     git(repo, "reset", "-q")
-    repo_id = store.ensure_repo(Path(repo))
+    repo_id = store.ensure_repo(Repository.at(Path(repo)))
     eid = store.create_episode(repo_id, task, base_commit=base, branch=branch, model=model,
                                adapter_version=adapter, started_at=started_at)
     store.finish_episode(eid, "finished", final_diff=diff)

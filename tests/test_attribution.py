@@ -7,6 +7,7 @@ import pytest
 from outcome_helpers import episode, events, git, head, old, propose, write
 
 from learnagent.core.githooks import install_hooks
+from learnagent.core.repository import Repository
 from learnagent.store.attribution import coverage, match_commit, parse_diff, units_of
 from learnagent.store.correction import agent_version, file_correction
 from learnagent.store.episodes import Store
@@ -283,7 +284,7 @@ def test_window_expiry_rejects_or_keeps_the_committed_part(repo, store):
     assert episode(store, half)["outcome"] == "pending"
     assert episode(store, half)["meta"]["attribution"]["fraction"] == 0.5
     # two days later (evaluated lazily, e.g. by `learnagent status`): half of it was committed -> edited
-    msgs = expire_stale(store, repo, load_settings(repo), now=old(-2))
+    msgs = expire_stale(store, repo, load_settings(repo), now=old(-2), repo_id=Repository.at(repo).key)
     ep = episode(store, half)
     assert ep["outcome"] == "edited" and any(half in m for m in msgs)
     # the correction says what the user did to the agent's version: b.py left out, a.py as proposed

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from cli_helpers import run_cli
+from learnagent.core.repository import Repository
 
 
 def test_version_prints_it_and_exits_0(tmp_path):
@@ -111,7 +112,7 @@ def test_an_unknown_or_ambiguous_episode_id_is_bad_input(git_repo, command):
     from learnagent.store.episodes import Store
 
     with Store() as store:
-        repo_id = store.ensure_repo(git_repo)
+        repo_id = store.ensure_repo(Repository.at(git_repo))
         for eid in ("abc123-1", "abc123-2"):
             store.create_episode(repo_id, "a task", base_commit="0" * 40, branch="learnagent/" + eid,
                                  worktree="", model="scripted", episode_id=eid)

@@ -6,11 +6,13 @@ import pytest
 
 from code_repo import make_code_repo
 from conftest import git
+from learnagent.core.repository import Repository
 from learnagent.learning import code_pairs
 from learnagent.learning.code_pairs import apply_hunks, file_diffs, heldout_file, heldout_paths, mine_code, to_pairs
 from learnagent.learning.pairs import build_pairs, diff_files, is_heldout
 from learnagent.store.episodes import Store
 from learnagent.store.history import import_history
+from repo_helpers import folder_repository
 
 FRACTION = 0.3
 
@@ -58,14 +60,14 @@ def history(tmp_path_factory):
     for attempt in range(20):
         root = make_code_repo(base / f"repo{attempt}")
         store = Store(tmp_path_factory.mktemp("store") / "db.sqlite")
-        report = import_history(store, root)
+        report = import_history(store, Repository.at(root))
         assert len(report.imported) == 12  # one per module (the root commit has no parent to diff)
-        episode_docs = [d for d in mine_code(root, store, store.ensure_repo(root), heldout_fraction=FRACTION).docs
+        episode_docs = [d for d in mine_code(root, store, store.ensure_repo(Repository.at(root)), heldout_fraction=FRACTION).docs
                         if d.origin == "episode"]
         if any(d.heldout for d in episode_docs) and not all(d.heldout for d in episode_docs):
             break
         store.close()
-    yield root, store, store.ensure_repo(root)
+    yield root, store, store.ensure_repo(Repository.at(root))
     store.close()
 
 
@@ -226,7 +228,7 @@ def test_without_a_checkout_the_documents_are_what_the_store_holds(tmp_path):
     assert hunk_text(["@@ -1,1 +1,0 @@", "-gone = 1"]) is None
 
     with Store(tmp_path / "s.db") as store:
-        rid = store.ensure_repo(tmp_path)
+        rid = store.ensure_repo(folder_repository(tmp_path))
         ids = [eid for eid in (f"e{i:04d}" for i in range(60)) if not is_heldout(eid, 0.2)][:3]
         held = next(eid for eid in (f"e{i:04d}" for i in range(60)) if is_heldout(eid, 0.2))
         diffs = {ids[0]: "--- /dev/null\n+++ b/a.py\n@@ -0,0 +1,2 @@\n+def alpha_value():\n+    return 1\n",

@@ -18,6 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 from cli_helpers import run_cli, write_script
 from conftest import git
 from learnagent.core import home
+from learnagent.core.repository import Repository
+from repo_helpers import folder_repository
 
 N_PROCS = 6
 EPISODES_EACH = 12
@@ -33,7 +35,7 @@ def _writer(proc: int, repo: str, start, errors) -> None:
 
         start.wait()
         with Store() as store:
-            rid = store.ensure_repo(repo)
+            rid = store.ensure_repo(folder_repository(repo))
             for i in range(EPISODES_EACH):
                 tag = f"p{proc}-e{i}"
                 eid = store.create_episode(rid, f"task {tag}", meta={"writer": proc})
@@ -56,7 +58,7 @@ def _hook_writer(proc: int, repo: str, start, errors) -> None:
 
         start.wait()
         with Store() as store:
-            rid = store.ensure_repo(repo)
+            rid = store.ensure_repo(folder_repository(repo))
             eid = store.create_episode(rid, f"hooked h{proc}")
             for c in range(COMMITS):
                 with store.transaction():
@@ -108,7 +110,7 @@ def test_parallel_processes_write_without_lock_errors_or_mixups(tmp_path, store_
     if store_db == "sqlite":
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    rid = store.ensure_repo(tmp_path)
+    rid = store.ensure_repo(folder_repository(tmp_path))
     assert sorted(r[0] for r in db.execute("SELECT sha FROM processed_commits WHERE repo_id = ?", (rid,))) == \
         sorted(f"c{c}" for c in range(COMMITS))
     hooked = db.execute("SELECT id FROM episodes WHERE task LIKE 'hooked %'").fetchall()
@@ -222,7 +224,7 @@ def test_do_runs_while_sleep_trains_on_the_same_store(git_repo, tmp_path, tiny_m
     cfg.test.command = "true"
     save_config(git_repo, cfg)
     with Store() as store:  # good history episodes to learn from: 3 trained on, 1 held out
-        rid = store.ensure_repo(git_repo)
+        rid = store.ensure_repo(Repository.at(git_repo))
         picked = [f"h{i:03d}" for i in range(40)]
         history = [e for e in picked if not is_heldout(e, 0.2)][:3] + [e for e in picked if is_heldout(e, 0.2)][:1]
         for eid in history:
@@ -264,7 +266,7 @@ def test_do_runs_while_sleep_trains_on_the_same_store(git_repo, tmp_path, tiny_m
     for text in [sleep_out] + [o.stdout + o.stderr for o in outs]:
         assert "locked" not in text and "Traceback" not in text, text
     with Store() as store:
-        row = Registry(store, git_repo).get("v0001")
+        row = Registry(store, Repository.at(git_repo)).get("v0001")
     assert row.status in ("promoted", "rejected"), row
     assert ("promoted v0001" if row.status == "promoted" else "v0001 rejected:") in sleep_out, sleep_out
     assert row.metrics["heldout_ids"] == history[3:]  # the do runs arriving meanwhile changed nothing

@@ -11,11 +11,13 @@ from learnagent.core import home
 from learnagent.core.errors import StoreError
 from learnagent.store.episodes import Store
 from learnagent.store.privacy import AdapterCorrupt, verify_adapter
+from learnagent.core.repository import Repository
+from repo_helpers import folder_repository
 
 
 def _filled_store() -> None:
     with Store() as store:
-        rid = store.ensure_repo(home.data_home())
+        rid = store.ensure_repo(folder_repository(home.data_home()))
         for i in range(40):
             eid = store.create_episode(rid, f"task {i} " + "x" * 2000)
             store.add_message(eid, 0, "user", "y" * 4000)
@@ -119,7 +121,7 @@ def test_a_constraint_error_on_a_healthy_store_is_not_called_damage():
 
     _filled_store()
     with Store() as store:
-        rid = store.ensure_repo(home.data_home())
+        rid = store.ensure_repo(folder_repository(home.data_home()))
         eid = store.create_episode(rid, "one")
         with pytest.raises(sqlite3.IntegrityError) as exc:
             store.create_episode(rid, "same id", episode_id=eid)
@@ -146,12 +148,13 @@ def test_cli_reports_a_healthy_store_error_honestly(git_repo):
     """Through the real CLI: a constraint error raised by a command leaves one honest line."""
     _filled_store()
     with Store() as store:
-        rid = store.ensure_repo(git_repo)
+        rid = store.ensure_repo(Repository.at(git_repo))
         store.create_episode(rid, "existing", episode_id="250101000000abcdef")
-    code = ("import sys, pathlib; from learnagent.cli import app as a; from learnagent.store.episodes import Store\n"
+    code = ("import sys; from learnagent.cli import app as a; from learnagent.store.episodes import Store\n"
+            "from learnagent.core.repository import find_repository\n"
             "def boom():\n"
             "    with Store() as s:\n"
-            "        s.create_episode(s.ensure_repo(pathlib.Path('.')), 'x', episode_id='250101000000abcdef')\n"
+            "        s.create_episode(s.ensure_repo(find_repository('.')), 'x', episode_id='250101000000abcdef')\n"
             "a.app.command('boom')(boom)\n"
             "sys.argv = ['learnagent', 'boom']; a.main()\n")
     import subprocess

@@ -130,6 +130,7 @@ def test_sigkill_do_at_random_points_loses_nothing(git_repo, tmp_path):
 _REGISTRY_DRIVER = r"""
 import os, shutil, signal, sys
 from pathlib import Path
+from learnagent.core.repository import Repository
 from learnagent.learning import registry
 from learnagent.store.episodes import Store
 
@@ -141,7 +142,7 @@ def checkpoint(name):
         os.kill(os.getpid(), signal.SIGKILL)  # a real, unannounced death: no finally, no atexit
 registry._checkpoint = checkpoint
 with Store() as store:
-    reg = registry.Registry(store, repo)
+    reg = registry.Registry(store, Repository.at(repo))
     version = reg.reserve(parent=None, method="opsd", base_model="tiny")
     shutil.copytree(source, reg.folder(version), dirs_exist_ok=True)
     reg.finish(version, metrics={"gap": 0.1}, episode_ids=[], config={})
@@ -174,19 +175,19 @@ def test_sigkill_during_adapter_save_and_promotion_keeps_a_loadable_adapter(git_
     for kill_at in range(1, n_checkpoints + 1):
         out = _run_driver(git_repo, kill_at, source)
         assert out.returncode == -signal.SIGKILL, out.stdout + out.stderr
-        found = promoted_adapter(git_repo)
+        found = promoted_adapter(Repository.at(git_repo))
         assert found is not None, f"killed at checkpoint {kill_at}: no adapter to load"
         version, folder = found
         verify_adapter(folder)  # complete and not truncated
         assert version in promoted or version == f"v{kill_at + 1:04d}"
         promoted.append(version)
         _check_store_consistent()
-    version, folder = promoted_adapter(git_repo)
+    version, folder = promoted_adapter(Repository.at(git_repo))
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), str(folder))
     assert model is not None
     again = _run_driver(git_repo, 0, source)  # nothing left half-done blocks the next run
     assert again.returncode == 0, again.stderr
-    assert promoted_adapter(git_repo)[0] == again.stdout.split()[2]
+    assert promoted_adapter(Repository.at(git_repo))[0] == again.stdout.split()[2]
 
 
 # ---- sleep: SIGKILL the real `learnagent sleep` (tiny model) at random moments ------------------
@@ -219,7 +220,7 @@ def _tiny_sleep_repo(repo: Path, tiny_model_dir: Path, *, trained: int) -> None:
     cfg.model.name = f"local:{tiny_model_dir}"
     save_config(repo, cfg)
     with Store() as store:
-        rid = store.ensure_repo(repo)
+        rid = store.ensure_repo(Repository.at(repo))
         for _ in range(trained):
             _add_good_episode(store, rid, heldout=False)
         _add_good_episode(store, rid, heldout=True)
@@ -265,7 +266,7 @@ def _check_adapters(repo: Path, tiny_model_dir: Path, what: str) -> str:
     root = home.adapters_dir(repo)
     pointer = read_pointer(root)
     assert pointer is not None, f"{what}: the PROMOTED pointer is missing or unreadable"
-    found = promoted_adapter(repo)
+    found = promoted_adapter(Repository.at(repo))
     assert found is not None, f"{what}: no adapter to load"
     version, folder = found
     # the pointer itself names a complete folder (no silent fall-back to an older one)
@@ -277,14 +278,14 @@ def _check_adapters(repo: Path, tiny_model_dir: Path, what: str) -> str:
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), str(folder))
     assert any("lora_" in name for name, _ in model.named_parameters()), f"{what}: {version} loaded no LoRA"
     with Store() as store:  # the table agrees with the pointer once read (sync repairs a kill in between)
-        rows = Registry(store, repo).list()
+        rows = Registry(store, Repository.at(repo)).list()
     promoted_rows = [r.version for r in rows if r.status == "promoted"]
     assert promoted_rows == [version], f"{what}: table says {promoted_rows}, pointer {version}"
     for row in rows:  # a folder sealed with lineage.json holds whole weights
         if is_complete(root / row.version):
             verify_adapter(root / row.version)
     with Store() as store:  # the persisted sleep states agree with the folders and the table
-        steps = SleepSteps(store.conn, store.ensure_repo(repo))
+        steps = SleepSteps(store.conn, store.ensure_repo(Repository.at(repo)))
         for row in rows:
             last = steps.last(row.version)
             assert last is not None, f"{what}: {row.version} has no sleep state"
@@ -300,7 +301,7 @@ def _check_adapters(repo: Path, tiny_model_dir: Path, what: str) -> str:
 def _undecided(repo: Path) -> list[str]:
     """Versions whose last sleep state is gated or sealed (a verdict not yet acted on)."""
     with Store() as store:
-        steps = SleepSteps(store.conn, store.ensure_repo(repo))
+        steps = SleepSteps(store.conn, store.ensure_repo(Repository.at(repo)))
         versions = [r[0] for r in store.conn.execute("SELECT version FROM adapters")]
         return [v for v in versions if (last := steps.last(v)) and last.state in ("gated", "sealed")]
 
@@ -332,7 +333,7 @@ def test_sigkill_sleep_at_random_points_keeps_store_and_adapter_whole(git_repo, 
     phases: dict[str, int] = {}
     for trial in range(SLEEP_TRIALS):
         with Store() as store:
-            _add_good_episode(store, store.ensure_repo(git_repo), heldout=False)
+            _add_good_episode(store, store.ensure_repo(Repository.at(git_repo)), heldout=False)
             n_episodes = store.conn.execute("SELECT COUNT(*) FROM episodes").fetchone()[0]
         log = tmp_path / f"sleep{trial + 1}.log"
         proc = _start_sleep(git_repo, log)
@@ -363,7 +364,7 @@ def test_sigkill_sleep_at_random_points_keeps_store_and_adapter_whole(git_repo, 
     _check_store_consistent()
     _check_adapters(git_repo, tiny_model_dir, "after the final sleep")
     with Store() as store:
-        assert Registry(store, git_repo).resumable() is None  # nothing left half-trained
+        assert Registry(store, Repository.at(git_repo)).resumable() is None  # nothing left half-trained
     assert _undecided(git_repo) == []  # every verdict a killed sleep left was acted on
 
 
@@ -372,6 +373,7 @@ import os, signal, sys
 from pathlib import Path
 from peft import PeftModel
 from learnagent.learning.sleep import SleepOptions
+from learnagent.core.repository import Repository
 from learnagent.services.sleep_night import sleep_night
 
 save = PeftModel.save_pretrained
@@ -381,7 +383,7 @@ def dying_save(self, save_directory, *args, **kwargs):
         os.truncate(f, f.stat().st_size // 2)
     os.kill(os.getpid(), signal.SIGKILL)
 PeftModel.save_pretrained = dying_save
-sleep_night(Path(sys.argv[1]), SleepOptions(steps=int(sys.argv[2])), train_progress=False)
+sleep_night(Repository.at(sys.argv[1]), SleepOptions(steps=int(sys.argv[2])), train_progress=False)
 """
 
 

@@ -19,6 +19,7 @@ from code_repo import make_code_repo
 from learnagent.learning.behaviour import LineScore
 from learnagent.learning.gate import (DEFAULT_DRIFT_BUDGET, DEFAULT_MIN_NLL_GAIN, CodeComparison, GateConfig, compare,
                                       decide)
+from learnagent.core.repository import Repository
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -105,13 +106,14 @@ def code_world(tmp_path_factory):
     tokenizer knows its identifiers (saved as a model folder)."""
     from learnagent.learning.code_pairs import mine_code
     from learnagent.store.episodes import Store
+    from learnagent.core.repository import Repository
     from learnagent.store.history import import_history
     from tiny_model import make_tiny_model, make_tokenizer, save_model_dir
 
     root = make_code_repo(tmp_path_factory.mktemp("gate") / "repo")
     store = Store(tmp_path_factory.mktemp("gatestore") / "db.sqlite")
-    import_history(store, root)
-    corpus = mine_code(root, store, store.ensure_repo(root), heldout_fraction=FRACTION)
+    import_history(store, Repository.at(root))
+    corpus = mine_code(root, store, store.ensure_repo(Repository.at(root)), heldout_fraction=FRACTION)
     tok = make_tokenizer(1024, corpus=list(corpus.files.values()))
     model_dir = save_model_dir(*make_tiny_model(tok), tmp_path_factory.mktemp("gatemodel") / "model")
     yield root, store, corpus, model_dir
@@ -209,7 +211,7 @@ def test_sleep_registry_keeps_the_promoted_adapter_over_rejected_candidates(code
 
     root, store, corpus, model_dir = code_world
     with Store() as own:
-        reg = Registry(own, git_repo)
+        reg = Registry(own, Repository.at(git_repo))
         v1 = reg.reserve(parent=None, method="sft", base_model="tiny")
         shutil.copytree(candidates["genuine"], reg.folder(v1), dirs_exist_ok=True)
         v2 = reg.reserve(parent=None, method="opsd", base_model="tiny")
@@ -234,7 +236,7 @@ def test_sleep_registry_keeps_the_promoted_adapter_over_rejected_candidates(code
         reg.finish(v3, metrics=verdicts[v3].as_metrics(), episode_ids=[], config={})
         reg.reject(v3, verdicts[v3].reason)
 
-        assert promoted_adapter(git_repo)[0] == v1
+        assert promoted_adapter(Repository.at(git_repo))[0] == v1
         for v in (v2, v3):
             row = reg.get(v)
             assert row.status == "rejected" and row.reason == verdicts[v].reason

@@ -4,6 +4,7 @@ import pytest
 
 from outcome_helpers import git, write
 
+from learnagent.core.repository import Repository
 from learnagent.store.episodes import Store
 
 pytestmark = pytest.mark.usefixtures("store_db")  # each test on SQLite and on PostgreSQL
@@ -37,7 +38,7 @@ def test_import_turns_commits_into_accepted_episodes(git_repo):
                               "yarn.lock": "lock\n"}, f"Swap operands (key {FAKE_KEY})")
 
     with Store() as store:
-        report = import_history(store, git_repo)
+        report = import_history(store, Repository.at(git_repo))
         assert report.skipped == {"root commit": 1, "no source files": 2, "diff too large": 1}
         assert len(report.imported) == 3  # mul, side work (the merge's parent), swap
         eps = {e.meta["commit"]: e for e in store.list_episodes()}
@@ -51,7 +52,7 @@ def test_import_turns_commits_into_accepted_episodes(git_repo):
         assert FAKE_KEY not in swap.task  # scrubbed by the Store
         assert all(e.meta["commit"] != git(git_repo, "rev-parse", "HEAD~1").strip() for e in eps.values())
 
-        again = import_history(store, git_repo)
+        again = import_history(store, Repository.at(git_repo))
         assert again.imported == [] and again.skipped["already imported"] == 3
         assert len(store.list_episodes()) == 3
 
@@ -63,12 +64,12 @@ def test_since_and_max_limit_the_import(git_repo):
         git(git_repo, "add", "-A")
         git(git_repo, "commit", "-qm", f"module {i}", env=date)
     with Store() as store:
-        recent = import_history(store, git_repo, since="2023-01-01")
+        recent = import_history(store, Repository.at(git_repo), since="2023-01-01")
         assert sorted(store.get_episode(e).task for e in recent.imported) == ["module 2", "module 3"]
         assert recent.imported[0].startswith("250601")  # ids sort like the history (author date)
-        first = import_history(store, git_repo, max_commits=1)
+        first = import_history(store, Repository.at(git_repo), max_commits=1)
         assert [store.get_episode(e).task for e in first.imported] == ["module 1"]  # newest not yet imported
-        assert len(import_history(store, git_repo, max_commits=10).imported) == 1
+        assert len(import_history(store, Repository.at(git_repo), max_commits=10).imported) == 1
 
 
 def test_skipped_paths():
@@ -99,7 +100,7 @@ def test_two_clones_of_one_repository_both_import(git_repo, tmp_path, monkeypatc
         git(tmp_path, "clone", "-q", str(git_repo), str(clone))
     with Store() as store, monkeypatch.context() as patch:
         patch.setattr(history, "history_episode_id", _old_style_id)
-        old_ids = import_history(store, clone_a).imported
+        old_ids = import_history(store, Repository.at(clone_a)).imported
     assert len(old_ids) == 3
 
     out_b = run_cli("history", "import", cwd=clone_b)
@@ -127,11 +128,11 @@ def test_history_ids_are_stable_per_repository_and_lengthen_on_a_clash(git_repo)
     assert history_episode_id("repo1", sha, 0.0) != history_episode_id("repo2", sha, 0.0)
     commit(git_repo, {"m.py": "v = 1\n"}, "module")
     with Store() as store:
-        repo_id = store.ensure_repo(git_repo)
+        repo_id = store.ensure_repo(Repository.at(git_repo))
         info_sha = git(git_repo, "rev-parse", "HEAD").strip()
         from learnagent.store.gitutil import commit_info
 
         taken = history_episode_id(repo_id, info_sha, commit_info(git_repo, info_sha)["authored_at"])
         store.create_episode(repo_id, "an unrelated episode that got the same id", episode_id=taken)
-        [eid] = import_history(store, git_repo).imported
+        [eid] = import_history(store, Repository.at(git_repo)).imported
         assert eid != taken and eid.startswith(taken) and len(eid) == 20

@@ -225,7 +225,7 @@ def _orphans(repo: Path, n: int) -> list[str]:
     head = git(repo, "rev-parse", "HEAD").strip()
     ids = [f"2611300{i:05d}orphan{i:02d}" for i in range(n)]
     with Store() as store:
-        rid = store.ensure_repo(repo)
+        rid = store.ensure_repo(Repository.at(repo))
         for i, eid in enumerate(ids):
             path, branch = create_worktree(Repository.at(repo), eid, head)
             store.create_episode(rid, "t", base_commit=head, branch=branch, worktree=str(path), episode_id=eid,

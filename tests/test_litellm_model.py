@@ -10,6 +10,7 @@ import pytest
 
 from learnagent.runtime.engine_litellm import LiteLLMModel
 from learnagent.core.errors import LearnagentError
+from learnagent.core.repository import Repository
 
 REPLY = 'I will read it.\n<read path="calc.py"/>'
 # replies by the last user message; the server honours `stop` as OpenAI's API does (cut before the
@@ -164,7 +165,7 @@ def test_served_adapters_follow_promotion_and_rollback_without_a_restart(server,
 
     assert sent() == "smollm2" and model.adapter_version is None  # nothing promoted yet: the base
     with Store() as store:
-        reg = Registry(store, git_repo)
+        reg = Registry(store, Repository.at(git_repo))
         for _ in range(2):
             version = reg.reserve(parent=None, method="opsd", base_model="smollm2")
             reg.folder(version).mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ from learnagent.agent.tools import Tools
 from learnagent.core.config import Budgets
 from learnagent.sandbox import Sandbox
 from learnagent.store.episodes import Store
+from learnagent.core.repository import Repository
 
 EDIT = '<edit path="calc.py">\n<<<<<<< SEARCH\n    return a + b\n=======\n    return b + a\n>>>>>>> REPLACE\n</edit>'
 
@@ -30,7 +31,7 @@ class Episode:
         limits = Budgets(**budgets)
         tools = Tools(self.repo, self.sandbox, test_command, command_timeout=limits.command_timeout,
                       output_cap=limits.output_cap)
-        self.id = self.store.create_episode(self.store.ensure_repo(self.repo), "make add commutative")
+        self.id = self.store.create_episode(self.store.ensure_repo(Repository.at(self.repo)), "make add commutative")
         loop = AgentLoop(self.model, tools, limits, StoreRecorder(self.store, self.id))
         self.result = loop.run("make add commutative", repo_map="calc.py:\n│def add(a, b):")
         self.record = self.store.get_episode(self.id)

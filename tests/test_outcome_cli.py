@@ -10,6 +10,7 @@ from learnagent.cli.app import app
 from learnagent.store.episodes import Store
 from learnagent.store.outcomes import load_settings
 from learnagent.store.survival import survival
+from learnagent.core.repository import Repository
 
 pytestmark = pytest.mark.usefixtures("store_db")  # each test on SQLite and on PostgreSQL
 
@@ -65,7 +66,7 @@ def test_unknown_episode_is_a_one_line_error(cli):
 
 def test_status_rates_by_week_and_model(cli, git_repo):
     with Store() as store:
-        rid = store.ensure_repo(git_repo)
+        rid = store.ensure_repo(Repository.at(git_repo))
 
         def ep(outcome, days_ago, model="m1", adapter=None, passed=None):
             eid = store.create_episode(rid, "t", model=model, adapter_version=adapter, started_at=old(days_ago))

@@ -2,6 +2,7 @@ from learnagent.learning.pairs import (Pair, build_pairs, experience_context, is
                                        replay_prompts)
 from learnagent.learning.rollout import RETENTION_PROMPTS
 from learnagent.store.episodes import Store
+from repo_helpers import folder_repository
 
 DIFF = """diff --git a/calc.py b/calc.py
 --- a/calc.py
@@ -40,7 +41,7 @@ def _store(tmp_path):
     repo = tmp_path / "repo"
     repo.mkdir()
     (repo / "AGENTS.md").write_text("Always add a test next to every new function.\n")
-    return store, store.ensure_repo(repo), repo
+    return store, store.ensure_repo(folder_repository(repo)), repo
 
 
 def test_pairs_select_good_episodes_and_build_x_and_c(tmp_path):

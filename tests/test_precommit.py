@@ -13,6 +13,7 @@ from outcome_helpers import episode, git, propose, venv_path_env
 
 from learnagent.core import home
 from learnagent.core.githooks import install_hooks, uninstall_hooks
+from learnagent.core.repository import Repository
 from learnagent.learning.convention_review import review, staged_blocks
 from learnagent.store.episodes import Store
 
@@ -163,7 +164,7 @@ def stage(repo):
 def test_review_without_adapter_is_a_note(pc_repo):
     stage(pc_repo)
     said = []
-    assert review(pc_repo, strict=True, say=said.append) == 0
+    assert review(Repository.at(pc_repo), strict=True, say=said.append) == 0
     assert len(said) == 1 and "no repo adapter" in said[0]
 
 
@@ -172,13 +173,13 @@ def test_review_scores_staged_lines_with_and_without_the_adapter(adapter_repo):
     blocks = staged_blocks(adapter_repo)
     assert blocks == [("calc.py", 3, ["", "", "def sub(a, b):", "    return a - b", "", "", "class Store:", "    pass"])]
     said = []
-    assert review(adapter_repo, strict=True, margin=-100.0, say=said.append) == 1  # everything flagged
+    assert review(Repository.at(adapter_repo), strict=True, margin=-100.0, say=said.append) == 1  # everything flagged
     flagged = [s for s in said if "off-convention" in s]
     assert len(flagged) == 4 and flagged[0].startswith("calc.py:5: ")
     deltas = [float(s.split("off-convention (")[1].split(" ")[0]) for s in flagged]
     assert said[-1].startswith("learnagent review: 4 of 4 staged lines")
     said.clear()
-    assert review(adapter_repo, strict=True, margin=100.0, say=said.append) == 0
+    assert review(Repository.at(adapter_repo), strict=True, margin=100.0, say=said.append) == 0
     assert said == ["learnagent review: 0 of 4 staged lines look unusual for this repository (adapter v0001, margin 100)"]
     assert any(abs(d) >= 0.005 for d in deltas)  # the adapter really changes the scores
 

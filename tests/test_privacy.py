@@ -25,7 +25,7 @@ pytestmark = pytest.mark.usefixtures("store_db")  # each test on SQLite and on P
 
 
 def _episode(store, repo, task="a task", **kw):
-    rid = store.ensure_repo(repo)
+    rid = store.ensure_repo(Repository.at(repo))
     eid = store.create_episode(rid, task, **kw)
     store.add_message(eid, 0, "user", f"{task} -- message body")
     store.add_tool_call(eid, 0, "run", {"cmd": "ls"}, f"{task} -- tool output", True, 0.1)
@@ -85,7 +85,7 @@ def test_forget_moves_the_promoted_pointer_off_a_tainted_adapter(git_repo):
     store = Store()
     rid, eid = _episode(store, git_repo)
     _, other = _episode(store, git_repo, "other")
-    reg = Registry(store, git_repo)
+    reg = Registry(store, Repository.at(git_repo))
     for version, parent, episodes in (("v0001", None, [other]), ("v0002", "v0001", [eid])):
         folder = reg.folder(version)
         folder.mkdir(parents=True)
@@ -96,10 +96,10 @@ def test_forget_moves_the_promoted_pointer_off_a_tainted_adapter(git_repo):
         for e in episodes:
             store.conn.execute("INSERT INTO adapter_episodes VALUES (?,?,?)", (rid, version, e))
     write_json_atomic(reg.root / POINTER, {"version": "v0002", "history": ["v0001"], "promoted_at": 0})
-    assert promoted_adapter(git_repo)[0] == "v0002"
+    assert promoted_adapter(Repository.at(git_repo))[0] == "v0002"
     result = forget(store, privacy.select_episodes(store, repo_id=None, ids=[eid]))
     assert result.tainted_adapters == [(rid, "v0002")]
-    assert promoted_adapter(git_repo)[0] == "v0001"
+    assert promoted_adapter(Repository.at(git_repo))[0] == "v0001"
 
 
 def test_forget_history_episode_blocks_reimport_of_its_commit(git_repo):
@@ -115,7 +115,7 @@ def test_forget_history_episode_blocks_reimport_of_its_commit(git_repo):
 
 def test_select_since_and_all_are_per_repository(git_repo, tmp_path):
     other_repo = tmp_path / "other"
-    other_repo.mkdir()
+    subprocess.run(["git", "init", "-q", str(other_repo)], check=True)  # a second repository
     store = Store()
     rid, old = _episode(store, git_repo, "old", started_at=time.time() - 10 * 86400)
     _, new = _episode(store, git_repo, "new")
@@ -135,7 +135,7 @@ def test_forget_cli_asks_and_removes_git_traces(git_repo, tmp_path):
 
     store = Store()
     head = git(git_repo, "rev-parse", "HEAD").strip()
-    rid = store.ensure_repo(git_repo)
+    rid = store.ensure_repo(Repository.at(git_repo))
     eid = "250101000000abcdef"
     path, branch = wt.create_worktree(Repository.at(git_repo), eid, head)
     store.create_episode(rid, "secret-ish task", branch=branch, worktree=str(path), episode_id=eid)
@@ -183,7 +183,7 @@ def test_gc_removes_dead_and_decided_keeps_live_pending_and_kept(git_repo):
     from learnagent.agent import worktree as wt
 
     store = Store()
-    rid = store.ensure_repo(git_repo)
+    rid = store.ensure_repo(Repository.at(git_repo))
     head = git(git_repo, "rev-parse", "HEAD").strip()
     cases = {  # id: (status, outcome, pid)
         "250101000001aaaaaa": ("running", "pending", _dead_pid()),   # crashed run -> interrupted, removed

@@ -21,6 +21,7 @@ from learnagent.core.repository import Repository
 from learnagent.sandbox import tmpdirs
 from learnagent.services import gc as gcmod
 from learnagent.store.episodes import Store
+from repo_helpers import folder_repository
 
 
 def mode(path: Path) -> int:
@@ -38,7 +39,7 @@ def test_a_new_store_is_private_from_the_start(tmp_path, monkeypatch, capsys):
     old_umask = os.umask(0o022)  # a typical desktop umask: new files 0644, folders 0755
     try:
         with Store() as store:
-            store.create_episode(store.ensure_repo(tmp_path), "task")
+            store.create_episode(store.ensure_repo(folder_repository(tmp_path)), "task")
             names = [p.name for p in store_files()]
             assert names == ["learnagent.db", "learnagent.db-shm", "learnagent.db-wal"]  # WAL files exist now
             assert {p.name: mode(p) for p in store_files()} == dict.fromkeys(names, 0o600)
@@ -100,7 +101,7 @@ def test_adapter_files_are_private(git_repo):
     from learnagent.learning.registry import Registry
 
     with Store() as store:
-        reg = Registry(store, git_repo)
+        reg = Registry(store, Repository.at(git_repo))
         version = reg.reserve(parent=None, method="opsd", base_model="tiny")
         folder = reg.folder(version)
         folder.mkdir(parents=True)

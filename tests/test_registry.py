@@ -9,6 +9,7 @@ from learnagent.core.errors import LearnagentError
 from learnagent.learning import registry
 from learnagent.learning.registry import Registry, list_adapters, promoted_adapter
 from learnagent.store.episodes import Store
+from learnagent.core.repository import Repository
 
 pytestmark = pytest.mark.usefixtures("store_db")  # each test on SQLite and on PostgreSQL
 
@@ -36,7 +37,7 @@ def lora_factory(tiny_model_dir):
 @pytest.fixture
 def reg(git_repo):
     store = Store()
-    yield Registry(store, git_repo)
+    yield Registry(store, Repository.at(git_repo))
     store.close()
 
 
@@ -48,16 +49,16 @@ def trained(reg, lora_factory, parent=None, episodes=("e1",), fill=0.0):
 
 
 def test_reserve_finish_promote_and_list(reg, lora_factory, git_repo):
-    assert promoted_adapter(git_repo) is None
+    assert promoted_adapter(Repository.at(git_repo)) is None
     v1 = trained(reg, lora_factory, episodes=("e1", "e2"))
     assert v1 == "v0001"
-    assert promoted_adapter(git_repo) is None  # finished but not promoted
+    assert promoted_adapter(Repository.at(git_repo)) is None  # finished but not promoted
     reg.promote(v1)
-    assert promoted_adapter(git_repo) == ("v0001", home.adapters_dir(git_repo) / "v0001")
+    assert promoted_adapter(Repository.at(git_repo)) == ("v0001", home.adapters_dir(git_repo) / "v0001")
     v2 = trained(reg, lora_factory, parent=v1, episodes=("e3",))
     assert v2 == "v0002"
     reg.reject(v2, "gap not below")
-    rows = {r.version: r for r in list_adapters(git_repo, reg.store)}
+    rows = {r.version: r for r in list_adapters(Repository.at(git_repo), reg.store)}
     assert rows["v0001"].status == "promoted" and rows["v0001"].episodes == 2
     assert rows["v0002"].status == "rejected" and rows["v0002"].reason == "gap not below"
     assert rows["v0002"].metrics["gap"] == 0.5
@@ -65,7 +66,7 @@ def test_reserve_finish_promote_and_list(reg, lora_factory, git_repo):
     assert lineage["parent"] == "v0001" and lineage["episodes"] == ["e3"] and lineage["method"] == "opsd"
     assert reg.trained_episode_ids(v2) == {"e1", "e2", "e3"}
     # list_adapters opens the default store when none is given
-    assert [r.version for r in list_adapters(git_repo)] == ["v0002", "v0001"]
+    assert [r.version for r in list_adapters(Repository.at(git_repo))] == ["v0002", "v0001"]
 
 
 def test_resumable_candidate_keeps_its_version(reg, lora_factory):
@@ -81,7 +82,7 @@ def test_promote_refuses_incomplete_folder(reg, git_repo):
     v1 = reg.reserve(parent=None, method="opsd", base_model="tiny")
     with pytest.raises(LearnagentError, match="not complete"):
         reg.promote(v1)
-    assert promoted_adapter(git_repo) is None
+    assert promoted_adapter(Repository.at(git_repo)) is None
 
 
 STEPS_FINISH = ["tmp-written:metrics.json", "metrics-written", "tmp-written:lineage.json", "lineage-written"]
@@ -109,7 +110,7 @@ def test_crash_at_any_step_leaves_a_loadable_adapter(reg, lora_factory, git_repo
         reg.promote(v2)
     monkeypatch.setattr(registry, "_checkpoint", lambda name: None)
 
-    current = promoted_adapter(git_repo)
+    current = promoted_adapter(Repository.at(git_repo))
     # before the rename the old adapter is loaded, after it the new one; never nothing
     expected = "v0002" if step == "pointer-replaced" else "v0001"
     assert current is not None and current[0] == expected
@@ -123,7 +124,7 @@ def test_crash_at_any_step_leaves_a_loadable_adapter(reg, lora_factory, git_repo
     if step in STEPS_FINISH:
         reg.finish(v2, metrics={"gap": 0.1}, episode_ids=["e9"], config={})
     reg.promote(v2)
-    assert promoted_adapter(git_repo)[0] == "v0002"
+    assert promoted_adapter(Repository.at(git_repo))[0] == "v0002"
 
 
 def test_use_and_rollback(reg, lora_factory, git_repo):
@@ -131,13 +132,13 @@ def test_use_and_rollback(reg, lora_factory, git_repo):
     reg.promote(v1)
     reg.promote(v2)
     reg.use(v3)
-    assert promoted_adapter(git_repo)[0] == v3
+    assert promoted_adapter(Repository.at(git_repo))[0] == v3
     assert reg.rollback() == v2
-    assert promoted_adapter(git_repo)[0] == v2
+    assert promoted_adapter(Repository.at(git_repo))[0] == v2
     assert reg.get(v3).status == "retired" and "rolled back" in reg.get(v3).reason
     assert reg.rollback() == v1  # a second rollback goes further back, it does not bounce
     assert reg.rollback() is None  # back to the base model
-    assert promoted_adapter(git_repo) is None
+    assert promoted_adapter(Repository.at(git_repo)) is None
     with pytest.raises(LearnagentError, match="nothing to roll back"):
         reg.rollback()
     with pytest.raises(LearnagentError, match="no adapter 'v0042'"):
@@ -151,7 +152,7 @@ def test_deleted_promoted_folder_falls_back_to_history(reg, lora_factory, git_re
     reg.promote(v1)
     reg.promote(v2)
     shutil.rmtree(reg.folder(v2))
-    assert promoted_adapter(git_repo)[0] == v1
+    assert promoted_adapter(Repository.at(git_repo))[0] == v1
 
 
 def test_mark_tainted_unpromotes_and_taints_descendants(reg, lora_factory, git_repo):
@@ -162,7 +163,7 @@ def test_mark_tainted_unpromotes_and_taints_descendants(reg, lora_factory, git_r
     v3 = trained(reg, lora_factory, parent=v2, episodes=("b",))
     reg.promote(v3)
     assert reg.mark_tainted(["secret"]) == ["v0002", "v0003"]
-    assert promoted_adapter(git_repo)[0] == v1
+    assert promoted_adapter(Repository.at(git_repo))[0] == v1
     rows = {r.version: r for r in reg.list()}
     assert rows[v3].tainted and rows[v2].tainted and not rows[v1].tainted
     assert rows[v1].status == "promoted" and rows[v3].status == "retired"

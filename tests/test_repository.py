@@ -58,18 +58,23 @@ def test_no_repository_and_bare_repository_are_one_line_errors(tmp_path):
 
 def test_the_store_and_registry_take_the_value_as_resolved(git_repo, tmp_path):
     """Given the Repository, the store files a linked worktree under its main tree and the registry
-    uses its adapters folder: the same rows and folders a bare path of either tree gives."""
-    from learnagent.learning.registry import Registry, adapters_folder, promoted_adapter
+    uses its adapters folder: the same rows and folders the main tree's value gives. A bare path is
+    refused: nothing below the CLI resolves one."""
+    from learnagent.learning.registry import Registry, list_adapters, promoted_adapter
     from learnagent.store.episodes import Store
 
     git(git_repo, "worktree", "add", "-q", "-b", "side", str(tmp_path / "side"))
     side = Repository.at(tmp_path / "side")
     with Store() as store:
-        assert store.ensure_repo(side) == store.ensure_repo(git_repo) == side.key
+        assert store.ensure_repo(side) == store.ensure_repo(Repository.at(git_repo)) == side.key
         assert [tuple(r) for r in store.conn.execute("SELECT path, name FROM repos")] == [(str(side.main_tree), "repo")]
         reg = Registry(store, side)
-        assert reg.repo_id == side.key and reg.root == side.adapters_dir == adapters_folder(git_repo)
+        assert reg.repo_id == side.key and reg.root == side.adapters_dir == Repository.at(git_repo).adapters_dir
         assert promoted_adapter(side) is None and reg.current() is None
+        for bare in (lambda: store.ensure_repo(git_repo), lambda: Registry(store, git_repo),
+                     lambda: promoted_adapter(git_repo), lambda: list_adapters(str(git_repo), store)):
+            with pytest.raises(TypeError, match="Repository"):
+                bare()
 
 
 def test_a_stored_repository_keeps_its_adapters_under_its_key(tmp_path):
@@ -85,3 +90,71 @@ def test_a_stored_repository_keeps_its_adapters_under_its_key(tmp_path):
     assert StoredRepository("../x", "x").adapters_dir.parent == home.data_home() / "adapters"
     (tmp_path / "r").mkdir()
     assert StoredRepository(home.repo_key(tmp_path / "r"), "r").adapters_dir == home.adapters_dir(tmp_path / "r")
+
+
+# Where "which repository?" may still be answered from a bare path: the definitions themselves, and
+# the edges that resolve it once (the CLI, and the git-hook entry, which git starts in the checkout).
+RESOLVERS = {"find_repository", "find_repo", "repo_key", "repository_root", "worktrees_dir", "adapters_dir",
+             "main_root", "toplevel"}
+RESOLVER_MODULES = {"home": {"repo_key", "repository_root", "worktrees_dir", "adapters_dir"},
+                    "gitutil": {"main_root", "toplevel"}}
+EDGES = {
+    "core/repository.py": {"find_repository"},  # defines it
+    "core/home.py": {"repo_key", "repository_root", "worktrees_dir", "adapters_dir"},  # defines them
+    "agent/worktree.py": {"find_repository"},  # find_repo: the CLI edge's resolver (+ HEAD checks)
+    "services/settle_outcomes.py": {"find_repository"},  # the git-hook entry: an edge of its own
+}
+
+
+def _resolver_uses(path, source: str) -> set[tuple[int, str]]:
+    """(line, name) of each place `source` reaches a repository resolver: `find_repository` /
+    `find_repo` by any route, `home.<resolver>` / `gitutil.<resolver>`, or one of them imported
+    from learnagent.core.home / learnagent.store.gitutil / learnagent.core.repository."""
+    import ast
+
+    found = set()
+    for node in ast.walk(ast.parse(source, str(path))):
+        if isinstance(node, ast.Name) and node.id in ("find_repository", "find_repo"):
+            found.add((node.lineno, node.id))
+        elif isinstance(node, ast.Attribute) and node.attr in ("find_repository", "find_repo"):
+            found.add((node.lineno, node.attr))
+        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and \
+                node.attr in RESOLVER_MODULES.get(node.value.id, ()):
+            found.add((node.lineno, node.attr))
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").endswith(
+                ("core.home", "store.gitutil", "core.repository", "agent.worktree")):
+            found |= {(node.lineno, a.name) for a in node.names if a.name in RESOLVERS}
+    return found
+
+
+def test_nothing_below_the_cli_resolves_the_repository_again():
+    """One Repository, resolved at the edge and passed down (issue 13): below cli/, no module calls
+    `find_repository` / `find_repo`, `home.repo_key` / `repository_root` / `worktrees_dir` /
+    `adapters_dir` or `gitutil.main_root` / `toplevel` on a bare path, except the EDGES above."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    found = []
+    for folder in ("agent", "core", "learning", "runtime", "sandbox", "services", "store"):
+        for path in sorted((root / folder).rglob("*.py")):
+            rel = str(path.relative_to(root))
+            allowed = EDGES.get(rel, set())
+            found += [f"{rel}:{line} {name}" for line, name in sorted(_resolver_uses(path, path.read_text()))
+                      if name not in allowed]
+    assert found == []
+
+
+def test_the_resolver_scan_sees_each_route():
+    """The scan above can fail: each way of reaching a resolver is caught (and a parameter that is
+    merely named `repo_key`, as runtime/serving.py has, is not)."""
+    sources = {
+        "from learnagent.core.repository import find_repository\nfind_repository('.')\n": {"find_repository"},
+        "from learnagent.core import home\nhome.repo_key(p)\n": {"repo_key"},
+        "from learnagent.core.home import repository_root\n": {"repository_root"},
+        "from learnagent.store import gitutil\ngitutil.main_root(p)\ngitutil.toplevel(p)\n": {"main_root",
+                                                                                               "toplevel"},
+        "import learnagent.agent.worktree as wt\nwt.find_repo()\n": {"find_repo"},
+        "def served(repo_key: str):\n    return repo_key\n": set(),
+    }
+    for source, names in sources.items():
+        assert {name for _line, name in _resolver_uses("x.py", source)} == names, source

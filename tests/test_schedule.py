@@ -2,10 +2,11 @@
 
 import os
 import stat
+import subprocess
 
 import pytest
 
-from learnagent.core import home
+from learnagent.core.repository import Repository
 from learnagent.core.errors import UsageError
 from learnagent.learning import schedule
 
@@ -36,19 +37,19 @@ def fake_cron(tmp_path, monkeypatch):
 def test_install_is_idempotent_and_keeps_other_entries(fake_cron, git_repo):
     fake_cron.write_text("0 1 * * * /usr/bin/backup # mine\n")
     assert schedule.detect_backend() == "cron"
-    first = schedule.install(git_repo, "02:30")
+    first = schedule.install(Repository.at(git_repo), "02:30")
     assert first.action == "installed"
     lines = fake_cron.read_text().splitlines()
     assert lines[0] == "0 1 * * * /usr/bin/backup # mine"
     ours = lines[1]
     assert ours.startswith("30 2 * * * cd ")
     assert str(git_repo.resolve()) in ours and " sleep >> " in ours
-    assert ours.endswith(f"# learnagent-sleep:{home.repo_key(git_repo)}")
+    assert ours.endswith(f"# learnagent-sleep:{Repository.at(git_repo).key}")
     exe = ours.split("&& ")[1].split(" sleep")[0].strip("'")
     assert os.path.isabs(exe) and os.access(exe, os.X_OK)
-    assert schedule.install(git_repo, "02:30").action == "unchanged"
+    assert schedule.install(Repository.at(git_repo), "02:30").action == "unchanged"
     assert fake_cron.read_text().splitlines() == lines
-    assert schedule.install(git_repo, "04:05").action == "updated"
+    assert schedule.install(Repository.at(git_repo), "04:05").action == "updated"
     lines = fake_cron.read_text().splitlines()
     assert len(lines) == 2 and lines[1].startswith("5 4 * * * ")
 
@@ -56,25 +57,26 @@ def test_install_is_idempotent_and_keeps_other_entries(fake_cron, git_repo):
 def test_uninstall_removes_exactly_ours(fake_cron, git_repo, tmp_path):
     other_repo = tmp_path / "other"
     other_repo.mkdir()
-    schedule.install(git_repo)
-    schedule.install(other_repo)
+    subprocess.run(["git", "init", "-q", str(other_repo)], check=True)
+    schedule.install(Repository.at(git_repo))
+    schedule.install(Repository.at(other_repo))
     table = fake_cron.read_text()
     assert table.count("learnagent-sleep:") == 2 and "0 3 * * * " in table
-    assert schedule.uninstall(git_repo).action == "removed"
+    assert schedule.uninstall(Repository.at(git_repo)).action == "removed"
     left = fake_cron.read_text()
-    assert home.repo_key(git_repo) not in left and home.repo_key(other_repo) in left
-    assert schedule.uninstall(git_repo).action == "absent"
+    assert Repository.at(git_repo).key not in left and Repository.at(other_repo).key in left
+    assert schedule.uninstall(Repository.at(git_repo)).action == "absent"
     assert fake_cron.read_text() == left
 
 
 def test_install_into_empty_table(fake_cron, git_repo):
     assert not fake_cron.exists()  # `crontab -l` fails with "no crontab": treated as empty
-    assert schedule.install(git_repo).action == "installed"
+    assert schedule.install(Repository.at(git_repo)).action == "installed"
     assert len(fake_cron.read_text().splitlines()) == 1
 
 
 @pytest.mark.parametrize("bad", ["25:00", "3", "03:60", "noon", "3:5"])
 def test_bad_time_is_refused_before_touching_the_table(fake_cron, git_repo, bad):
     with pytest.raises(UsageError, match="HH:MM"):
-        schedule.install(git_repo, bad)
+        schedule.install(Repository.at(git_repo), bad)
     assert not fake_cron.exists()

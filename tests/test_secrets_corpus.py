@@ -20,6 +20,7 @@ from conftest import git
 from learnagent.core import home
 from learnagent.store.episodes import Store
 from secret_samples import ALL_SECRET_VALUES, SAMPLES
+from learnagent.core.repository import Repository
 
 S = {name: value for name, (_text, value) in SAMPLES.items()}
 
@@ -63,7 +64,7 @@ def secret_repo(git_repo):
 def test_store_api_scrubs_every_text_field(secret_repo):
     every = "\n".join(text for text, _ in SAMPLES.values())
     with Store() as store:
-        rid = store.ensure_repo(secret_repo)
+        rid = store.ensure_repo(Repository.at(secret_repo))
         eid = store.create_episode(rid, f"rotate {S['openai']} and {S['anthropic']}")
         store.add_message(eid, 0, "system", "You are a coding agent.")
         store.add_message(eid, 0, "user", every)
@@ -106,7 +107,7 @@ def test_training_pairs_and_adapter_metadata_hold_no_secrets(secret_repo, tiny_m
 
     every = "\n".join(text for text, _ in SAMPLES.values())
     with Store() as store:
-        rid = store.ensure_repo(secret_repo)
+        rid = store.ensure_repo(Repository.at(secret_repo))
         ids = []
         for i in range(6):
             eid = store.create_episode(rid, f"task {i}: use {S['openai']}", started_at=time.time() - i)
@@ -127,7 +128,7 @@ def test_training_pairs_and_adapter_metadata_hold_no_secrets(secret_repo, tiny_m
         from peft import LoraConfig, get_peft_model
         from transformers import AutoModelForCausalLM
 
-        reg = Registry(store, secret_repo)
+        reg = Registry(store, Repository.at(secret_repo))
         version = reg.reserve(parent=None, method="opsd", base_model=str(tiny_model_dir))
         model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
                                LoraConfig(r=2, lora_alpha=4, target_modules="all-linear"))

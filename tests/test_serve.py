@@ -23,6 +23,7 @@ import urllib.error
 import urllib.request
 
 import pytest
+from learnagent.core.repository import Repository
 
 if os.environ.get("LEARNAGENT_REQUIRE_LLAMA") != "1":
     for module in ("llama_cpp", "uvicorn", "fastapi", "sse_starlette", "starlette_context"):
@@ -109,7 +110,7 @@ def test_served_replies_equal_in_process_promotion_and_rollback_hot_swap_unknown
 
     key = repo_key(repo)
     with Store() as store:
-        reg = Registry(store, repo)
+        reg = Registry(store, Repository.at(repo))
         v1 = add_adapter(reg, gguf_dir, seed=2)
         reg.promote(v1)  # the registry's hook loads it into the running server first
         assert served_names(server) == [f"learnagent-{key}-{v1}"]
@@ -146,7 +147,7 @@ def promoted(repo, gguf_dir) -> str:
     from learnagent.store.episodes import Store
 
     with Store() as store:
-        reg = Registry(store, repo)
+        reg = Registry(store, Repository.at(repo))
         version = add_adapter(reg, gguf_dir, seed=2)
         reg.promote(version)
     return version
@@ -166,7 +167,7 @@ def other_repo(tmp_path, gguf_dir):
     git(other, "add", ".")
     git(other, "commit", "-q", "-m", "initial")
     with Store() as store:
-        reg = Registry(store, other)
+        reg = Registry(store, Repository.at(other))
         reg.promote(add_adapter(reg, gguf_dir, seed=7))
     return other
 
@@ -184,7 +185,7 @@ def test_do_through_the_server_uses_the_adapter_as_in_process(repo, gguf_dir, pr
 
     version = promoted
     assert served_names(server) == [f"learnagent-{repo_key(repo)}-{version}"]
-    other_version, other_folder = promoted_adapter(other_repo)
+    other_version, other_folder = promoted_adapter(Repository.at(other_repo))
     other = open_model(load_config(repo).model, find_repository(other_repo))
     assert f"learnagent-{repo_key(other_repo)}-{other_version}" in served_names(server)
     out = other.complete(CHAT, max_tokens=24)

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from learnagent.cli.learn_cmds import register
 from learnagent.core import home
+from learnagent.core.repository import Repository
 from learnagent.core.errors import LearnagentError, ModelNotFound, UsageError
 from learnagent.learning.registry import Registry, promoted_adapter
 from learnagent.store.episodes import Store
@@ -46,7 +47,7 @@ def _adapter(reg, tiny_model_dir, parent=None, gap=0.5, episodes=("e1",)):
 def test_adapters_list_use_rollback(cli, git_repo, tiny_model_dir):
     assert "no adapters yet" in cli("adapters", "list").output
     with Store() as store:
-        reg = Registry(store, git_repo)
+        reg = Registry(store, Repository.at(git_repo))
         v1 = _adapter(reg, tiny_model_dir, episodes=("a", "b"))
         reg.promote(v1)
         v2 = _adapter(reg, tiny_model_dir, parent=v1, gap=0.3)
@@ -63,7 +64,7 @@ def test_adapters_list_use_rollback(cli, git_repo, tiny_model_dir):
 
     out = cli("adapters", "use", "v0002")
     assert out.exit_code == 0 and "now using v0002" in out.output
-    assert promoted_adapter(git_repo)[0] == "v0002"
+    assert promoted_adapter(Repository.at(git_repo))[0] == "v0002"
     out = cli("adapters", "rollback")
     assert out.exit_code == 0 and "rolled back to v0001" in out.output
     assert cli("adapters", "rollback").output.strip() == "rolled back to the base model (no adapter)"
@@ -75,7 +76,7 @@ def test_adapters_list_use_rollback(cli, git_repo, tiny_model_dir):
 
 def test_report_png_and_html(cli, git_repo, tiny_model_dir, tmp_path):
     with Store() as store:
-        reg = Registry(store, git_repo)
+        reg = Registry(store, Repository.at(git_repo))
         v1 = _adapter(reg, tiny_model_dir, gap=0.9)
         reg.promote(v1)
         v2 = _adapter(reg, tiny_model_dir, parent=v1, gap=0.6)
@@ -128,7 +129,7 @@ def test_eval_with_probe_file_json_and_table(cli, tiny_model_dir, tmp_path):
 
 def test_eval_without_probes_measures_the_held_out_code(cli, git_repo, tiny_model_dir):
     with Store() as store:
-        reg = Registry(store, git_repo)
+        reg = Registry(store, Repository.at(git_repo))
         v1 = _adapter(reg, tiny_model_dir)
         reg.promote(v1)
     out = cli("eval", "--model", f"local:{tiny_model_dir}")
@@ -141,7 +142,7 @@ def test_eval_without_probes_measures_the_held_out_code(cli, git_repo, tiny_mode
     assert code["variants"]["adapter"]["nll"] == pytest.approx(code["variants"]["base"]["nll"])  # a zero LoRA
     assert code["code_drift"] == pytest.approx(0.0, abs=1e-6)
     with Store() as store:  # the learning curve keeps it
-        assert Registry(store, git_repo).get(v1).metrics["eval"]["code"] == code
+        assert Registry(store, Repository.at(git_repo)).get(v1).metrics["eval"]["code"] == code
 
 
 def test_eval_bad_input(cli, git_repo, tiny_model_dir, tmp_path):
@@ -221,28 +222,28 @@ def test_sleep_trains_gates_registers_and_then_has_nothing_new(cli, git_repo, ti
     from learnagent.services.sleep_night import sleep_night
 
     with Store() as store:
-        train_ids, held = _history_episodes(store, store.ensure_repo(git_repo))
+        train_ids, held = _history_episodes(store, store.ensure_repo(Repository.at(git_repo)))
     out = cli("sleep", "--dry-run", "--model", f"local:{tiny_model_dir}")
     assert out.exit_code == 0 and "would train (next version) with opsd" in out.output
     assert "3 episodes" in out.output and "hold out 1" in out.output
-    assert promoted_adapter(git_repo) is None and not list(home.adapters_dir(git_repo).glob("v*"))
+    assert promoted_adapter(Repository.at(git_repo)) is None and not list(home.adapters_dir(git_repo).glob("v*"))
 
     opts = SleepOptions(steps=2, model=f"local:{tiny_model_dir}", train_overrides=FAST,
                         gate=GateConfig(samples=1, max_new_tokens=6, drift_max_new_tokens=6))
-    result = sleep_night(git_repo, opts, train_progress=False)
+    result = sleep_night(Repository.at(git_repo), opts, train_progress=False)
     assert result.status in ("promoted", "rejected"), result.message
     assert result.version == "v0001" and result.train_episodes == 3 and result.heldout_episodes == 1
     assert result.train["steps"] == 2 and result.gate.heldout == 1
     with Store() as store:
-        reg = Registry(store, git_repo)
+        reg = Registry(store, Repository.at(git_repo))
         row = reg.get("v0001")
         assert row.status == result.status and row.reason == result.gate.reason
         assert reg.episodes_of("v0001") == sorted(train_ids)  # lineage: trained ones, not the held-out
         assert row.metrics["gap"] == result.gate.gap and row.metrics["heldout_ids"] == [held]
-    assert (promoted_adapter(git_repo) or (None,))[0] == ("v0001" if result.status == "promoted" else None)
+    assert (promoted_adapter(Repository.at(git_repo)) or (None,))[0] == ("v0001" if result.status == "promoted" else None)
     assert not (home.adapters_dir(git_repo) / "v0001" / "checkpoint").exists()
 
-    again = sleep_night(git_repo, opts, train_progress=False)
+    again = sleep_night(Repository.at(git_repo), opts, train_progress=False)
     assert again.status == "nothing-new", again.message
 
 
@@ -252,13 +253,13 @@ def test_interrupted_sleep_resumes_into_the_same_version(git_repo, tiny_model_di
     from learnagent.services.sleep_night import sleep_night
 
     with Store() as store:
-        _history_episodes(store, store.ensure_repo(git_repo))
+        _history_episodes(store, store.ensure_repo(Repository.at(git_repo)))
     gate = GateConfig(samples=1, max_new_tokens=6, drift_max_new_tokens=6)
-    first = sleep_night(git_repo, SleepOptions(steps=3, model=f"local:{tiny_model_dir}", max_minutes=1e-6,
+    first = sleep_night(Repository.at(git_repo), SleepOptions(steps=3, model=f"local:{tiny_model_dir}", max_minutes=1e-6,
                                              train_overrides=FAST, gate=gate), train_progress=False)
     assert first.status == "interrupted" and first.version == "v0001" and first.train["steps"] == 1
     assert (home.adapters_dir(git_repo) / "v0001" / "checkpoint" / "state.pt").is_file()
-    second = sleep_night(git_repo, SleepOptions(steps=3, model=f"local:{tiny_model_dir}", train_overrides=FAST,
+    second = sleep_night(Repository.at(git_repo), SleepOptions(steps=3, model=f"local:{tiny_model_dir}", train_overrides=FAST,
                                               gate=gate), train_progress=False)
     assert second.version == "v0001" and second.status in ("promoted", "rejected")
     assert second.train["resumed_from"] == 1 and second.train["steps"] == 3
@@ -275,20 +276,20 @@ def test_a_sleep_out_of_time_after_enough_steps_gates_what_it_learnt(git_repo, t
     from learnagent.services.sleep_night import sleep_night
 
     with Store() as store:
-        _history_episodes(store, store.ensure_repo(git_repo))
+        _history_episodes(store, store.ensure_repo(Repository.at(git_repo)))
     opts = SleepOptions(steps=PARTIAL_MIN_STEPS + 6, model=f"local:{tiny_model_dir}", train_overrides=FAST,
                         gate=GateConfig(samples=1, max_new_tokens=6, drift_max_new_tokens=6))
     calls = itertools.count(1)  # asked after every step but the last
-    short = sleep_night(git_repo, opts, train_progress=False, time_up=lambda: next(calls) >= PARTIAL_MIN_STEPS - 1)
+    short = sleep_night(Repository.at(git_repo), opts, train_progress=False, time_up=lambda: next(calls) >= PARTIAL_MIN_STEPS - 1)
     assert short.status == "interrupted" and short.train["steps"] == PARTIAL_MIN_STEPS - 1, short.message
     assert (home.adapters_dir(git_repo) / "v0001" / "checkpoint" / "state.pt").is_file()
     calls = itertools.count(1)
-    done = sleep_night(git_repo, opts, train_progress=False, time_up=lambda: next(calls) >= 2)  # resumed: 9 steps
+    done = sleep_night(Repository.at(git_repo), opts, train_progress=False, time_up=lambda: next(calls) >= 2)  # resumed: 9 steps
     assert done.version == "v0001" and done.status in ("promoted", "rejected"), done.message
     assert done.train["resumed_from"] == PARTIAL_MIN_STEPS - 1 and done.train["steps"] == PARTIAL_MIN_STEPS + 1
     assert done.train["target_steps"] == PARTIAL_MIN_STEPS + 6 and done.gate is not None
     assert f"(trained {PARTIAL_MIN_STEPS + 1} of {PARTIAL_MIN_STEPS + 6} planned steps: time was up)" in done.message
     assert not (home.adapters_dir(git_repo) / "v0001" / "checkpoint").exists()
     with Store() as store:
-        row = Registry(store, git_repo).get("v0001")
+        row = Registry(store, Repository.at(git_repo)).get("v0001")
     assert row.status == done.status and row.metrics["train"]["steps"] == PARTIAL_MIN_STEPS + 1

@@ -16,6 +16,7 @@ import pytest
 from learnagent.core import home
 from learnagent.store.episodes import Store
 from learnagent.store.sleep_steps import STATES, SleepSteps
+from learnagent.core.repository import Repository
 
 ACCELERATE = Path(sys.executable).parent / "accelerate"
 pytestmark = pytest.mark.skipif(not ACCELERATE.exists(), reason="accelerate is not installed (pip install accelerate)")
@@ -105,7 +106,7 @@ def test_sleep_under_accelerate_launch_makes_one_night(git_repo, tiny_model_dir,
     assert len(verdicts) == 1, out.stdout  # printed by rank 0 only
     assert "training v0001" in out.stdout and "error" not in (out.stdout + out.stderr).lower()
     with Store() as store:
-        rid = store.ensure_repo(git_repo)
+        rid = store.ensure_repo(Repository.at(git_repo))
         versions = [r[0] for r in store.conn.execute("SELECT version FROM adapters WHERE repo_id = ?", (rid,))]
         states = [s.state for s in SleepSteps(store.conn, rid).history("v0001")]
     assert versions == ["v0001"] and states == list(STATES)  # each transition once: one writer

@@ -14,6 +14,7 @@ import json
 import pytest
 
 from learnagent.core.modelhub import installed_default_path
+from learnagent.core.repository import Repository
 
 pytestmark = pytest.mark.slow
 
@@ -80,13 +81,13 @@ def test_history_sleep_eval_shows_the_convention_learnt(convention_repo, monkeyp
     from learnagent.store.history import import_history
 
     with Store() as store:
-        report = import_history(store, convention_repo)
+        report = import_history(store, Repository.at(convention_repo))
     assert len(report.imported) == len(FUNCS) + 1  # + the AGENTS.md commit (the root commit is skipped)
 
     # sleep's default method and gate (docs/OPSD.md, docs/sleep.md), only fewer steps than the plan's
     opts = SleepOptions(steps=16, train_overrides=dict(low_priority=False, checkpoint_every=0),
                         gate=GateConfig(samples=2, max_new_tokens=32, drift_max_new_tokens=16))
-    result = sleep_night(convention_repo, opts, train_progress=False)
+    result = sleep_night(Repository.at(convention_repo), opts, train_progress=False)
     print("sleep:", result.status, result.message)
     assert result.status == "promoted", result.message
 

@@ -10,6 +10,7 @@ import dataclasses
 import pytest
 
 from learnagent.core import home
+from learnagent.core.repository import Repository
 from learnagent.learning import gate as gate_mod
 from learnagent.learning import registry
 from learnagent.learning.gate import GateConfig
@@ -35,7 +36,7 @@ def _opts(tiny_model_dir, **kw):
 
 def _states(repo, version):
     with Store() as store:
-        return [s.state for s in SleepSteps(store.conn, store.ensure_repo(repo)).history(version)]
+        return [s.state for s in SleepSteps(store.conn, store.ensure_repo(Repository.at(repo))).history(version)]
 
 
 def _raise(*_a, **_k):
@@ -44,14 +45,14 @@ def _raise(*_a, **_k):
 
 def test_a_night_records_each_transition_once_in_order(git_repo, tiny_model_dir):
     with Store() as store:
-        _history_episodes(store, store.ensure_repo(git_repo))
+        _history_episodes(store, store.ensure_repo(Repository.at(git_repo)))
     said = []
-    result = sleep_night(git_repo, _opts(tiny_model_dir), progress=said.append, train_progress=False)
+    result = sleep_night(Repository.at(git_repo), _opts(tiny_model_dir), progress=said.append, train_progress=False)
     assert result.status in ("promoted", "rejected"), result.message
     assert _states(git_repo, "v0001") == list(STATES)
     with Store() as store:
-        steps = SleepSteps(store.conn, store.ensure_repo(git_repo)).history("v0001")
-        row = Registry(store, git_repo).get("v0001")
+        steps = SleepSteps(store.conn, store.ensure_repo(Repository.at(git_repo))).history("v0001")
+        row = Registry(store, Repository.at(git_repo)).get("v0001")
     data = {s.state: s.data for s in steps}
     assert data["reserved"] == {"parent": None, "promoted": None, "method": "opsd", "model": f"local:{tiny_model_dir}"}
     assert data["planned"]["train"] == row.metrics["considered"] and data["planned"]["steps"] == 2
@@ -65,14 +66,14 @@ def test_a_night_records_each_transition_once_in_order(git_repo, tiny_model_dir)
 
 def test_stopped_after_training_the_next_sleep_gates_without_training_again(git_repo, tiny_model_dir, monkeypatch):
     with Store() as store:
-        _history_episodes(store, store.ensure_repo(git_repo))
+        _history_episodes(store, store.ensure_repo(Repository.at(git_repo)))
     with monkeypatch.context() as m, pytest.raises(Stop):
         m.setattr("learnagent.learning.gate.run_gate", _raise)
-        sleep_night(git_repo, _opts(tiny_model_dir), train_progress=False)
+        sleep_night(Repository.at(git_repo), _opts(tiny_model_dir), train_progress=False)
     assert _states(git_repo, "v0001") == ["reserved", "planned", "trained"]
     monkeypatch.setattr("learnagent.learning.opsd.train_opsd", _raise)  # training again would stop it
     said = []
-    result = sleep_night(git_repo, _opts(tiny_model_dir), progress=said.append, train_progress=False)
+    result = sleep_night(Repository.at(git_repo), _opts(tiny_model_dir), progress=said.append, train_progress=False)
     assert result.version == "v0001" and result.status in ("promoted", "rejected"), result.message
     assert result.train["steps"] == 2 and result.gate is not None
     assert "resuming interrupted candidate v0001" in said and not any(m.startswith("training") for m in said)
@@ -85,24 +86,24 @@ def test_stopped_after_the_gate_the_next_sleep_seals_and_decides_from_the_record
     """Stopped inside `seal` (after metrics.json) or inside `decide` (after the pointer moved):
     the next sleep finishes the candidate from its rows; the gate does not run again."""
     with Store() as store:
-        _history_episodes(store, store.ensure_repo(git_repo))
+        _history_episodes(store, store.ensure_repo(Repository.at(git_repo)))
     real_decide = gate_mod.decide  # the verdict forced to "accepted", so that promotion is reached
     opts = _opts(tiny_model_dir)
     with monkeypatch.context() as m, pytest.raises(Stop):
         m.setattr(gate_mod, "decide", lambda *a, **k: dataclasses.replace(real_decide(*a, **k), accepted=True,
                                                                          reason="accepted for this test"))
         m.setattr(registry, "_checkpoint", lambda name: _raise() if name == stop_at else None)
-        sleep_night(git_repo, opts, train_progress=False)
+        sleep_night(Repository.at(git_repo), opts, train_progress=False)
     assert _states(git_repo, "v0001") == (["reserved", "planned", "trained", "gated"] if stop_at == "metrics-written"
                                           else ["reserved", "planned", "trained", "gated", "sealed"])
     monkeypatch.setattr("learnagent.learning.gate.run_gate", _raise)
     said = []
-    again = sleep_night(git_repo, opts, progress=said.append, train_progress=False)
+    again = sleep_night(Repository.at(git_repo), opts, progress=said.append, train_progress=False)
     assert _states(git_repo, "v0001") == list(STATES)
     with Store() as store:
-        row = Registry(store, git_repo).get("v0001")
+        row = Registry(store, Repository.at(git_repo)).get("v0001")
     assert row.metrics["reason"] == "accepted for this test" and row.status == "promoted"
-    assert promoted_adapter(git_repo)[0] == "v0001"
+    assert promoted_adapter(Repository.at(git_repo))[0] == "v0001"
     if stop_at == "metrics-written":
         assert said[0] == "promoted v0001, which passed the gate before the last sleep was interrupted"
     assert again.status == "nothing-new", again.message  # its episodes are learnt now
@@ -111,7 +112,7 @@ def test_stopped_after_the_gate_the_next_sleep_seals_and_decides_from_the_record
 
 def _night(repo, said, method="opsd"):
     store = Store()
-    reg = Registry(store, repo)
+    reg = Registry(store, Repository.at(repo))
     return Night(repo, SleepOptions(method=method), reg, SleepSteps(store.conn, reg.repo_id), said.append, 0.0,
                  "tiny", ""), store
 
@@ -123,14 +124,14 @@ def test_settle_decides_candidates_sealed_before_the_state_table(git_repo, tiny_
     n, store = _night(git_repo, said)
     reg = n.reg
     with Store() as other:
-        r = Registry(other, git_repo)
+        r = Registry(other, Repository.at(git_repo))
         v1 = _adapter(r, tiny_model_dir)
         r.update_metrics(v1, accepted=True, reason="gap 0.1 < 0.5")
         v2 = _adapter(r, tiny_model_dir)  # gated against the base, which is stale once v1 is promoted
         r.update_metrics(v2, accepted=True, reason="gap 0.2 < 0.5")
         v3 = r.reserve(parent=None, method="opsd", base_model="tiny")  # still training: left for resume
     settle(n)
-    assert promoted_adapter(git_repo)[0] == v1 and reg.get(v1).status == "promoted"
+    assert promoted_adapter(Repository.at(git_repo))[0] == v1 and reg.get(v1).status == "promoted"
     assert reg.get(v2).status == "rejected"
     assert reg.get(v2).reason == "passed the gate against the base model, which is no longer the promoted one"
     assert reg.get(v3).status == "candidate" and reg.resumable().version == v3
@@ -144,13 +145,13 @@ def test_settle_decides_candidates_sealed_before_the_state_table(git_repo, tiny_
 
 def test_an_unfinished_candidate_of_another_method_is_abandoned(git_repo, tiny_model_dir):
     with Store() as store:
-        _history_episodes(store, store.ensure_repo(git_repo))
-    first = sleep_night(git_repo, _opts(tiny_model_dir, max_minutes=1e-6, method="sft"), train_progress=False)
+        _history_episodes(store, store.ensure_repo(Repository.at(git_repo)))
+    first = sleep_night(Repository.at(git_repo), _opts(tiny_model_dir, max_minutes=1e-6, method="sft"), train_progress=False)
     assert first.status == "interrupted" and _states(git_repo, "v0001") == ["reserved", "planned"]
-    result = sleep_night(git_repo, _opts(tiny_model_dir), train_progress=False)
+    result = sleep_night(Repository.at(git_repo), _opts(tiny_model_dir), train_progress=False)
     assert result.version == "v0002" and result.status in ("promoted", "rejected"), result.message
     with Store() as store:
-        row = Registry(store, git_repo).get("v0001")
+        row = Registry(store, Repository.at(git_repo)).get("v0001")
     assert row.status == "rejected" and row.reason.startswith("abandoned:")
     assert _states(git_repo, "v0001") == ["reserved", "planned", "decided"]
 

@@ -12,6 +12,7 @@ from conftest import git
 from learnagent.core.repository import StoredRepository
 from learnagent.learning.pairs import is_heldout
 from learnagent.store.episodes import Store
+from learnagent.core.repository import Repository
 
 TEAM_NAME = "github.com/acme/calc"
 FAST = dict(samples_per_prompt=1, max_new_tokens=6, rank=4, low_priority=False, checkpoint_every=1)
@@ -30,7 +31,7 @@ EDIT_CALC = ("diff --git a/calc.py b/calc.py\n--- a/calc.py\n+++ b/calc.py\n@@ -
 def _accepted_do_episodes(local, repo) -> tuple[list[str], list[str]]:
     """Accepted `do` episodes on the laptop: new modules, and one edit of calc.py (its earlier text
     is in no episode: without a checkout only its hunk is known). Returns (training ids, held-out ids)."""
-    rid = local.ensure_repo(repo)
+    rid = local.ensure_repo(Repository.at(repo))
     diffs = [_new_file(f"pkg/mod_{i}.py", f"def helper_{i}(value: int) -> int:\n    return value * {i}\n\n\n"
                        f"def check_{i}(value: int) -> bool:\n    return helper_{i}(value) > {i}\n") for i in range(4)]
     diffs.append(EDIT_CALC)
@@ -57,7 +58,7 @@ def team_store(git_repo, pg_url):
     git(git_repo, "remote", "add", "origin", "git@github.com:acme/calc.git")
     with Store() as local, Store(pg_url) as shared:
         ids = _accepted_do_episodes(local, git_repo)
-        assert team.join(local, git_repo, None) == TEAM_NAME
+        assert team.join(local, Repository.at(git_repo), None) == TEAM_NAME
         result = team.push(local, shared, pg_url)
     assert sorted(result.sent) == sorted(ids[0] + ids[1])
     return pg_url, ids
@@ -169,13 +170,13 @@ def test_sleep_from_a_store_with_too_little_code_for_a_gate_is_a_usage_error(git
 
     git(git_repo, "remote", "add", "origin", "git@github.com:acme/calc.git")
     with Store() as local, Store(pg_url) as shared:
-        rid = local.ensure_repo(git_repo)
+        rid = local.ensure_repo(Repository.at(git_repo))
         ids = [eid for eid in (f"261130{n:06d}bbbbbb" for n in range(40)) if not is_heldout(eid, 0.2)][:3]
         for n, eid in enumerate(ids):  # all trained on: no held-out episode either
             local.create_episode(rid, f"task {n}", episode_id=eid)
             local.finish_episode(eid, "finished", final_diff=EDIT_CALC.replace("sub", f"sub{n}"), summary="done")
             local.set_outcome(eid, "accepted")
-        team.join(local, git_repo, None)
+        team.join(local, Repository.at(git_repo), None)
         team.push(local, shared, pg_url)
     elsewhere = tmp_path / "gpu-box"
     elsewhere.mkdir()

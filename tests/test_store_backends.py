@@ -17,6 +17,8 @@ from learnagent.core.config import load_config
 from learnagent.core.errors import UsageError
 from learnagent.store.db import head_version
 from learnagent.store.episodes import Store
+from learnagent.core.repository import Repository
+from repo_helpers import folder_repository
 
 
 def _columns(store) -> dict[str, set[str]]:
@@ -85,7 +87,7 @@ def test_a_new_postgresql_store_has_the_same_tables_and_columns(pg_url, tmp_path
         lite_cols = _columns(lite)
         assert _columns(pg) == lite_cols
         # times keep their microseconds on the server (double precision, not float4)
-        rid = pg.ensure_repo(tmp_path)
+        rid = pg.ensure_repo(folder_repository(tmp_path))
         eid = pg.create_episode(rid, "t", started_at=1764500000.654321)
         assert pg.find_episode(eid).started_at == 1764500000.654321
 
@@ -94,7 +96,7 @@ def test_a_new_postgresql_store_has_the_same_tables_and_columns(pg_url, tmp_path
 def test_every_episode_records_its_author_and_machine(git_repo):
     git(git_repo, "config", "user.email", "dev@example.com")
     with Store() as store:
-        rid = store.ensure_repo(git_repo)
+        rid = store.ensure_repo(Repository.at(git_repo))
         eid = store.create_episode(rid, "a task")
         ep = store.find_episode(eid)
         assert (ep.author, ep.machine) == ("dev@example.com", socket.gethostname())
@@ -154,7 +156,7 @@ def test_the_user_config_chooses_the_store_and_a_repository_config_may_not(git_r
     assert run_cli("logs", "off", cwd=git_repo).returncode == 0
     with Store() as local:
         assert local.dialect == "sqlite" and local.path == home.db_path()
-        assert not local.recording_enabled(local.ensure_repo(git_repo))
+        assert not local.recording_enabled(local.ensure_repo(Repository.at(git_repo)))
 
 
 def test_a_postgresql_transaction_holds_the_write_lock_like_sqlite(pg_url, tmp_path):
@@ -163,7 +165,7 @@ def test_a_postgresql_transaction_holds_the_write_lock_like_sqlite(pg_url, tmp_p
     from learnagent.core.errors import StoreError
 
     first, second = Store(pg_url), Store(pg_url)
-    rid = first.ensure_repo(tmp_path)
+    rid = first.ensure_repo(folder_repository(tmp_path))
     second.conn.execute("SET lock_timeout = '300ms'")
     with first.transaction():
         first.mark_commit_processed(rid, "abc")
@@ -182,7 +184,7 @@ def test_statements_written_for_sqlite_read_the_same_on_postgresql(pg_url, tmp_p
     from learnagent.store.db import INTEGRITY_ERRORS
 
     with Store(pg_url) as pg:
-        rid = pg.ensure_repo(tmp_path)
+        rid = pg.ensure_repo(folder_repository(tmp_path))
         pg.create_episode(rid, "100% done", episode_id="e1")
         pg.create_episode(rid, "half", episode_id="e2")
         row = pg.conn.execute("SELECT id, task FROM episodes WHERE task LIKE '100%'").fetchone()

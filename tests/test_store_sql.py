@@ -4,10 +4,12 @@ and a real PostgreSQL server: every test runs on both, see `store_db` in conftes
 from __future__ import annotations
 
 import sqlite3
+import subprocess
 import time
 
 import pytest
 
+from learnagent.core.repository import Repository
 from learnagent.store.episodes import Store
 from learnagent.store.privacy_rows import EPISODE_ROWS, forgotten_hash
 from learnagent.store.records import Episode
@@ -16,7 +18,7 @@ pytestmark = pytest.mark.usefixtures("store_db")
 
 
 def _episode(store, repo, task="a task", **kw) -> tuple[str, str]:
-    rid = store.ensure_repo(repo)
+    rid = store.ensure_repo(Repository.at(repo))
     return rid, store.create_episode(rid, task, **kw)
 
 
@@ -93,7 +95,7 @@ def test_record_forgotten_keeps_hashes_only_and_may_repeat(git_repo):
 def test_episode_ids_and_episodes_by_id(git_repo, tmp_path):
     store = Store()
     other = tmp_path / "other"
-    other.mkdir()
+    subprocess.run(["git", "init", "-q", str(other)], check=True)  # a second repository
     rid, old = _episode(store, git_repo, "old", started_at=time.time() - 100)
     _, new = _episode(store, git_repo, "new")
     _, elsewhere = _episode(store, other, "elsewhere")
@@ -121,7 +123,7 @@ def test_mark_interrupted_only_from_the_given_statuses_and_keeps_the_first_error
     assert store.mark_interrupted(failed, "gc", statuses=("failed",))
     assert store.find_episode(failed).error == "boom"
     assert store.find_episode("nope") is None
-    assert store.running_episode_ids(store.ensure_repo(git_repo)) == []
+    assert store.running_episode_ids(store.ensure_repo(Repository.at(git_repo))) == []
 
 
 # ---- adapter rows -----------------------------------------------------------------------------------
@@ -147,7 +149,7 @@ def test_adapter_rows_count_episodes_order_and_filter(git_repo):
 
 def test_retire_promoted_keeps_one_and_optionally_its_old_reason(git_repo):
     store = Store()
-    rid = store.ensure_repo(git_repo)
+    rid = store.ensure_repo(Repository.at(git_repo))
     for v in ("v0001", "v0002", "v0003"):
         store.add_adapter(rid, v, path=v, parent=None, method="opsd", base_model="tiny")
     store.set_adapter_status(rid, "v0001", "promoted", "old reason")
@@ -164,7 +166,7 @@ def test_retire_promoted_keeps_one_and_optionally_its_old_reason(git_repo):
 
 def test_adapters_trained_on_reads_any_number_of_ids(git_repo):
     store = Store()
-    rid = store.ensure_repo(git_repo)
+    rid = store.ensure_repo(Repository.at(git_repo))
     for v in ("v0001", "v0002"):
         store.add_adapter(rid, v, path=v, parent=None, method="opsd", base_model="tiny")
     store.add_adapter_episodes(rid, "v0001", [f"e{i}" for i in range(1200)])
@@ -239,7 +241,7 @@ def test_model_calls_add_up_and_steps_only_grow(git_repo):
 
 def test_short_ids_are_unique_prefixes_that_resolve_back(git_repo):
     store = Store()
-    rid = store.ensure_repo(git_repo)
+    rid = store.ensure_repo(Repository.at(git_repo))
     ids = ["260101000000aaaaaa", "260101000000aaaabb", "260101000000abcdef", "2601010000009f0000"]
     for eid in ids:
         store.create_episode(rid, "t", episode_id=eid)
@@ -248,7 +250,7 @@ def test_short_ids_are_unique_prefixes_that_resolve_back(git_repo):
                      "260101000000abcdef": "260101000000ab", "2601010000009f0000": "2601010000009"}
     assert all(store.resolve_id(p) == eid for eid, p in short.items())
     assert store.short_ids(["260101000000abcdef"], min_len=16)["260101000000abcdef"] == "260101000000abcd"
-    assert store.ensure_repo(git_repo) == rid  # a second time: the same row, no error
+    assert store.ensure_repo(Repository.at(git_repo)) == rid  # a second time: the same row, no error
 
 
 def test_get_episode_returns_typed_records_and_list_gives_the_last_test_verdict(git_repo):

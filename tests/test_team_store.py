@@ -13,13 +13,14 @@ from pathlib import Path
 from cli_helpers import run_cli
 from conftest import git
 from learnagent.store.episodes import Store
+from learnagent.core.repository import Repository
 
 FAKE_KEY = "AKIA" + "IOSFODNN7EXAMPLE"
 
 
 def _do_episode(store, repo, task, *, diff="diff --git a/calc.py b/calc.py\n--- a/calc.py\n+++ b/calc.py\n",
                 status="finished", source="do"):
-    rid = store.ensure_repo(repo)
+    rid = store.ensure_repo(Repository.at(repo))
     eid = store.create_episode(rid, task, source=source, branch="learnagent/x", worktree="/home/me/.wt/x")
     store.add_message(eid, 0, "user", f"{task}: please")
     store.add_tool_call(eid, 0, "read", {"path": "calc.py"}, "def add(a, b): ...", True, 0.1)
