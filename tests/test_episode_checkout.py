@@ -342,6 +342,35 @@ def test_accept_refuses_hidden_paths_and_submodules_of_old_branches(repo):
     assert_intact(repo, before)
 
 
+def test_a_users_linked_worktree_obeys_the_main_trees_uncommitted_rules(git_repo, tmp_path):
+    """The user works in a `git worktree add` checkout and has just added `private/` to the MAIN tree's
+    `.learnagentignore` (uncommitted): the Repository of the worktree names its main tree, so the
+    checkout, the recorded result and accept all obey that rule, with nothing looked up again."""
+    (git_repo / "private").mkdir()
+    (git_repo / "private" / "plan.py").write_text("PLAN = 'secret'\n")
+    git(git_repo, "add", "-A")
+    git(git_repo, "commit", "-q", "-m", "private plan")
+    linked = tmp_path / "side"
+    git(git_repo, "worktree", "add", "-q", "-b", "side", str(linked))
+    (git_repo / ".learnagentignore").write_text("private/\n")  # in the main tree, not committed
+    repo = Repository.at(linked)
+    base = _head(linked)
+    path, branch = wt.create_worktree(repo, "ep1", base)
+    assert (path / "calc.py").is_file() and not (path / "private").exists()
+    (path / "private").mkdir()
+    (path / "private" / "plan.py").write_text("PLAN = 'leaked'\n")
+    with pytest.raises(wt.UnsafeChange, match="touches private/plan.py, which .learnagentignore hides"):
+        wt.commit_all(repo, path, base=base, branch=branch, message="m")
+    # an old branch (or one made by hand) that touches the hidden file is refused on accept
+    (linked / "private" / "plan.py").write_text("PLAN = 'changed'\n")
+    git(linked, "commit", "-q", "-am", "change the plan")
+    tip = _head(linked)
+    git(linked, "reset", "-q", "--hard", base)
+    with pytest.raises(wt.ApplyRefused, match="private/plan.py is hidden by .learnagentignore"):
+        wt.apply_to_user_tree(repo, base, tip)
+    assert (linked / "private" / "plan.py").read_text() == "PLAN = 'secret'\n"
+
+
 # ---------------------------------------------------------------- repo map cache
 
 def test_repo_map_cache_is_shared_between_episode_folders(repo, tmp_path):
