@@ -123,11 +123,11 @@ def run_episode(repo: wt.RepoInfo, task: str, cfg: Config, model: Model, store: 
                           hide=wt.user_repository_paths(repo.repository),
                           interpreters=(test_env.venv,) if test_env.venv else ())
         # the user's rules, not the folder's own .learnagentignore: the agent can edit that
-        in_folder = ignore.rooted_at(path)
+        episode_rules = ignore.rooted_at(path)
         tools = Tools(path, sandbox, test_command, command_timeout=cfg.budgets.command_timeout,
                       test_timeout=cfg.test.timeout, output_cap=cfg.budgets.output_cap,
-                      on_test=lambda cmd, res: recorder.test_run("agent", cmd, res), ignore=in_folder)
-        repo_map = build_repo_map(repo.repository, path, task, cfg.repomap.tokens, model.count_tokens, in_folder)
+                      on_test=lambda cmd, res: recorder.test_run("agent", cmd, res), ignore=episode_rules)
+        repo_map = build_repo_map(repo.repository, path, task, cfg.repomap.tokens, model.count_tokens, episode_rules)
         if recording:
             store.update_meta(episode_id, repo_map_tokens=model.count_tokens(repo_map), sandbox=sandbox.kind)
         loop = AgentLoop(model, tools, cfg.budgets, recorder, observer, cfg.model.max_response_tokens,
