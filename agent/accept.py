@@ -27,6 +27,7 @@ from typing import Callable
 from learnagent.core import git as G
 from learnagent.core.errors import LearnagentError
 from learnagent.core.ignore import IgnoreRules
+from learnagent.core.repository import Repository
 
 GITLINK, LINK, EXEC, MISSING = "160000", "120000", "100755", "000000"
 
@@ -108,11 +109,12 @@ def _same(a: Version | str, b: Version) -> bool:
     return (a[0] == "link") == (b[0] == "link") and a[1] == b[1]
 
 
-def apply_to_user_tree(repo_root: Path, base: str, tip: str, *, ignore: IgnoreRules | None = None,
+def apply_to_user_tree(repo: Repository, base: str, tip: str, *, ignore: IgnoreRules | None = None,
                        on_note: Callable[[str], None] | None = None) -> list[str]:
-    """Merge base→tip into the user's working tree; the paths written (MergeConflict changes nothing)."""
-    root = Path(repo_root).resolve()
-    ignore = ignore if ignore is not None else IgnoreRules.for_repo(root)
+    """Merge base→tip into the user's working tree (`repo.work_tree`, of the Repository the CLI
+    resolved); the paths written (MergeConflict changes nothing). `ignore`: default the repository's rules."""
+    root = repo.work_tree
+    ignore = ignore if ignore is not None else IgnoreRules.for_repository(repo)
     changes = _raw_changes(root, base, tip)
     refused = []
     for rel, old_mode, _, new_mode, _ in changes:

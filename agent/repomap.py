@@ -35,6 +35,7 @@ from learnagent.agent.repomap_tags import (
     parse_files,
 )
 from learnagent.core import home
+from learnagent.core.ignore import IgnoreRules
 from learnagent.core.repository import Repository, key_of
 
 MAX_LINE_CHARS = 100  # a long signature line is cut: the map is an outline, not the source
@@ -84,11 +85,15 @@ class _Index:
 
 class RepoMap:
     def __init__(self, root: Path, cache_dir: Path | None = None,
-                 count_tokens: Callable[[str], int] | None = None, shared_with: Repository | None = None):
+                 count_tokens: Callable[[str], int] | None = None, shared_with: Repository | None = None,
+                 ignore: IgnoreRules | None = None):
         """`shared_with`: key the cache by file content (git blob ids) and share it with that
         repository (a core.repository.Repository) and all its worktrees. Each `do` runs in a fresh worktree whose files all have
-        new mtimes, so an mtime cache would re-parse the whole repository every episode."""
+        new mtimes, so an mtime cache would re-parse the whole repository every episode.
+        `ignore`: the `.learnagentignore` rules the map's files obey (`do` passes the user's, rooted at
+        the episode folder); default the folder's own file (`IgnoreRules.in_folder`)."""
         self.root = Path(root).resolve()
+        self.ignore = ignore if ignore is not None else IgnoreRules.in_folder(self.root)
         cache_dir = Path(cache_dir) if cache_dir is not None else home.cache_home() / "repomap"
         self.content_keys = shared_with is not None
         if self.content_keys:
@@ -109,7 +114,7 @@ class RepoMap:
     def tags(self) -> dict[str, FileTags]:
         """Tags of every source file, re-parsing only files whose (mtime, size) changed."""
         started = time.perf_counter()
-        files = list_source_files(self.root)
+        files = list_source_files(self.root, self.ignore)
         if self._tags is None:
             self._tags = self._load_cache()
         stats = BuildStats(files=len(files))

@@ -25,6 +25,7 @@ from functools import cache
 from pathlib import Path
 
 from learnagent.core.errors import NotAGitRepo
+from learnagent.core.ignore import IgnoreRules
 
 QUERY_DIR = Path(__file__).parent / "queries"
 
@@ -210,15 +211,14 @@ def blob_ids(root: Path, files: list[str]) -> dict[str, str]:
     return ids
 
 
-def list_source_files(root: Path) -> list[str]:
+def list_source_files(root: Path, ignore: IgnoreRules | None = None) -> list[str]:
     """Tracked files with a known language, plus new files not yet added (the agent creates
-    some), minus vendored dirs, minified files and files `.learnagentignore` or its always-on
-    defaults exclude (`secrets.py`, `*.key`: their definitions must not reach the map, the
-    prompt or the store). Untracked files inside hidden folders or site-packages are left out:
-    an un-ignored `.venv` must not flood the map."""
-    from learnagent.core.ignore import IgnoreRules
-
-    ignore = IgnoreRules.for_repo(root)
+    some), minus vendored dirs, minified files and files `ignore` (`.learnagentignore` and its
+    always-on defaults) excludes (`secrets.py`, `*.key`: their definitions must not reach the map,
+    the prompt or the store). `ignore`: the caller's rules (`do`: the user's, from the Repository);
+    default the folder's own file. Untracked files inside hidden folders or site-packages are left
+    out: an un-ignored `.venv` must not flood the map."""
+    ignore = ignore if ignore is not None else IgnoreRules.in_folder(root)
     try:
         tracked = _git_paths(root, "--cached")
         untracked = _git_paths(root, "--others", "--exclude-standard")

@@ -122,17 +122,18 @@ def run_episode(repo: wt.RepoInfo, task: str, cfg: Config, model: Model, store: 
                           env=policy.project_env(test_env, repo.root, path),  # the project's Python
                           hide=wt.user_repository_paths(repo.repository),
                           interpreters=(test_env.venv,) if test_env.venv else ())
+        # the user's rules, not the folder's own .learnagentignore: the agent can edit that
+        episode_rules = ignore.rooted_at(path)
         tools = Tools(path, sandbox, test_command, command_timeout=cfg.budgets.command_timeout,
                       test_timeout=cfg.test.timeout, output_cap=cfg.budgets.output_cap,
-                      on_test=lambda cmd, res: recorder.test_run("agent", cmd, res))
-        tools.ignore = ignore.rooted_at(path)  # not the folder's own .learnagentignore: the agent can edit that
-        repo_map = build_repo_map(repo.repository, path, task, cfg.repomap.tokens, model.count_tokens)
+                      on_test=lambda cmd, res: recorder.test_run("agent", cmd, res), ignore=episode_rules)
+        repo_map = build_repo_map(repo.repository, path, task, cfg.repomap.tokens, model.count_tokens, episode_rules)
         if recording:
             store.update_meta(episode_id, repo_map_tokens=model.count_tokens(repo_map), sandbox=sandbox.kind)
         loop = AgentLoop(model, tools, cfg.budgets, recorder, observer, cfg.model.max_response_tokens,
                          example=example)
         outcome = loop.run(task, repo_map)
-        tip = wt.commit_all(repo.root, path, base=repo.head, branch=branch, message=commit_message(task, store),
+        tip = wt.commit_all(repo.repository, path, base=repo.head, branch=branch, message=commit_message(task, store),
                             ignore=ignore)
         diff = wt.diff(repo.root, repo.head, tip) if tip else ""
         test = None
@@ -173,13 +174,16 @@ def commit_message(task: str, store: Store) -> str:
     return f"learnagent: {commit_subject(store.scrub(task), limit=60)}"
 
 
-def build_repo_map(repo: Repository, worktree: Path, task: str, max_tokens: int, count_tokens) -> str:
+def build_repo_map(repo: Repository, worktree: Path, task: str, max_tokens: int, count_tokens,
+                   ignore: IgnoreRules) -> str:
+    """The map of the episode folder `worktree`, its files filtered by `ignore` (the user's rules)."""
     if max_tokens <= 0:
         return ""
     from learnagent.agent.repomap import RepoMap, list_source_files, mentions_from_text
 
-    rmap = RepoMap(worktree, count_tokens=count_tokens, shared_with=repo)  # one cache for all its episodes
-    files, idents = mentions_from_text(task, list_source_files(worktree))
+    rmap = RepoMap(worktree, count_tokens=count_tokens, shared_with=repo,  # one cache for all its episodes
+                   ignore=ignore)
+    files, idents = mentions_from_text(task, list_source_files(worktree, ignore))
     return rmap.render(max_tokens=max_tokens, mentioned_files=files, mentioned_idents=idents)
 
 
@@ -205,13 +209,14 @@ class Proposal:
         return cls(ep.id, ep.branch, ep.base_commit, ep.worktree)
 
 
-def accept(store: Store, repo_root: Path, ep: Proposal, on_note=None) -> list[str]:
+def accept(store: Store, repo: Repository, ep: Proposal, on_note=None) -> list[str]:
     """Apply the episode's branch to the user's working tree (3-way); MergeConflict changes nothing."""
+    repo_root = repo.work_tree
     tip = wt.git(repo_root, "rev-parse", "--verify", "--quiet", f"refs/heads/{ep.branch}^{{commit}}",
                  check=False).strip()
     if not tip:
         raise LearnagentError(f"episode {ep.id}: its branch {ep.branch} is gone; nothing to apply")
-    applied = wt.apply_to_user_tree(repo_root, ep.base_commit, tip, on_note=on_note)
+    applied = wt.apply_to_user_tree(repo, ep.base_commit, tip, on_note=on_note)
     if ep.recorded:
         store.update_meta(ep.id, applied=True, applied_at=time.time(), applied_files=applied)
     wt.remove_worktree(repo_root, _folder(ep), ep.branch, delete_branch=True)

@@ -32,6 +32,7 @@ from pathlib import Path
 from learnagent.core import git as G
 from learnagent.core.errors import LearnagentError
 from learnagent.core.ignore import IgnoreRules
+from learnagent.core.repository import Repository
 
 # Build and test by-products that commands leave in the folder. They are never part of the
 # agent's change, even in a repository whose .gitignore does not list them; tracked files
@@ -90,11 +91,11 @@ class GitExcludes:
         self.levels: dict[str, object] = {}  # folder ("" = top) -> spec of its .gitignore
 
     @classmethod
-    def for_repo(cls, repo_root: Path) -> "GitExcludes":
-        """The user's `info/exclude` and global excludes file (the repository's, never the agent's)."""
-        common = Path(G.text(repo_root, "rev-parse", "--path-format=absolute", "--git-common-dir").strip())
-        sources = [_read_small(common / "info" / "exclude")]
-        global_file = _global_excludes_file(repo_root)
+    def for_repository(cls, repo: Repository) -> "GitExcludes":
+        """The user's `info/exclude` (in the shared git dir the Repository names) and global excludes
+        file: the repository's, never the agent's."""
+        sources = [_read_small(repo.common_dir / "info" / "exclude")]
+        global_file = _global_excludes_file(repo.work_tree)
         if global_file is not None:
             sources.append(_read_small(global_file))
         return cls(sources)

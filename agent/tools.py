@@ -71,10 +71,14 @@ class Tools:
     output_cap: int = 20_000  # bytes of any tool result the model sees (and the store records)
     on_test: Callable[[str, CommandResult], None] | None = None  # records the agent's test runs
     search_timeout: float = SEARCH_TIMEOUT_S
+    # the files no tool reads: `do` passes the user's rules (from the Repository) rooted at the episode
+    # folder, never the folder's own `.learnagentignore` (the agent can edit that); default: the folder's own
+    ignore: IgnoreRules | None = None
 
     def __post_init__(self):
         self.worktree = Path(self.worktree).resolve()
-        self.ignore = IgnoreRules.for_repo(self.worktree)
+        if self.ignore is None:
+            self.ignore = IgnoreRules.in_folder(self.worktree)
 
     def run(self, action: Action) -> str:
         """The tool's result, valid UTF-8 and at most `output_cap` bytes; any error as a ToolError likewise."""

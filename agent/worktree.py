@@ -112,7 +112,7 @@ def create_worktree(repo: Repository, episode_id: str, base: str,
                     ignore: IgnoreRules | None = None) -> tuple[Path, str]:
     """The episode folder (own repository, base minus ignored files) and branch learnagent/<id> at `base`."""
     repo_root = repo.work_tree
-    ignore = ignore if ignore is not None else IgnoreRules.for_repo(repo_root)
+    ignore = ignore if ignore is not None else IgnoreRules.for_repository(repo)
     branch = episode_branch(episode_id)
     base = git(repo_root, "rev-parse", "--verify", "--quiet", f"{base}^{{commit}}").strip()
     path = repo.worktrees_dir / episode_id
@@ -176,18 +176,20 @@ def _hidden(base: str, base_entries: dict[str, tuple[str, str]], ignore: IgnoreR
 
 # ---- the agent's result -------------------------------------------------------------------
 
-def commit_all(repo_root: Path, worktree: Path, *, base: str, branch: str, message: str,
+def commit_all(repo: Repository, worktree: Path, *, base: str, branch: str, message: str,
                ignore: IgnoreRules | None = None) -> str | None:
-    """Record the folder's final state on the episode branch; the commit, or None if nothing changed.
+    """Record the folder's final state on the episode branch of `repo` (the user's repository, as the
+    CLI resolved it); the commit, or None if nothing changed. `ignore`: the rules the episode started
+    with (default: the repository's as they are now).
 
     Raises UnsafeChange (nothing written to any ref) when the change touches an ignored file, a
     submodule or nested repository, or holds a special file.
     """
-    repo_root = Path(repo_root)
-    ignore = ignore if ignore is not None else IgnoreRules.for_repo(repo_root)
+    repo_root = repo.work_tree
+    ignore = ignore if ignore is not None else IgnoreRules.for_repository(repo)
     ref = _ref(branch)
     base_entries = G.ls_tree(repo_root, base)
-    snap = snapshot.read_folder(Path(worktree), base_entries, ignore, snapshot.GitExcludes.for_repo(repo_root),
+    snap = snapshot.read_folder(Path(worktree), base_entries, ignore, snapshot.GitExcludes.for_repository(repo),
                                 G.object_format(repo_root), _hidden(base, base_entries, ignore))
     with tempfile.TemporaryDirectory(prefix="learnagent-commit-") as scratch:
         snapshot.write_blobs(repo_root, snap, Path(scratch))
@@ -279,10 +281,9 @@ def delete_episode_branch(repo_root: Path, branch: str) -> None:
     git(repo_root, "update-ref", "-d", _ref(branch), check=False)
 
 
-def exclude_learnagent_files(repo_root: Path) -> bool:
-    """List .learnagent/ in .git/info/exclude so our files never show in `git status`."""
-    common = Path(git(repo_root, "rev-parse", "--path-format=absolute", "--git-common-dir").strip())
-    exclude = common / "info" / "exclude"
+def exclude_learnagent_files(repo: Repository) -> bool:
+    """List .learnagent/ in the shared git dir's info/exclude so our files never show in `git status`."""
+    exclude = repo.common_dir / "info" / "exclude"
     exclude.parent.mkdir(parents=True, exist_ok=True)
     lines = exclude.read_text().splitlines() if exclude.exists() else []
     if "/.learnagent/" in lines:

@@ -92,14 +92,14 @@ def promote_random_adapter(repo: Path) -> str:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from learnagent.core import home
+    from learnagent.core.repository import Repository
     from learnagent.core.modelhub import resolve_model
 
     _, target = resolve_model("smollm2")
     torch.manual_seed(0)
     model = get_peft_model(AutoModelForCausalLM.from_pretrained(target),
                            LoraConfig(r=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
-    folder = home.adapters_dir(repo) / "v0001"
+    folder = Repository.at(repo).adapters_dir / "v0001"
     model.save_pretrained(folder)
     (folder / "lineage.json").write_text(json.dumps({"episodes": []}))
     (folder.parent / "PROMOTED").write_text(json.dumps({"version": "v0001", "history": []}))

@@ -122,7 +122,7 @@ def bench_episode(repo: Path, runs: int) -> list[tuple]:
 
     def new_result():
         path = next(new_iter)
-        assert wt.commit_all(repo, path, base=head, branch=f"learnagent/{path.name}", message="m")
+        assert wt.commit_all(Repository.at(repo), path, base=head, branch=f"learnagent/{path.name}", message="m")
 
     rows.append(row("before: linked worktree", "result (`git add -A` + `commit`)", timed(old_result, runs)))
     rows.append(row("now: own checkout", "result (`commit_all`)", timed(new_result, runs)))

@@ -48,7 +48,7 @@ def init(
         cfg.test.command = cfgmod.detect_test_command(repo.root)
     keep.add(("test", "command"))
     cfgmod.save_config(repo.root, cfg, keep=keep)
-    wt.exclude_learnagent_files(repo.root)
+    wt.exclude_learnagent_files(repo.repository)
     effective = cfgmod.load_config(repo.root)  # what `do` will use: the user's config included
     source = cfgmod.setting_source(repo.root, "model", "name")
     table = Table(show_header=False, box=None)
@@ -314,7 +314,7 @@ def apply(episode: str = typer.Argument(..., metavar="ID", help="Episode id (or 
         if Path(ep.repo_path).resolve() != repo.root.resolve():
             raise LearnagentError(f"episode {ep.id} belongs to {ep.repo_path}, not this repository")
         console = Console()
-        files = runner.accept(store, repo.root, runner.Proposal.of_episode(ep),
+        files = runner.accept(store, repo.repository, runner.Proposal.of_episode(ep),
                               on_note=lambda m: console.print(f"[yellow]note:[/] {m}"))
         store.set_outcome(ep.id, "pending", "applied from kept branch")
     console.print(f"[green]Applied:[/] {', '.join(files) or 'no files'}")

@@ -224,9 +224,10 @@ def eval_cmd(
             adapter, folder = current if current else (None, None)
         corpus = None
         if code:
+            from learnagent.core.ignore import IgnoreRules
             from learnagent.learning.code_pairs import mine_code
 
-            corpus = mine_code(root, store, reg.repo_id)
+            corpus = mine_code(root, store, reg.repo_id, ignore=IgnoreRules.for_repository(local) if local else None)
             if not corpus.heldout:
                 if probe_list is None:
                     raise UsageError("no held-out code to measure in this repository yet (it needs two committed "

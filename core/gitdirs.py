@@ -30,10 +30,3 @@ def git_dirs(worktree: Path) -> tuple[Path, Path] | None:
         return None
     return gitdir, common
 
-
-def main_worktree(root: Path) -> Path | None:
-    """The main working tree of a linked worktree; None for a main tree or a non-repository."""
-    dirs = git_dirs(root)
-    if dirs is None or dirs[0] == dirs[1] or dirs[1].name != ".git":
-        return None
-    return dirs[1].parent

@@ -42,36 +42,6 @@ def db_path() -> Path:
     return data_home() / "learnagent.db"
 
 
-def repository_root(work_tree: Path) -> Path:
-    """The repository's main working tree: `work_tree` itself, or for a linked worktree
-    (`git worktree add`, learnagent's own or the user's) the main tree it belongs to.
-
-    This and `repo_key` / `worktrees_dir` / `adapters_dir` below answer "which repository" for a bare
-    path, for tests that check a path's key; code reads the `Repository` value (core/repository.py,
-    resolved once at the CLI edge) instead: `repo.main_tree` / `repo.key` / `repo.adapters_dir`.
-    Nothing below cli/ calls them (tests/test_repository.py scans for it)."""
-    from learnagent.core.gitdirs import main_worktree
-
-    work_tree = Path(work_tree).resolve()
-    return main_worktree(work_tree) or work_tree  # main_worktree gives a resolved path
-
-
-def repo_key(repo_root: Path) -> str:
-    """A stable short id for a repository, from the real path of its main working tree, so
-    every worktree of one repository shares its episodes, outcomes and adapters."""
-    from learnagent.core.repository import key_of
-
-    return key_of(repository_root(repo_root))
-
-
-def worktrees_dir(repo_root: Path) -> Path:
-    return data_home() / "worktrees" / repo_key(repo_root)
-
-
-def adapters_dir(repo_root: Path) -> Path:
-    return data_home() / "adapters" / repo_key(repo_root)
-
-
 def models_dir() -> Path:
     return cache_home() / "models"
 

@@ -13,7 +13,6 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from learnagent.core.gitdirs import main_worktree
 from learnagent.core.repository import Repository
 
 IGNORE_FILE = ".learnagentignore"
@@ -44,21 +43,23 @@ class IgnoreRules:
         self._user = GitIgnoreSpec.from_lines(self.user_patterns)
 
     @classmethod
-    def for_repo(cls, root: Path) -> "IgnoreRules":
-        """The rules of the checkout at `root` (a path: its main tree is looked up from git's files)."""
-        root = Path(root).resolve()
-        return cls._read(root, [main_worktree(root), root])
+    def for_repository(cls, repo: Repository) -> "IgnoreRules":
+        """The rules of the Repository's work tree: its own `.learnagentignore` and, in a linked
+        worktree, the main tree's (maybe uncommitted) one too: a rule added a minute ago must already
+        protect the run. What every caller holding the resolved Repository uses."""
+        return cls._read(repo.work_tree, [repo.main_tree, repo.work_tree])
 
     @classmethod
-    def for_repository(cls, repo: Repository) -> "IgnoreRules":
-        """The rules of the Repository's work tree, as `for_repo` without looking it up again."""
-        return cls._read(repo.work_tree, [repo.main_tree, repo.work_tree])
+    def in_folder(cls, folder: Path) -> "IgnoreRules":
+        """The rules of one folder taken alone: its own `.learnagentignore` (no main tree looked up).
+        For a folder that is no resolved Repository: a stored main tree (`push`), a plain folder, or
+        a repo map / code mining / tools run on a folder by itself (tests, benchmarks)."""
+        folder = Path(folder).resolve()
+        return cls._read(folder, [folder])
 
     @classmethod
     def _read(cls, root: Path, folders: list[Path | None]) -> "IgnoreRules":
         lines: list[str] = []
-        # In a linked worktree, the user's (maybe uncommitted) ignore file in the main
-        # working tree counts too: a rule added a minute ago must already protect the run.
         for folder in dict.fromkeys(folders):
             if folder is not None and (folder / IGNORE_FILE).is_file():
                 lines += (folder / IGNORE_FILE).read_text(errors="replace").splitlines()

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+from learnagent.core.ignore import IgnoreRules
 from learnagent.learning.pairs import CHARS_PER_TOKEN, CONVENTION_FILES, Pair, conventions_text, is_heldout
 from learnagent.learning.retrieval import BM25Index, conventions_block, fit_context, path_header
 from learnagent.store.records import Episode
@@ -83,16 +84,16 @@ def is_source(path: str) -> bool:
 
 # ---------------------------------------------------------------- reading the repository
 
-def head_files(root: Path) -> dict[str, str]:
+def head_files(root: Path, ignore: IgnoreRules | None = None) -> dict[str, str]:
     """{path: text} of the code files committed at HEAD (scrubbed of secrets), without the ones
-    .learnagentignore or the history import's vendored/generated rules leave out."""
-    from learnagent.core.ignore import IgnoreRules
+    `ignore` (.learnagentignore: the caller's Repository's rules; default the folder's own file) or
+    the history import's vendored/generated rules leave out."""
     from learnagent.store import gitutil
 
     root = Path(root)
     if gitutil.rev(root, "HEAD") is None:
         return {}
-    ignore = IgnoreRules.for_repo(root)
+    ignore = ignore if ignore is not None else IgnoreRules.in_folder(root)
     listing = gitutil.git(root, "ls-tree", "-r", "-z", "-l", "--full-tree", "HEAD")
     wanted: list[tuple[str, str]] = []
     for entry in listing.split("\0"):
@@ -422,8 +423,10 @@ def block_starts(doc: CodeDoc) -> list[int]:
 
 
 def mine_code(repo_root: Path | None, store=None, repo_id: str | None = None, *, heldout_fraction: float = 0.2,
-              context_tokens: int = 1024, exclude_ids=()) -> CodeCorpus:
+              context_tokens: int = 1024, exclude_ids=(), ignore: IgnoreRules | None = None) -> CodeCorpus:
     """The repository's code as documents to learn from and to measure on (see the module doc).
+    `ignore`: the files left out of HEAD's (`IgnoreRules.for_repository` of the caller's Repository;
+    default `repo_root`'s own .learnagentignore).
 
     With `store`/`repo_id`, accepted changes (accepted `do` episodes and imported history, minus
     `exclude_ids`) add their versions of the files they touched.
@@ -435,7 +438,7 @@ def mine_code(repo_root: Path | None, store=None, repo_id: str | None = None, *,
     else the new side of its hunks; no conventions files.
     """
     root = Path(repo_root) if repo_root is not None else None
-    files = head_files(root) if root is not None else {}
+    files = head_files(root, ignore) if root is not None else {}
     changes: list[tuple[Episode, dict]] = []
     excluded = set(exclude_ids)
     if store is not None and repo_id is not None:

@@ -123,7 +123,7 @@ def settle_verdict(store, repo: RepoInfo, result: EpisodeResult, verdict: str, v
     ep = runner.Proposal.of_result(result)
     if verdict == "accept":
         try:
-            view.applied(runner.accept(store, repo.root, ep, on_note=view.note))
+            view.applied(runner.accept(store, repo.repository, ep, on_note=view.note))
         except wt.MergeConflict as exc:
             view.conflict(exc)
             runner.keep(store, repo.root, ep)

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from learnagent.core.ignore import IgnoreRules
 from learnagent.core.repository import Repository, StoredRepository
 from learnagent.learning import parallel
 from learnagent.core.errors import UsageError
@@ -71,6 +72,7 @@ class Night:
     spec: str  # the model spec, e.g. "smollm2"
     model_path: str  # its local folder
     handoff: Handoff = field(default_factory=lambda: Handoff(1))  # rank 0 -> the others, under a launcher
+    ignore: IgnoreRules | None = None  # the checkout's .learnagentignore rules (from the Repository); None: no checkout
 
 
 @dataclass
@@ -123,7 +125,7 @@ def sleep_night(repo: Repository | StoredRepository, options: SleepOptions | Non
                 spec, model_path = resolve_local_model(opts.model, root)
                 reg = Registry(store, repo)
                 night = Night(root, opts, reg, store.sleep_steps(reg.repo_id), progress or (lambda _m: None),
-                              started, spec, model_path, handoff)
+                              started, spec, model_path, handoff, _ignore_rules(repo))
                 result = _night(night, train_progress, time_up)
         else:
             result = _worker(repo, opts, store, handoff.receive(), started)
@@ -178,6 +180,10 @@ def _night(n: Night, train_progress, time_up) -> SleepResult:
     return result
 
 
+def _ignore_rules(repo: Repository | StoredRepository) -> IgnoreRules | None:
+    return IgnoreRules.for_repository(repo) if isinstance(repo, Repository) else None
+
+
 def _worker(repo: Repository | StoredRepository, opts: SleepOptions, store, order: dict | None,
             started: float) -> SleepResult:
     """Rank > 0 under a launcher: trains its share of the candidate rank 0 planned (the same data:
@@ -188,7 +194,8 @@ def _worker(repo: Repository | StoredRepository, opts: SleepOptions, store, orde
     root = repo.work_tree
     spec, model_path = resolve_local_model(opts.model, root)
     reg = Registry(store, repo)
-    n = Night(root, opts, reg, store.sleep_steps(reg.repo_id), lambda _m: None, started, spec, model_path)
+    n = Night(root, opts, reg, store.sleep_steps(reg.repo_id), lambda _m: None, started, spec, model_path,
+              ignore=_ignore_rules(repo))
     parent = order["parent"]
     work = survey(n, parent, Candidate(order["version"], "planned", {"parent": parent}, order["plan"]), tried=False)
     _training_data(n, work)
@@ -404,7 +411,7 @@ def survey(n: Night, parent: str | None, resume: Candidate | None, *, tried: boo
     learnt = tuple(sorted(n.reg.trained_episode_ids(parent)))
     # the repository's own code: code-continuation pairs to train on, held-out files for the gate
     code = code_pairs.mine_code(n.root, n.reg.store, n.reg.repo_id, heldout_fraction=n.opts.heldout_fraction,
-                                exclude_ids=learnt)
+                                exclude_ids=learnt, ignore=n.ignore)
     train, heldout = pairs_mod.build_pairs(n.reg.store, n.reg.repo_id, conventions_root=n.root,
                                            heldout_fraction=n.opts.heldout_fraction, seed=n.opts.seed,
                                            exclude_ids=learnt, heldout_files=code.is_heldout_file)

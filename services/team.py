@@ -153,8 +153,9 @@ def _ignore_rules(local, repo_id: str):
 
     path = team_rows.repo_path(local, repo_id)
     root = Path(path) if path else None
-    # the repository's own rules when its checkout is here; else the built-in credential list alone
-    return IgnoreRules.for_repo(root) if root is not None and root.is_dir() else IgnoreRules(root=Path("/"))
+    # the repository's own rules when its checkout is here (the stored path is its main tree: its own
+    # .learnagentignore is all there is to read); else the built-in credential list alone
+    return IgnoreRules.in_folder(root) if root is not None and root.is_dir() else IgnoreRules(root=Path("/"))
 
 
 def _prepare(rows: dict[str, list[dict]], team_name: str, scrub, rules) -> None:

@@ -279,7 +279,7 @@ def test_do_runs_while_sleep_trains_on_the_same_store(git_repo, tmp_path, tiny_m
     rows = db.execute("SELECT * FROM episodes WHERE source = 'do' ORDER BY task").fetchall()
     assert [r["task"] for r in rows] == [f"task number {i:02d}" for i in range(n_do)]  # each exactly once
     # the do runs really overlapped the sleep's life: one was writing while the version was reserved
-    sealed = json.loads((home.adapters_dir(git_repo) / "v0001" / "lineage.json").read_text())["finished_at"]
+    sealed = json.loads((Repository.at(git_repo).adapters_dir / "v0001" / "lineage.json").read_text())["finished_at"]
     assert any(r["started_at"] < sealed and r["ended_at"] > row.created_at for r in rows)
     for i, ep in enumerate(rows):
         assert ep["status"] == "finished" and ep["summary"] == f"done {i:02d}", dict(ep)

@@ -118,7 +118,7 @@ def test_sigkill_do_at_random_points_loses_nothing(git_repo, tmp_path):
     assert out.returncode == 0, out.stderr
     assert git(git_repo, "branch", "--list", "learnagent/*").strip() == ""
     assert git(git_repo, "worktree", "list", "--porcelain").count("worktree ") == 1
-    wt_dir = home.worktrees_dir(git_repo)
+    wt_dir = Repository.at(git_repo).worktrees_dir
     assert not wt_dir.exists() or list(wt_dir.iterdir()) == []
     with Store() as store:
         statuses = {r[0] for r in store.conn.execute("SELECT DISTINCT status FROM episodes")}
@@ -263,7 +263,7 @@ def _check_adapters(repo: Path, tiny_model_dir: Path, what: str) -> str:
     from learnagent.learning.registry import Registry, is_complete, promoted_adapter, read_pointer
     from learnagent.store.privacy import verify_adapter
 
-    root = home.adapters_dir(repo)
+    root = Repository.at(repo).adapters_dir
     pointer = read_pointer(root)
     assert pointer is not None, f"{what}: the PROMOTED pointer is missing or unreadable"
     found = promoted_adapter(Repository.at(repo))
@@ -345,7 +345,7 @@ def test_sigkill_sleep_at_random_points_keeps_store_and_adapter_whole(git_repo, 
         text = log.read_text()
         if rc == -signal.SIGKILL:
             m = re.search(r"(?:training|resuming interrupted candidate) (v\d{4})", text)
-            phase = _phase(text, home.adapters_dir(git_repo) / m.group(1) if m else None)
+            phase = _phase(text, Repository.at(git_repo).adapters_dir / m.group(1) if m else None)
         else:  # it ended before the kill: it must have ended well
             assert rc == 0 and "error" not in text.lower(), f"trial {trial}: exit {rc}\n{text}"
             phase = "finished"
@@ -395,7 +395,7 @@ def test_sleep_killed_mid_save_resumes_without_promoting_the_partial_save(git_re
     out = subprocess.run([sys.executable, "-c", _KILL_MID_SAVE, str(git_repo), SLEEP_STEPS], cwd=git_repo,
                          env=_sleep_env(), capture_output=True, text=True, timeout=300)
     assert out.returncode == -signal.SIGKILL, out.stdout + out.stderr
-    assert list((home.adapters_dir(git_repo) / "v0001").glob(".save-*")), "the kill left no temp save"
+    assert list((Repository.at(git_repo).adapters_dir / "v0001").glob(".save-*")), "the kill left no temp save"
     out = run_cli("sleep", "--steps", SLEEP_STEPS, cwd=git_repo, env=_sleep_env(), timeout=300)
     assert out.returncode == 0 and "v0001" in out.stdout, out.stdout + out.stderr
     if "rejected:" in out.stdout:

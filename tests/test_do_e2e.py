@@ -10,6 +10,7 @@ import pytest
 from cli_helpers import run_cli, run_cli_tty, write_script
 from conftest import git
 from learnagent.core import home
+from learnagent.core.repository import Repository
 
 EDIT_SCRIPT = [
     "Read the code first.\n<read path=\"calc.py\"/>",
@@ -91,7 +92,7 @@ def test_interactive_reject_leaves_everything_as_it_was(git_repo, script):
     assert "Apply to your working tree?" in screen and "Rejected" in screen
     assert {p.name: p.read_bytes() for p in git_repo.iterdir() if p.is_file()} == before
     assert _status(git_repo) == "" and git(git_repo, "branch", "--list") == branches
-    assert not any(home.worktrees_dir(git_repo).iterdir())
+    assert not any(Repository.at(git_repo).worktrees_dir.iterdir())
     with _db() as db:
         assert db.execute("SELECT outcome FROM episodes").fetchone()[0] == "rejected"
 
@@ -139,7 +140,7 @@ def test_worktree_is_outside_and_user_tree_untouched_during_run(git_repo, tmp_pa
     eid = json.loads(out.stdout.strip().splitlines()[-1])["episode"]
     ep = json.loads(run_cli("show", eid, "--json", cwd=git_repo).stdout)
     pwd_out = ep["tool_calls"][0]["result"]
-    assert str(home.worktrees_dir(git_repo)) in pwd_out and f"learnagent/{eid}" in pwd_out
+    assert str(Repository.at(git_repo).worktrees_dir) in pwd_out and f"learnagent/{eid}" in pwd_out
     assert ep["test_runs"][-1]["exit_code"] != 0
     assert (git_repo / "calc.py").read_text() == "def add(a, b):\n    return a + b\n"
     assert _status(git_repo) == ""

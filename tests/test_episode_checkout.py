@@ -17,7 +17,6 @@ import pytest
 
 from conftest import git
 from learnagent.agent import worktree as wt
-from learnagent.core import home
 from learnagent.core.repository import Repository
 from repo_guard import assert_intact, capture
 
@@ -62,7 +61,7 @@ def _show(repo: Path, rev: str, path: str) -> bytes:
 
 
 def _commit(repo: Path, path: Path, branch: str, **kw) -> str | None:
-    return wt.commit_all(repo, path, base=_head(repo), branch=branch, message="learnagent: test", **kw)
+    return wt.commit_all(Repository.at(repo), path, base=_head(repo), branch=branch, message="learnagent: test", **kw)
 
 
 # ---------------------------------------------------------------- the checkout
@@ -70,7 +69,7 @@ def _commit(repo: Path, path: Path, branch: str, **kw) -> str | None:
 def test_checkout_is_byte_exact_own_repository_without_hidden_files(repo):
     base = _head(repo)
     path, branch = wt.create_worktree(Repository.at(repo), "ep1", base)
-    assert path.parent == home.worktrees_dir(repo) and branch == "learnagent/ep1"
+    assert path.parent == Repository.at(repo).worktrees_dir and branch == "learnagent/ep1"
     assert git(repo, "rev-parse", "refs/heads/learnagent/ep1").strip() == base  # the episode branch, at the base
     assert git(repo, "worktree", "list", "--porcelain").count("worktree ") == 1  # not a linked worktree
     assert (path / ".git").is_dir() and not (path / ".git" / "hooks").exists()  # no templates, no hooks
@@ -114,7 +113,7 @@ def test_result_holds_what_git_add_all_would(repo):
     (path / "pkg" / "__pycache__" / "new.cpython-311.pyc").write_bytes(b"\0pyc")  # artifact: skipped
     (path / ".learnagent").mkdir()
     (path / ".learnagent" / "x").write_text("info/exclude lists .learnagent\n")
-    wt.exclude_learnagent_files(repo)
+    wt.exclude_learnagent_files(Repository.at(repo))
     tip = _commit(repo, path, branch)
     assert tip and git(repo, "rev-parse", f"refs/heads/{branch}").strip() == tip
     assert git(repo, "rev-parse", f"{tip}^").strip() == base
@@ -217,9 +216,9 @@ def test_branch_moves_only_from_where_learnagent_put_it(repo):
     git(repo, "commit", "-q", "--allow-empty", "-m", "user work")
     git(repo, "branch", "-f", branch, "HEAD")  # something else moved the episode branch
     with pytest.raises(wt.LearnagentError, match="update-ref failed"):
-        wt.commit_all(repo, path, base=base, branch=branch, message="m")
+        wt.commit_all(Repository.at(repo), path, base=base, branch=branch, message="m")
     with pytest.raises(wt.LearnagentError, match="not an episode branch"):
-        wt.commit_all(repo, path, base=base, branch="main", message="m")
+        wt.commit_all(Repository.at(repo), path, base=base, branch="main", message="m")
 
 
 def test_agent_git_config_never_runs(repo, tmp_path):
@@ -284,7 +283,7 @@ def test_accept_refuses_to_write_through_a_symlinked_folder(repo, tmp_path):
     base, tip = _episode_with(repo, lambda p: ((p / "data").mkdir(), (p / "data" / "x.py").write_text("x\n")))
     before = capture(repo)
     with pytest.raises(wt.ApplyRefused, match="data is a symbolic link in your working tree"):
-        wt.apply_to_user_tree(repo, base, tip)
+        wt.apply_to_user_tree(Repository.at(repo), base, tip)
     assert list(outside.iterdir()) == []
     assert_intact(repo, before)
 
@@ -305,7 +304,7 @@ def test_accept_writes_symlinks_as_links_and_modes_and_says_when_git_ignores(rep
         (p / "build" / "keep.txt").write_text("new\n")
     base, tip = _episode_with(repo, edit)
     notes = []
-    applied = wt.apply_to_user_tree(repo, base, tip, on_note=notes.append)
+    applied = wt.apply_to_user_tree(Repository.at(repo), base, tip, on_note=notes.append)
     assert applied == ["build/keep.txt", "new-link", "tool.sh"]
     assert os.readlink(repo / "new-link") == "/etc/hostname" and os.access(repo / "tool.sh", os.X_OK)
     assert notes == ["tool.sh is ignored by git in your repository (.gitignore): `git status` will not show it"]
@@ -314,7 +313,7 @@ def test_accept_writes_symlinks_as_links_and_modes_and_says_when_git_ignores(rep
     # the agent deletes calc.py; the user's calc.py is a symlink: not the same file, so a conflict, nothing written
     base, tip = _episode_with_new_id(repo, "ep2", lambda p: (p / "calc.py").unlink())
     with pytest.raises(wt.MergeConflict, match="calc.py"):
-        wt.apply_to_user_tree(repo, base, tip)
+        wt.apply_to_user_tree(Repository.at(repo), base, tip)
     assert victim.read_text() == "not yours\n" and (repo / "calc.py").is_symlink()
 
 
@@ -322,7 +321,7 @@ def _episode_with_new_id(repo: Path, eid: str, edit) -> tuple[str, str]:
     base = _head(repo)
     path, branch = wt.create_worktree(Repository.at(repo), eid, base)
     edit(path)
-    return base, wt.commit_all(repo, path, base=base, branch=branch, message="m")
+    return base, wt.commit_all(Repository.at(repo), path, base=base, branch=branch, message="m")
 
 
 def test_accept_refuses_hidden_paths_and_submodules_of_old_branches(repo):
@@ -339,8 +338,37 @@ def test_accept_refuses_hidden_paths_and_submodules_of_old_branches(repo):
     tip = git(repo, "commit-tree", tree, "-p", base, "-m", "old").strip()
     before = capture(repo)
     with pytest.raises(wt.ApplyRefused, match=r"\.env is hidden by \.learnagentignore"):
-        wt.apply_to_user_tree(repo, base, tip)
+        wt.apply_to_user_tree(Repository.at(repo), base, tip)
     assert_intact(repo, before)
+
+
+def test_a_users_linked_worktree_obeys_the_main_trees_uncommitted_rules(git_repo, tmp_path):
+    """The user works in a `git worktree add` checkout and has just added `private/` to the MAIN tree's
+    `.learnagentignore` (uncommitted): the Repository of the worktree names its main tree, so the
+    checkout, the recorded result and accept all obey that rule, with nothing looked up again."""
+    (git_repo / "private").mkdir()
+    (git_repo / "private" / "plan.py").write_text("PLAN = 'secret'\n")
+    git(git_repo, "add", "-A")
+    git(git_repo, "commit", "-q", "-m", "private plan")
+    linked = tmp_path / "side"
+    git(git_repo, "worktree", "add", "-q", "-b", "side", str(linked))
+    (git_repo / ".learnagentignore").write_text("private/\n")  # in the main tree, not committed
+    repo = Repository.at(linked)
+    base = _head(linked)
+    path, branch = wt.create_worktree(repo, "ep1", base)
+    assert (path / "calc.py").is_file() and not (path / "private").exists()
+    (path / "private").mkdir()
+    (path / "private" / "plan.py").write_text("PLAN = 'leaked'\n")
+    with pytest.raises(wt.UnsafeChange, match="touches private/plan.py, which .learnagentignore hides"):
+        wt.commit_all(repo, path, base=base, branch=branch, message="m")
+    # an old branch (or one made by hand) that touches the hidden file is refused on accept
+    (linked / "private" / "plan.py").write_text("PLAN = 'changed'\n")
+    git(linked, "commit", "-q", "-am", "change the plan")
+    tip = _head(linked)
+    git(linked, "reset", "-q", "--hard", base)
+    with pytest.raises(wt.ApplyRefused, match="private/plan.py is hidden by .learnagentignore"):
+        wt.apply_to_user_tree(repo, base, tip)
+    assert (linked / "private" / "plan.py").read_text() == "PLAN = 'secret'\n"
 
 
 # ---------------------------------------------------------------- repo map cache

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from learnagent.core.errors import LearnagentError
+from learnagent.core.repository import Repository
 
 from tiny_model import LORA_MODULES as MODULES
 from tiny_model import make_adapter
@@ -121,9 +122,7 @@ def test_an_adapter_stamped_for_another_base_is_refused_in_one_line(tiny_model_d
 
 def registry_adapter(repo, base_dir, version="v0001"):
     """An adapter as `sleep` leaves it in the registry: the PEFT folder + lineage.json (written last)."""
-    from learnagent.core import home
-
-    folder = home.adapters_dir(repo) / version
+    folder = Repository.at(repo).adapters_dir / version
     make_adapter(base_dir, folder)
     (folder / "lineage.json").write_text(json.dumps({"version": version, "base_model": f"local:{base_dir}"}))
     return folder
@@ -132,10 +131,8 @@ def registry_adapter(repo, base_dir, version="v0001"):
 def test_cli_exports_each_format_and_prints_the_serve_command(git_repo, tiny_model_dir, tmp_path):
     from cli_helpers import run_cli
 
-    from learnagent.core.home import repo_key
-
     registry_adapter(git_repo, tiny_model_dir)
-    name = f"learnagent-{repo_key(git_repo)}-v0001"  # what `do` asks a server for (served_adapters)
+    name = f"learnagent-{Repository.at(git_repo).key}-v0001"  # what `do` asks a server for (served_adapters)
     results = {}
     for fmt in ("peft", "gguf", "ollama"):
         out = run_cli("adapters", "export", "v0001", "--format", fmt, "--out", str(tmp_path / fmt), "--json",

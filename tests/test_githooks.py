@@ -208,11 +208,11 @@ def test_the_agents_own_commits_on_its_branch_are_not_verdicts(git_repo, learnag
 def test_episode_proposed_in_a_linked_worktree_is_settled_by_a_commit_there(git_repo, tmp_path):
     """A user's own `git worktree add` checkout is the same repository: `do` there files the
     episode under the main tree's key, and the commit made there settles it."""
-    from learnagent.core import home
+    from learnagent.core.repository import Repository
 
     linked = tmp_path / "linked"
     git(git_repo, "worktree", "add", "-q", "-b", "side", str(linked))
-    assert home.repo_key(linked) == home.repo_key(git_repo)
+    assert Repository.at(linked).key == Repository.at(git_repo).key
     install_hooks(git_repo)
     with Store() as store:
         eid, _ = propose(store, linked, SUB)

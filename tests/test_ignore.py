@@ -15,7 +15,7 @@ from learnagent.core.ignore import IgnoreRules
     ".aws/credentials", "infra/terraform.tfstate", ".git/config", "./.env", "a/../.env",
 ])
 def test_default_credential_files_are_ignored(tmp_path, path):
-    rules = IgnoreRules.for_repo(tmp_path)
+    rules = IgnoreRules.in_folder(tmp_path)
     assert rules.is_ignored(path)
 
 
@@ -24,13 +24,13 @@ def test_default_credential_files_are_ignored(tmp_path, path):
     "tests/test_secrets_scanner.py", "README.md", "package.json", "credentials.py",
 ])
 def test_ordinary_files_are_not_ignored(tmp_path, path):
-    assert not IgnoreRules.for_repo(tmp_path).is_ignored(path)
+    assert not IgnoreRules.in_folder(tmp_path).is_ignored(path)
 
 
 def test_user_patterns_in_gitignore_syntax(tmp_path):
     (tmp_path / ".learnagentignore").write_text(
         "# private data\ndata/\n*.sqlite\n!data/schema.sql\n/top.txt\nnotes/**/draft*.md\n")
-    rules = IgnoreRules.for_repo(tmp_path)
+    rules = IgnoreRules.in_folder(tmp_path)
     assert rules.is_ignored("data/customers.csv")
     assert rules.is_ignored("db/app.sqlite")
     assert rules.is_ignored("top.txt") and not rules.is_ignored("sub/top.txt")
@@ -40,12 +40,12 @@ def test_user_patterns_in_gitignore_syntax(tmp_path):
 
 def test_user_cannot_unignore_the_defaults(tmp_path):
     (tmp_path / ".learnagentignore").write_text("!.env\n!*.pem\n")
-    rules = IgnoreRules.for_repo(tmp_path)
+    rules = IgnoreRules.in_folder(tmp_path)
     assert rules.is_ignored(".env") and rules.is_ignored("a.pem")
 
 
 def test_absolute_paths_and_paths_outside_the_repository(tmp_path):
-    rules = IgnoreRules.for_repo(tmp_path)
+    rules = IgnoreRules.in_folder(tmp_path)
     assert rules.is_ignored(tmp_path / "sub" / ".env")
     assert not rules.is_ignored(tmp_path / "sub" / "main.py")
     assert rules.is_ignored("../outside.py")
@@ -54,14 +54,18 @@ def test_absolute_paths_and_paths_outside_the_repository(tmp_path):
 
 
 def test_a_worktree_also_obeys_the_main_trees_uncommitted_ignore_file(git_repo, tmp_path):
+    """The Repository names the main tree (resolved once, not looked up again): a linked worktree's
+    rules are its own file's and the main tree's uncommitted one's; the folder alone has only its own."""
+    from learnagent.core.repository import Repository
+
     (git_repo / ".learnagentignore").write_text("private/\n")  # not committed
     wt = tmp_path / "wt"
     git(git_repo, "worktree", "add", "-q", "-b", "learnagent/x", str(wt))
-    rules = IgnoreRules.for_repo(wt)
-    assert rules.is_ignored("private/notes.txt")
+    (wt / ".learnagentignore").write_text("drafts/\n")
+    rules = IgnoreRules.for_repository(Repository.at(wt))
+    assert rules.root == wt.resolve() and rules.user_patterns == ["private/", "drafts/"]
+    assert rules.is_ignored("private/notes.txt") and rules.is_ignored("drafts/a.py")
     assert not rules.is_ignored("calc.py")
-    # the same from the Repository value `do` passes down (its main tree, not looked up again)
-    from learnagent.core.repository import Repository
-
-    given = IgnoreRules.for_repository(Repository.at(wt))
-    assert given.root == rules.root and given.user_patterns == rules.user_patterns == ["private/"]
+    alone = IgnoreRules.in_folder(wt)
+    assert alone.user_patterns == ["drafts/"] and not alone.is_ignored("private/notes.txt")
+    assert IgnoreRules.for_repository(Repository.at(git_repo)).user_patterns == ["private/"]

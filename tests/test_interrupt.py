@@ -45,7 +45,7 @@ def _episodes() -> list[dict]:
 
 
 def _leftovers(repo: Path) -> tuple[str, list[str]]:
-    folder = home.worktrees_dir(repo)
+    folder = Repository.at(repo).worktrees_dir
     return (git(repo, "branch", "--list", "learnagent/*").strip(),
             sorted(p.name for p in folder.iterdir()) if folder.exists() else [])
 
@@ -251,7 +251,7 @@ def test_gc_lists_every_orphan_on_one_line_at_any_width(git_repo, private_system
         assert len(line) <= columns
     assert "would be marked interrupted" in screen
     assert "sandbox tmp" in screen and [ln for ln in lines if tmp_orphan.name in ln and "999999999 is gone" in ln]
-    folders = home.worktrees_dir(git_repo)
+    folders = Repository.at(git_repo).worktrees_dir
     assert f"{folders}/<episode>" in screen.replace("\r\n", "")  # the terminal wraps it, not rich
 
 
@@ -305,7 +305,7 @@ def test_ctrl_c_typed_on_the_terminal_while_a_sandboxed_command_runs(git_repo, t
         ready, _, _ = select.select([master], [], [], 0.1)
         if ready:
             screen += os.read(master, 4096)
-        return any((f / "started").exists() for f in home.worktrees_dir(git_repo).glob("*"))
+        return any((f / "started").exists() for f in Repository.at(git_repo).worktrees_dir.glob("*"))
 
     assert _wait_for(started), screen.decode(errors="replace")
     os.write(master, b"\x03")  # Ctrl-C

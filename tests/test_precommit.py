@@ -11,7 +11,6 @@ import pytest
 import yaml
 from outcome_helpers import episode, git, propose, venv_path_env
 
-from learnagent.core import home
 from learnagent.core.githooks import install_hooks, uninstall_hooks
 from learnagent.core.repository import Repository
 from learnagent.learning.convention_review import review, staged_blocks
@@ -147,7 +146,7 @@ def adapter_repo(pc_repo, tiny_model_dir):
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     lora = get_peft_model(base, LoraConfig(r=4, lora_alpha=16, target_modules=["q_proj", "v_proj"],
                                            init_lora_weights=False))
-    root = home.adapters_dir(pc_repo)
+    root = Repository.at(pc_repo).adapters_dir
     lora.save_pretrained(root / "v0001")
     (root / "v0001" / "lineage.json").write_text(json.dumps({"episodes": []}))
     (root / "PROMOTED").write_text(json.dumps({"version": "v0001", "history": []}))

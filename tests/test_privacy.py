@@ -157,7 +157,7 @@ def test_logs_off_on_status_and_do_records_nothing(git_repo, tmp_path):
     out = run_cli("logs", "off", cwd=git_repo)
     assert out.returncode == 0 and "recording is off" in out.stdout
     with Store() as store:
-        assert store.recording_enabled(home.repo_key(git_repo)) is False
+        assert store.recording_enabled(Repository.at(git_repo).key) is False
     script = write_script(tmp_path / "s.json", ["<run>echo hello</run>", "<finish>done</finish>"])
     out = run_cli("do", "say hello", "--model", f"scripted:{script}", "--no-apply", "--sandbox", "none",
                   cwd=git_repo)
@@ -167,8 +167,8 @@ def test_logs_off_on_status_and_do_records_nothing(git_repo, tmp_path):
         assert store.conn.execute("SELECT COUNT(*) FROM episodes").fetchone()[0] == 0
         assert store.conn.execute("SELECT COUNT(*) FROM messages").fetchone()[0] == 0
     with Store() as store:
-        store.set_recording(home.repo_key(git_repo), True)
-        assert store.recording_enabled(home.repo_key(git_repo)) is True
+        store.set_recording(Repository.at(git_repo).key, True)
+        assert store.recording_enabled(Repository.at(git_repo).key) is True
 
 
 # ---- gc ----------------------------------------------------------------------------------------
@@ -237,7 +237,7 @@ def test_gc_unknown_worktrees_wait_for_a_grace_period(git_repo):
     # an unrecorded run (logs off) that committed work: its branch may be the user's, so it stays
     path, branch = wt.create_worktree(Repository.at(git_repo), "250101000010gggggg", head)
     (path / "new.txt").write_text("work\n")
-    wt.commit_all(git_repo, path, base=head, branch=branch, message="agent work")
+    wt.commit_all(Repository.at(git_repo), path, base=head, branch=branch, message="agent work")
     items = gcmod.collect(store, Repository.at(git_repo), now=time.time() + gcmod.UNKNOWN_GRACE_S + 5)
     assert [i.what for i in items] == ["worktree"] and branch in git(git_repo, "branch", "--list")
 

@@ -4,7 +4,6 @@ import json
 
 import pytest
 
-from learnagent.core import home
 from learnagent.core.errors import LearnagentError
 from learnagent.learning import registry
 from learnagent.learning.registry import Registry, list_adapters, promoted_adapter
@@ -54,7 +53,7 @@ def test_reserve_finish_promote_and_list(reg, lora_factory, git_repo):
     assert v1 == "v0001"
     assert promoted_adapter(Repository.at(git_repo)) is None  # finished but not promoted
     reg.promote(v1)
-    assert promoted_adapter(Repository.at(git_repo)) == ("v0001", home.adapters_dir(git_repo) / "v0001")
+    assert promoted_adapter(Repository.at(git_repo)) == ("v0001", Repository.at(git_repo).adapters_dir / "v0001")
     v2 = trained(reg, lora_factory, parent=v1, episodes=("e3",))
     assert v2 == "v0002"
     reg.reject(v2, "gap not below")

@@ -5,6 +5,7 @@ import hashlib
 
 import pytest
 from conftest import git
+from repo_helpers import folder_repository
 
 from learnagent.core import home
 from learnagent.core.errors import NotAGitRepo
@@ -89,18 +90,27 @@ def test_a_stored_repository_keeps_its_adapters_under_its_key(tmp_path):
     assert StoredRepository("github.com/acme_api", "api").adapters_dir != team.adapters_dir
     assert StoredRepository("../x", "x").adapters_dir.parent == home.data_home() / "adapters"
     (tmp_path / "r").mkdir()
-    assert StoredRepository(home.repo_key(tmp_path / "r"), "r").adapters_dir == home.adapters_dir(tmp_path / "r")
+    local = folder_repository(tmp_path / "r")
+    assert StoredRepository(local.key, "r").adapters_dir == local.adapters_dir
 
 
 # Where "which repository?" may still be answered from a bare path: the definitions themselves, and
 # the edges that resolve it once (the CLI, and the git-hook entry, which git starts in the checkout).
+# The resolvers: find_repository / find_repo (git's discovery), Repository.at / Repository(...) (a
+# value made from a path), gitdirs.git_dirs / main_worktree (git's files read again), gitutil.main_root /
+# toplevel, and git asked where the repository is (`rev-parse --show-toplevel`, `--git-common-dir`, ...).
+# core/home's repo_key / repository_root / worktrees_dir / adapters_dir of a path are gone (tests use
+# `Repository.at(path)`); they stay listed so that bringing one back fails here.
 RESOLVERS = {"find_repository", "find_repo", "repo_key", "repository_root", "worktrees_dir", "adapters_dir",
-             "main_root", "toplevel"}
+             "main_root", "toplevel", "git_dirs", "main_worktree"}
 RESOLVER_MODULES = {"home": {"repo_key", "repository_root", "worktrees_dir", "adapters_dir"},
-                    "gitutil": {"main_root", "toplevel"}}
+                    "gitutil": {"main_root", "toplevel"}, "gitdirs": {"git_dirs", "main_worktree"}}
+GIT_WHERE = {"--show-toplevel", "--git-common-dir", "--git-dir", "--absolute-git-dir", "--show-cdup",
+             "--show-prefix", "--show-superproject-working-tree"}
 EDGES = {
-    "core/repository.py": {"find_repository"},  # defines it
-    "core/home.py": {"repo_key", "repository_root", "worktrees_dir", "adapters_dir"},  # defines them
+    # defines the value: Repository.at reads git's files (git_dirs), find_repository asks git once
+    "core/repository.py": {"find_repository", "git_dirs", "Repository.at", "Repository(", "--show-toplevel"},
+    "core/gitdirs.py": {"git_dirs"},  # defines it
     "agent/worktree.py": {"find_repository"},  # find_repo: the CLI edge's resolver (+ HEAD checks)
     "services/settle_outcomes.py": {"find_repository"},  # the git-hook entry: an edge of its own
 }
@@ -108,29 +118,38 @@ EDGES = {
 
 def _resolver_uses(path, source: str) -> set[tuple[int, str]]:
     """(line, name) of each place `source` reaches a repository resolver: `find_repository` /
-    `find_repo` by any route, `home.<resolver>` / `gitutil.<resolver>`, or one of them imported
-    from learnagent.core.home / learnagent.store.gitutil / learnagent.core.repository."""
+    `find_repo` / `git_dirs` / `main_worktree` by any route, `home.<resolver>` / `gitutil.<resolver>` /
+    `gitdirs.<resolver>`, one of them imported from learnagent.core.home / store.gitutil / core.gitdirs /
+    core.repository, `Repository.at(...)` or `Repository(...)`, or a git option that asks where the
+    repository is."""
     import ast
 
     found = set()
     for node in ast.walk(ast.parse(source, str(path))):
-        if isinstance(node, ast.Name) and node.id in ("find_repository", "find_repo"):
+        if isinstance(node, ast.Name) and node.id in ("find_repository", "find_repo", "git_dirs", "main_worktree"):
             found.add((node.lineno, node.id))
         elif isinstance(node, ast.Attribute) and node.attr in ("find_repository", "find_repo"):
             found.add((node.lineno, node.attr))
         elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and \
                 node.attr in RESOLVER_MODULES.get(node.value.id, ()):
             found.add((node.lineno, node.attr))
+        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and \
+                node.value.id == "Repository" and node.attr == "at":
+            found.add((node.lineno, "Repository.at"))
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "Repository":
+            found.add((node.lineno, "Repository("))
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in GIT_WHERE:
+            found.add((node.lineno, node.value))
         elif isinstance(node, ast.ImportFrom) and (node.module or "").endswith(
-                ("core.home", "store.gitutil", "core.repository", "agent.worktree")):
+                ("core.home", "store.gitutil", "core.repository", "agent.worktree", "core.gitdirs")):
             found |= {(node.lineno, a.name) for a in node.names if a.name in RESOLVERS}
     return found
 
 
 def test_nothing_below_the_cli_resolves_the_repository_again():
-    """One Repository, resolved at the edge and passed down (issue 13): below cli/, no module calls
-    `find_repository` / `find_repo`, `home.repo_key` / `repository_root` / `worktrees_dir` /
-    `adapters_dir` or `gitutil.main_root` / `toplevel` on a bare path, except the EDGES above."""
+    """One Repository, resolved at the edge and passed down (issue 13): below cli/, no module reaches
+    a resolver (the list above) on a bare path, except the EDGES above; `.learnagentignore` rules and
+    git's excludes come from the Repository too (IgnoreRules.for_repository, GitExcludes.for_repository)."""
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
@@ -154,7 +173,13 @@ def test_the_resolver_scan_sees_each_route():
         "from learnagent.store import gitutil\ngitutil.main_root(p)\ngitutil.toplevel(p)\n": {"main_root",
                                                                                                "toplevel"},
         "import learnagent.agent.worktree as wt\nwt.find_repo()\n": {"find_repo"},
+        "from learnagent.core.gitdirs import main_worktree\nmain_worktree(p)\n": {"main_worktree"},
+        "from learnagent.core import gitdirs\ngitdirs.git_dirs(p)\n": {"git_dirs"},
+        "from learnagent.core.repository import Repository\nRepository.at(p)\n": {"Repository.at"},
+        "Repository(work_tree=p, main_tree=p, git_dir=p, common_dir=p, key='k', name='n')\n": {"Repository("},
+        "G.text(root, 'rev-parse', '--path-format=absolute', '--git-common-dir')\n": {"--git-common-dir"},
         "def served(repo_key: str):\n    return repo_key\n": set(),
+        "def f(repo: Repository):\n    return IgnoreRules.for_repository(repo), repo.main_tree\n": set(),
     }
     for source, names in sources.items():
         assert {name for _line, name in _resolver_uses("x.py", source)} == names, source

@@ -134,7 +134,7 @@ def test_training_pairs_and_adapter_metadata_hold_no_secrets(secret_repo, tiny_m
                                LoraConfig(r=2, lora_alpha=4, target_modules="all-linear"))
         model.save_pretrained(reg.folder(version))
         reg.finish(version, metrics={"gap": 0.1}, episode_ids=ids, config={})
-    meta = "\n".join(p.read_text(errors="replace") for p in home.adapters_dir(secret_repo).rglob("*")
+    meta = "\n".join(p.read_text(errors="replace") for p in Repository.at(secret_repo).adapters_dir.rglob("*")
                      if p.is_file() and p.suffix in (".json", ".md", ".txt", "") and p.stat().st_size < 1_000_000)
     assert _leaks(meta + _dump_store()) == []
 

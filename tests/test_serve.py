@@ -97,7 +97,6 @@ def test_served_replies_equal_in_process_promotion_and_rollback_hot_swap_unknown
     from learnagent.core.repository import find_repository
     from learnagent.services.run_task import open_model
     from learnagent.core.config import load_config
-    from learnagent.core.home import repo_key
     from learnagent.learning.registry import Registry
     from learnagent.runtime import serving
     from learnagent.store.episodes import Store
@@ -108,7 +107,7 @@ def test_served_replies_equal_in_process_promotion_and_rollback_hot_swap_unknown
     base_text = model.complete(CHAT, max_tokens=24).text
     assert base_text == in_process(gguf_dir)
 
-    key = repo_key(repo)
+    key = Repository.at(repo).key
     with Store() as store:
         reg = Registry(store, Repository.at(repo))
         v1 = add_adapter(reg, gguf_dir, seed=2)
@@ -180,14 +179,13 @@ def test_do_through_the_server_uses_the_adapter_as_in_process(repo, gguf_dir, pr
     from learnagent.core.repository import find_repository
     from learnagent.services.run_task import open_model
     from learnagent.core.config import load_config
-    from learnagent.core.home import repo_key
     from learnagent.learning.registry import promoted_adapter
 
     version = promoted
-    assert served_names(server) == [f"learnagent-{repo_key(repo)}-{version}"]
+    assert served_names(server) == [f"learnagent-{Repository.at(repo).key}-{version}"]
     other_version, other_folder = promoted_adapter(Repository.at(other_repo))
     other = open_model(load_config(repo).model, find_repository(other_repo))
-    assert f"learnagent-{repo_key(other_repo)}-{other_version}" in served_names(server)
+    assert f"learnagent-{Repository.at(other_repo).key}-{other_version}" in served_names(server)
     out = other.complete(CHAT, max_tokens=24)
     assert out.extra["adapter"] == other_version and out.text == in_process(gguf_dir, other_folder)
 

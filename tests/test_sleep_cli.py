@@ -9,7 +9,6 @@ import typer
 from typer.testing import CliRunner
 
 from learnagent.cli.learn_cmds import register
-from learnagent.core import home
 from learnagent.core.repository import Repository
 from learnagent.core.errors import LearnagentError, ModelNotFound, UsageError
 from learnagent.learning.registry import Registry, promoted_adapter
@@ -226,7 +225,7 @@ def test_sleep_trains_gates_registers_and_then_has_nothing_new(cli, git_repo, ti
     out = cli("sleep", "--dry-run", "--model", f"local:{tiny_model_dir}")
     assert out.exit_code == 0 and "would train (next version) with opsd" in out.output
     assert "3 episodes" in out.output and "hold out 1" in out.output
-    assert promoted_adapter(Repository.at(git_repo)) is None and not list(home.adapters_dir(git_repo).glob("v*"))
+    assert promoted_adapter(Repository.at(git_repo)) is None and not list(Repository.at(git_repo).adapters_dir.glob("v*"))
 
     opts = SleepOptions(steps=2, model=f"local:{tiny_model_dir}", train_overrides=FAST,
                         gate=GateConfig(samples=1, max_new_tokens=6, drift_max_new_tokens=6))
@@ -241,7 +240,7 @@ def test_sleep_trains_gates_registers_and_then_has_nothing_new(cli, git_repo, ti
         assert reg.episodes_of("v0001") == sorted(train_ids)  # lineage: trained ones, not the held-out
         assert row.metrics["gap"] == result.gate.gap and row.metrics["heldout_ids"] == [held]
     assert (promoted_adapter(Repository.at(git_repo)) or (None,))[0] == ("v0001" if result.status == "promoted" else None)
-    assert not (home.adapters_dir(git_repo) / "v0001" / "checkpoint").exists()
+    assert not (Repository.at(git_repo).adapters_dir / "v0001" / "checkpoint").exists()
 
     again = sleep_night(Repository.at(git_repo), opts, train_progress=False)
     assert again.status == "nothing-new", again.message
@@ -258,7 +257,7 @@ def test_interrupted_sleep_resumes_into_the_same_version(git_repo, tiny_model_di
     first = sleep_night(Repository.at(git_repo), SleepOptions(steps=3, model=f"local:{tiny_model_dir}", max_minutes=1e-6,
                                              train_overrides=FAST, gate=gate), train_progress=False)
     assert first.status == "interrupted" and first.version == "v0001" and first.train["steps"] == 1
-    assert (home.adapters_dir(git_repo) / "v0001" / "checkpoint" / "state.pt").is_file()
+    assert (Repository.at(git_repo).adapters_dir / "v0001" / "checkpoint" / "state.pt").is_file()
     second = sleep_night(Repository.at(git_repo), SleepOptions(steps=3, model=f"local:{tiny_model_dir}", train_overrides=FAST,
                                               gate=gate), train_progress=False)
     assert second.version == "v0001" and second.status in ("promoted", "rejected")
@@ -282,14 +281,14 @@ def test_a_sleep_out_of_time_after_enough_steps_gates_what_it_learnt(git_repo, t
     calls = itertools.count(1)  # asked after every step but the last
     short = sleep_night(Repository.at(git_repo), opts, train_progress=False, time_up=lambda: next(calls) >= PARTIAL_MIN_STEPS - 1)
     assert short.status == "interrupted" and short.train["steps"] == PARTIAL_MIN_STEPS - 1, short.message
-    assert (home.adapters_dir(git_repo) / "v0001" / "checkpoint" / "state.pt").is_file()
+    assert (Repository.at(git_repo).adapters_dir / "v0001" / "checkpoint" / "state.pt").is_file()
     calls = itertools.count(1)
     done = sleep_night(Repository.at(git_repo), opts, train_progress=False, time_up=lambda: next(calls) >= 2)  # resumed: 9 steps
     assert done.version == "v0001" and done.status in ("promoted", "rejected"), done.message
     assert done.train["resumed_from"] == PARTIAL_MIN_STEPS - 1 and done.train["steps"] == PARTIAL_MIN_STEPS + 1
     assert done.train["target_steps"] == PARTIAL_MIN_STEPS + 6 and done.gate is not None
     assert f"(trained {PARTIAL_MIN_STEPS + 1} of {PARTIAL_MIN_STEPS + 6} planned steps: time was up)" in done.message
-    assert not (home.adapters_dir(git_repo) / "v0001" / "checkpoint").exists()
+    assert not (Repository.at(git_repo).adapters_dir / "v0001" / "checkpoint").exists()
     with Store() as store:
         row = Registry(store, Repository.at(git_repo)).get("v0001")
     assert row.status == done.status and row.metrics["train"]["steps"] == PARTIAL_MIN_STEPS + 1

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from learnagent.core import home
 from learnagent.store.episodes import Store
 from learnagent.store.sleep_steps import STATES, SleepSteps
 from learnagent.core.repository import Repository
@@ -110,7 +109,7 @@ def test_sleep_under_accelerate_launch_makes_one_night(git_repo, tiny_model_dir,
         versions = [r[0] for r in store.conn.execute("SELECT version FROM adapters WHERE repo_id = ?", (rid,))]
         states = [s.state for s in SleepSteps(store.conn, rid).history("v0001")]
     assert versions == ["v0001"] and states == list(STATES)  # each transition once: one writer
-    assert sorted(p.name for p in home.adapters_dir(git_repo).glob("v*")) == ["v0001"]
+    assert sorted(p.name for p in Repository.at(git_repo).adapters_dir.glob("v*")) == ["v0001"]
     if "rejected:" in out.stdout:
         from cli_helpers import run_cli
 

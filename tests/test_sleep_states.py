@@ -9,7 +9,6 @@ import dataclasses
 
 import pytest
 
-from learnagent.core import home
 from learnagent.core.repository import Repository
 from learnagent.learning import gate as gate_mod
 from learnagent.learning import registry
@@ -59,9 +58,9 @@ def test_a_night_records_each_transition_once_in_order(git_repo, tiny_model_dir)
     assert data["trained"]["stats"]["steps"] == 2 and data["trained"]["partial"] is False
     assert data["gated"]["metrics"] == row.metrics  # what was sealed is what the gate recorded
     assert data["decided"] == {"status": result.status, "reason": row.reason}
-    assert not (home.adapters_dir(git_repo) / "v0001" / "plan.json").exists()  # the split lives in the store
+    assert not (Repository.at(git_repo).adapters_dir / "v0001" / "plan.json").exists()  # the split lives in the store
     # sealed with the base it belongs to (issue 12): loading it on another base is refused
-    assert adapter_base(home.adapters_dir(git_repo) / "v0001") == base_identity(tiny_model_dir)
+    assert adapter_base(Repository.at(git_repo).adapters_dir / "v0001") == base_identity(tiny_model_dir)
 
 
 def test_stopped_after_training_the_next_sleep_gates_without_training_again(git_repo, tiny_model_dir, monkeypatch):

@@ -22,7 +22,7 @@ def _episode_fk():
 def upgrade() -> None:
     op.create_table(
         "repos",
-        sa.Column("id", TEXT, primary_key=True),  # learnagent.core.home.repo_key(path)
+        sa.Column("id", TEXT, primary_key=True),  # Repository.key: 12 hex of sha1(main tree path)
         sa.Column("path", TEXT, nullable=False),
         sa.Column("name", TEXT, nullable=False),
         sa.Column("created_at", FLOAT, nullable=False),
