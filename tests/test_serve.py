@@ -15,10 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 
@@ -52,23 +48,10 @@ def repo(git_repo, gguf_dir):
 @pytest.fixture
 def server(repo, tmp_path):
     """`learnagent serve` in a child process, until the test ends (stopped with Ctrl-C's signal)."""
-    from learnagent.runtime import serving
+    from serve_helpers import running_serve
 
-    log = open(tmp_path / "serve.log", "w+")
-    proc = subprocess.Popen([sys.executable, "-m", "learnagent.cli.app", "serve", "--port", "0", "--threads", "1"],
-                            cwd=repo, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 180
-    while (info := serving.running()) is None:
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            log.seek(0)
-            pytest.fail(f"learnagent serve did not start (exit {proc.poll()}):\n{log.read()}")
-        time.sleep(0.2)
-    yield info
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=60) == 0
-    assert serving.running() is None  # the state file went with it
-    log.close()
+    with running_serve(cwd=repo, log_path=tmp_path / "serve.log") as info:
+        yield info
 
 
 def add_adapter(reg, gguf_dir, seed: int) -> str:
