@@ -37,5 +37,13 @@ def running_serve(*args: str, cwd: Path, log_path: Path):
     assert code == 0 and serving.running() is None  # the state file went with it
 
 
-def log_text(log_path: Path) -> str:
-    return Path(log_path).read_text()
+def small_repo(path: Path) -> Path:
+    """Another git repository at `path`: one file, one commit."""
+    from conftest import git
+
+    path.mkdir()
+    git(path, "init", "-q", "-b", "main")
+    (path / "a.py").write_text("x = 1\n")
+    git(path, "add", ".")
+    git(path, "commit", "-q", "-m", "initial")
+    return path

@@ -138,16 +138,11 @@ def promoted(repo, gguf_dir) -> str:
 @pytest.fixture
 def other_repo(tmp_path, gguf_dir):
     """A second repository on the same base, its adapter promoted before the server starts."""
-    from conftest import git
     from learnagent.learning.registry import Registry
     from learnagent.store.episodes import Store
+    from serve_helpers import small_repo
 
-    other = tmp_path / "other"
-    other.mkdir()
-    git(other, "init", "-q", "-b", "main")
-    (other / "a.py").write_text("x = 1\n")
-    git(other, "add", ".")
-    git(other, "commit", "-q", "-m", "initial")
+    other = small_repo(tmp_path / "other")
     with Store() as store:
         reg = Registry(store, Repository.at(other))
         reg.promote(add_adapter(reg, gguf_dir, seed=7))

@@ -123,15 +123,10 @@ def test_serve_a_sqlite_team_store_laptop_do_uses_the_team_adapter_hot_swap_and_
         assert model.adapter_version == f"team:{v1}" and model.complete(CHAT, max_tokens=24).text == v1_text
 
         # a repository the team has no promoted adapter for: the team server's base, said in one line
-        from conftest import git
         from learnagent.services import team as team_service
+        from serve_helpers import small_repo
 
-        other = tmp_path / "other"
-        other.mkdir()
-        git(other, "init", "-q", "-b", "main")
-        (other / "a.py").write_text("x = 1\n")
-        git(other, "add", ".")
-        git(other, "commit", "-q", "-m", "initial")
+        other = small_repo(tmp_path / "other")
         (other / ".learnagent").mkdir()
         (other / ".learnagent" / "config.toml").write_text((laptop / ".learnagent" / "config.toml").read_text())
         with Store() as local:
@@ -150,11 +145,14 @@ def test_serve_a_sqlite_team_store_laptop_do_uses_the_team_adapter_hot_swap_and_
             assert team_rows.leave(local, Repository.at(other).key)  # what `learnagent team leave` does
         assert laptop_model(other).engine == "serve:llama.cpp"
 
-    # a bad [team] serve is one line, exit 2, before any work
-    user_config(team_db, "gpu-box:8000")
-    out = run_cli("do", "fix the bug in add", "--no-apply", "--sandbox", "none", cwd=laptop)
-    lines = [line for line in out.stderr.splitlines() if line.strip()]
-    assert out.returncode == 2 and len(lines) == 1 and "[team] serve = 'gpu-box:8000'" in lines[0], out.stderr
+    # a bad [team] serve is one line, exit 2, before any work; a server that does not answer: one line, exit 1
+    for serve_url, code, words in (("gpu-box:8000", 2, "[team] serve = 'gpu-box:8000'"),
+                                   ("http://127.0.0.1:1/v1", 1, "http://127.0.0.1:1/v1 does not answer")):
+        user_config(team_db, serve_url)
+        out = run_cli("do", "fix the bug in add", "--no-apply", "--sandbox", "none", cwd=laptop)
+        lines = [line for line in out.stderr.splitlines() if line.strip()]
+        assert out.returncode == code and len(lines) == 1 and words in lines[0], out.stderr
+        assert "Traceback" not in out.stdout + out.stderr
 
 
 def test_serve_a_postgresql_team_store_adapters_use_hot_swaps_into_it(laptop, gguf_dir, pg_url, tmp_path):

@@ -117,11 +117,14 @@ def team_model(team: TeamAdapter, cfg: ModelConfig, local_base: Path, *, use_ada
     from learnagent.runtime.export import served_name
     from learnagent.runtime.serving import listed_models, served_base
 
-    models = listed_models(team.server)  # a one-line error when the server does not answer
+    from learnagent.core.errors import LearnagentError
+
+    try:
+        models = listed_models(team.server)
+    except LearnagentError as exc:  # one line, naming the setting that points there
+        raise LearnagentError(f"[team] serve: {exc}") from None
     base = served_base(models, prefer=local_base.name)
     if base is None:
-        from learnagent.core.errors import LearnagentError
-
         raise LearnagentError(f"the team's learnagent serve at {team.server} lists no base model (it lists: "
                               f"{', '.join(models) or 'nothing'})")
     version, note = (team.version, team.note) if use_adapter else (None, "the adapter is off")
