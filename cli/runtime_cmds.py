@@ -167,8 +167,12 @@ def serve(
         spec, what = model or load_config(None).model.name, f"of {len(repos)} repositories of the store"
     else:
         from learnagent.agent.worktree import find_repo
+        from learnagent.core.errors import NotAGitRepo
 
-        repos = [find_repo(need_branch=False).repository]  # the repository, resolved once here
+        try:
+            repos = [find_repo(need_branch=False).repository]  # the repository, resolved once here
+        except NotAGitRepo as exc:
+            raise type(exc)(f"{exc}; or serve a team store's repositories: --store URL") from None
         spec, what = model or load_config(repos[0].work_tree).model.name, "of this repository"
     if not model and resolve_model(spec)[0] != "local":
         spec = ""  # the config names a remote model (perhaps this server): serve the embedded default
