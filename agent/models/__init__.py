@@ -113,11 +113,10 @@ def team_model(team: TeamAdapter, cfg: ModelConfig, local_base: Path, *, use_ada
     adapter `team:<version>`, so a team adapter is never taken for the laptop's own of that number.
     A team with no promoted adapter, or a server without it, is one line and the base."""
     from learnagent.agent.actions import reply_format
+    from learnagent.core.errors import LearnagentError
     from learnagent.runtime.engine_litellm import LiteLLMModel
     from learnagent.runtime.export import served_name
     from learnagent.runtime.serving import listed_models, served_base
-
-    from learnagent.core.errors import LearnagentError
 
     try:
         models = listed_models(team.server)
