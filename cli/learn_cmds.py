@@ -387,25 +387,41 @@ def adapters_list(as_json: bool = typer.Option(False, "--json"),
     Console().print(table)
 
 
-@adapters_app.command("use")
-def adapters_use(version: str = typer.Argument(..., metavar="VERSION", help="The version to promote, e.g. v0003.")):
-    """Promote an existing adapter by hand."""
-    from learnagent.learning.registry import Registry
+def _registry_store(store_url: str | None, repo_name: str | None):
+    """(Store, repository) for `adapters use|rollback`: the checkout's, or `--store URL --repo NAME`'s
+    (the team's GPU box, no checkout; a running `serve` there gets the adapter: docs/TEAM.md)."""
     from learnagent.store.episodes import Store
 
-    with Store() as store:
-        Registry(store, _repo()).use(version)
+    if store_url is not None or repo_name is not None:
+        return _open_stored(store_url, repo_name)
+    return Store(), _repo()
+
+
+_STORE_OPTION = typer.Option(None, "--store", metavar="URL", help="The adapters of REPO trained from this store "
+                                                                  "(with --repo; no checkout needed).")
+_REPO_OPTION = typer.Option(None, "--repo", metavar="NAME", help="The repository as the store knows it.")
+
+
+@adapters_app.command("use")
+def adapters_use(version: str = typer.Argument(..., metavar="VERSION", help="The version to promote, e.g. v0003."),
+                 store_url: str = _STORE_OPTION, repo_name: str = _REPO_OPTION):
+    """Promote an existing adapter by hand."""
+    from learnagent.learning.registry import Registry
+
+    store, repo = _registry_store(store_url, repo_name)
+    with store:
+        Registry(store, repo).use(version)
     Console().print(f"now using {version}", highlight=False)
 
 
 @adapters_app.command("rollback")
-def adapters_rollback():
+def adapters_rollback(store_url: str = _STORE_OPTION, repo_name: str = _REPO_OPTION):
     """Go back to the previously promoted adapter (or the base model)."""
     from learnagent.learning.registry import Registry
-    from learnagent.store.episodes import Store
 
-    with Store() as store:
-        target = Registry(store, _repo()).rollback()
+    store, repo = _registry_store(store_url, repo_name)
+    with store:
+        target = Registry(store, repo).rollback()
     Console().print(f"rolled back to {target or 'the base model (no adapter)'}", highlight=False)
 
 

@@ -81,9 +81,10 @@ def adapters_export(
 
 
 def served_adapters(repo, base: Path, engine: str, say) -> dict[str, Path]:
-    """The promoted adapter of `repo` (a Repository) and its promotion history (what a rollback
-    returns to), as the server loads them: served name -> GGUF LoRA (llama.cpp) or PEFT folder
-    (vLLM). An adapter of another base or with damaged files is left out with a line saying why."""
+    """The promoted adapter of `repo` (a Repository, or a StoredRepository of a team store) and its
+    promotion history (what a rollback returns to), read from its PROMOTED pointer on this machine,
+    as the server loads them: served name -> GGUF LoRA (llama.cpp) or PEFT folder (vLLM). An adapter
+    of another base or with damaged files is left out with a line saying why."""
     from learnagent.learning.registry import is_complete, read_pointer
     from learnagent.runtime.export import gguf_lora_for, served_name
 
@@ -97,8 +98,40 @@ def served_adapters(repo, base: Path, engine: str, say) -> dict[str, Path]:
             out[served_name(repo.key, version)] = (
                 folder if engine == "vllm" else gguf_lora_for(folder, base, version=version))
         except LearnagentError as exc:
-            say(f"not serving {version}: {exc}")
+            say(f"not serving {repo.key} {version}: {exc}")
     return out
+
+
+def stored_repositories(store_url: str | None, names: list[str], say) -> list:
+    """The repositories `serve --store URL [--repo NAME]...` serves: those named (one-line errors as
+    `sleep --store` gives them), else every repository of the store. A repository whose promoted
+    row in the store has no adapter folder on this machine (trained on another box) gets a line."""
+    from learnagent.cli.learn_cmds import _open_stored
+    from learnagent.learning.registry import promoted_adapter
+
+    if names:
+        repos, store = [], None
+        for name in dict.fromkeys(names):
+            if store is not None:
+                store.close()
+            store, repo = _open_stored(store_url, name)
+            repos.append(repo)
+    else:
+        from learnagent.store.db import parse_target
+        from learnagent.store.episodes import Store
+
+        target = parse_target(store_url, "--store") if store_url else None
+        if isinstance(target, Path) and not target.is_file():
+            raise UsageError(f"--store {target}: no such store file")
+        store = Store(target)
+        repos = [store.find_stored_repo(key) for key in store.repo_ids()]
+    with store:
+        for repo in repos:
+            promoted = store.adapters(repo.key, status="promoted")
+            if promoted and promoted_adapter(repo) is None:
+                say(f"not serving {repo.key} {promoted[0].version}: its adapter is not on this machine "
+                    f"({repo.adapters_dir}; trained on another box?)")
+    return repos
 
 
 def serve(
@@ -110,9 +143,16 @@ def serve(
     threads: int = typer.Option(0, "--threads", metavar="N", help="llama.cpp threads (0: all cores)."),
     model: str = typer.Option("", "--model", metavar="SPEC",
                               help="The base model (default: the repository's configured local model, else the "
-                                   "embedded one)."),
+                                   "embedded one; with --store: your own config's, else the embedded one)."),
+    store_url: str = typer.Option(None, "--store", metavar="URL",
+                                  help="Serve the repositories of this (team) store with their adapters on this "
+                                       "machine, no checkout needed (the team's GPU box: docs/TEAM.md)."),
+    repo_names: list[str] = typer.Option(None, "--repo", metavar="NAME",
+                                         help="With --store: only this repository (repeatable); default: all of "
+                                              "them. Without --store: the configured store's."),
 ):
-    """Serve the base model and this repository's adapters (OpenAI-compatible); `do` uses it."""
+    """Serve the base model and this repository's adapters (or a team store's: --store) over an
+    OpenAI-compatible API; `do` uses it."""
     from rich.console import Console
 
     from learnagent.core.config import load_config
@@ -120,22 +160,30 @@ def serve(
     from learnagent.runtime import serving
 
     console = Console(highlight=False, soft_wrap=True, stderr=True)
+    say = lambda line: console.print(line, markup=False)  # noqa: E731
     chosen = serving.choose_serve_engine(engine)
-    from learnagent.agent.worktree import find_repo
+    if store_url is not None or repo_names:
+        repos = stored_repositories(store_url, list(repo_names or []), say)  # no checkout: the store's
+        spec, what = model or load_config(None).model.name, f"of {len(repos)} repositories of the store"
+    else:
+        from learnagent.agent.worktree import find_repo
+        from learnagent.core.errors import NotAGitRepo
 
-    repo = find_repo(need_branch=False).repository  # the repository, resolved once here
-    spec = model or load_config(repo.work_tree).model.name
+        try:
+            repos = [find_repo(need_branch=False).repository]  # the repository, resolved once here
+        except NotAGitRepo as exc:
+            raise type(exc)(f"{exc}; or serve a team store's repositories: --store URL") from None
+        spec, what = model or load_config(repos[0].work_tree).model.name, "of this repository"
     if not model and resolve_model(spec)[0] != "local":
         spec = ""  # the config names a remote model (perhaps this server): serve the embedded default
     base = local_base(spec or "smollm2")
     running = serving.running()
     if running is not None:
         raise UsageError(f"a learnagent serve is already running at {running.url} (pid {running.pid})")
-    say = lambda line: console.print(line, markup=False)  # noqa: E731
-    adapters = served_adapters(repo, base, chosen, say)
+    adapters = {name: path for repo in repos for name, path in served_adapters(repo, base, chosen, say).items()}
 
     def ready(info) -> None:
-        say(f"serving {info.base_name} and {len(adapters)} adapter(s) of this repository at {info.url} ({chosen})")
+        say(f"serving {info.base_name} and {len(adapters)} adapter(s) {what} at {info.url} ({chosen})")
         for name in sorted(adapters):
             say(f"  {name}")
         say("`learnagent do` uses it while it runs ([model] engine = auto or serve); promotions and rollbacks "

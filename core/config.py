@@ -104,6 +104,9 @@ class TeamSettings:
     """[team] (your own config only): the team store `learnagent push` sends to (docs/TEAM.md)."""
 
     url: str = ""  # postgresql://...; `push --to` overrides it
+    # the team's `learnagent serve` (http://gpu-box:8000/v1): `do` in a repository you `team join`ed
+    # runs on it with the team's promoted adapter of that repository (docs/TEAM.md "Serving")
+    serve: str = ""
 
 
 # Sections that decide where your episodes go: read from your own config only. A repository's

@@ -73,6 +73,21 @@ class Repository:
         return data_home() / "adapters" / self.key
 
 
+def segment_of(key: str) -> str:
+    """A repository key as one safe name segment, for its adapter folder and its served model names
+    (`runtime.export.served_name`): the key itself when it already is one (a local store's 12-hex
+    key: the folder its checkout uses), else the key made safe (a team name such as
+    `github.com/acme/api` holds slashes, which split paths and litellm's `provider/model` names)
+    + 6 hex of its hash, so two keys never share one: `github.com_acme_api-3bc8cf`. Stable: a
+    function of the key alone."""
+    import re
+
+    if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", key):
+        return key
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", key).strip("._") or "repo"
+    return f"{safe[:60]}-{hashlib.sha1(key.encode()).hexdigest()[:6]}"
+
+
 @dataclass(frozen=True)
 class StoredRepository:
     """A repository known only from a (team) store, with no checkout on this machine
@@ -86,15 +101,8 @@ class StoredRepository:
 
     @property
     def folder_name(self) -> str:
-        """Its folder name in the data home: the key itself when it is one path segment (a local
-        store's 12-hex key: the same folder its checkout uses), else the key made path-safe (a team
-        name holds slashes) + 6 hex of its hash, so two keys never share a folder."""
-        import re
-
-        if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", self.key):
-            return self.key
-        safe = re.sub(r"[^A-Za-z0-9._-]+", "_", self.key).strip("._") or "repo"
-        return f"{safe[:60]}-{hashlib.sha1(self.key.encode()).hexdigest()[:6]}"
+        """Its folder name in the data home (`segment_of(key)`)."""
+        return segment_of(self.key)
 
     @property
     def adapters_dir(self) -> Path:

@@ -33,9 +33,15 @@ class Exported:
 
 
 def served_name(repo_key: str | None, version: str) -> str:
-    """The model name an adapter is served under: unique per repository, so one server can hold
-    every developer's repositories' adapters on one base (`learnagent-<repo key>-<version>`)."""
-    return f"learnagent-{repo_key}-{version}" if repo_key else f"learnagent-{version}"
+    """The model name an adapter is served under — the one place that decides it (`serve`, the
+    registry's hook, `do`, `adapters export`): `learnagent-<key as one segment>-<version>`. Unique
+    per repository, so one server holds every repository's adapters on one base; a team name's
+    slashes never reach the model part (`learnagent-github.com_acme_api-3bc8cf-v0003`:
+    core.repository.segment_of), so `openai/<name>` is one provider and one model for litellm, and
+    no server takes it for a path. A local 12-hex key stays as it is (`learnagent-<key>-v0003`)."""
+    from learnagent.core.repository import segment_of
+
+    return f"learnagent-{segment_of(repo_key)}-{version}" if repo_key else f"learnagent-{version}"
 
 
 def _base_config(base_folder: Path) -> dict:

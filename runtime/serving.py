@@ -149,11 +149,39 @@ def load_adapter(info: ServerInfo, name: str, adapter_dir: Path, version: str) -
 
 def served_names(info: ServerInfo) -> set[str]:
     """The model names the server answers to (its OpenAI `/v1/models`: the base and the adapters)."""
+    return set(listed_models(info.url))
+
+
+def listed_models(url: str) -> list[str]:
+    """The model ids an OpenAI-compatible server at `url` (…/v1) lists, in its order: a `learnagent
+    serve` (llama.cpp or vLLM) lists the base first, then the adapters by served name."""
     try:
-        with urllib.request.urlopen(f"{info.url}/models", timeout=30) as response:
-            return {m["id"] for m in json.loads(response.read()).get("data", [])}
+        with urllib.request.urlopen(f"{url}/models", timeout=30) as response:
+            return [m["id"] for m in json.loads(response.read()).get("data", [])]
     except (urllib.error.URLError, OSError, ValueError, KeyError, TypeError) as exc:
-        raise LearnagentError(f"learnagent serve at {info.url} does not answer: {getattr(exc, 'reason', exc)}") from None
+        raise LearnagentError(f"learnagent serve at {url} does not answer: {getattr(exc, 'reason', exc)}") from None
+
+
+def served_base(models: list[str], prefer: str | None = None) -> str | None:
+    """The base model's name among a server's `models` (every other one is a `learnagent-…` adapter):
+    `prefer` (the local model folder's name) when listed, else the first."""
+    bases = [m for m in models if not m.startswith("learnagent-")]
+    return prefer if prefer in bases else (bases[0] if bases else None)
+
+
+def server_url(value: str, where: str) -> str:
+    """The `/v1` URL of a `learnagent serve` (or any OpenAI-compatible server) a user wrote, e.g.
+    `http://gpu-box:8000/v1` (`http://gpu-box:8000` gets `/v1`); a one-line usage error otherwise."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value.strip())
+    try:
+        bad_port = parts.port is None and ":" in parts.netloc.rsplit("]", 1)[-1]  # `host:` with no number
+    except ValueError:  # a port that is no number, or out of range
+        bad_port = True
+    if parts.scheme not in ("http", "https") or not parts.hostname or bad_port or parts.query or parts.fragment:
+        raise UsageError(f"{where} = {value!r}: not the http(s) URL of a learnagent serve, e.g. http://gpu-box:8000/v1")
+    return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/') or '/v1'}"
 
 
 def ensure_adapter(info: ServerInfo, repo_key: str, version: str, adapter_dir: Path) -> str:

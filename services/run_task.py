@@ -89,10 +89,14 @@ def promoted_adapter_of(repo: Repository):
 
 
 def open_model(model_cfg, repo: Repository, *, on_info=None):
-    """The model a config names, with `repo`'s promoted adapter unless the config turns it off."""
+    """The model a config names, with `repo`'s promoted adapter unless the config turns it off; in a
+    repository joined to a team whose `[team] serve` is set, the team server's adapter of it
+    (services.team.team_adapter; docs/TEAM.md "Serving the team's adapters")."""
     from learnagent.agent.models import load_model
+    from learnagent.services.team import team_adapter
 
-    return load_model(model_cfg, promoted=promoted_adapter_of(repo), repo_key=repo.key, on_info=on_info)
+    return load_model(model_cfg, promoted=promoted_adapter_of(repo), repo_key=repo.key, on_info=on_info,
+                      team=team_adapter(repo))
 
 
 def run_task(store, repo: RepoInfo, task: str, cfg: Config, model, view: TaskView, *, episode_id: str,

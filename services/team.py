@@ -175,3 +175,43 @@ def _prepare(rows: dict[str, list[dict]], team_name: str, scrub, rules) -> None:
             for column in columns:
                 if isinstance(row.get(column), str):
                     row[column] = scrub(row[column])
+
+
+def team_adapter(repo: Repository):
+    """The team's served adapter for `do` in `repo` (`agent.models.TeamAdapter`), or None when the
+    repository is not joined to a team or your config sets no `[team] serve`.
+
+    The version is the team store's promoted row for the repository's team name (the registry
+    writes it with the PROMOTED pointer on the GPU box, which a laptop cannot read): the store is
+    the team's one record of what is promoted, the laptop already holds its address (`[team] url`,
+    for push), and it works whatever engine serves (vLLM lists adapters, not which one is promoted).
+    No promoted adapter, or a team store that cannot be read: the base, with the reason as its note."""
+    from learnagent.agent.models import TeamAdapter
+    from learnagent.core.config import user_settings
+    from learnagent.core.errors import LearnagentError
+    from learnagent.runtime.serving import server_url
+    from learnagent.store.db import parse_target
+    from learnagent.store.episodes import Store
+
+    section, where = user_settings("team")
+    if not section.serve.strip():
+        return None
+    server = server_url(section.serve, f"{where} serve")
+    with Store() as local:
+        team_name = team_rows.joined_repos(local).get(repo.key)
+    if team_name is None:
+        return None
+    if not section.url.strip():
+        raise UsageError(f"{where} serve needs url too: the team store says which adapter of {team_name} is promoted")
+    target = parse_target(section.url, f"{where} url")
+    if isinstance(target, Path) and not target.is_file():
+        raise UsageError(f"{where} url: no such store file {target}")
+    try:
+        with Store(target) as team:
+            promoted = team.adapters(team_name, status="promoted")
+    except LearnagentError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return TeamAdapter(server, team_name, None, f"the team store cannot be read ({first})")
+    if not promoted:
+        return TeamAdapter(server, team_name, None, "the team has no promoted adapter for it yet")
+    return TeamAdapter(server, team_name, promoted[0].version)

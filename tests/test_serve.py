@@ -15,10 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 
@@ -52,23 +48,10 @@ def repo(git_repo, gguf_dir):
 @pytest.fixture
 def server(repo, tmp_path):
     """`learnagent serve` in a child process, until the test ends (stopped with Ctrl-C's signal)."""
-    from learnagent.runtime import serving
+    from serve_helpers import running_serve
 
-    log = open(tmp_path / "serve.log", "w+")
-    proc = subprocess.Popen([sys.executable, "-m", "learnagent.cli.app", "serve", "--port", "0", "--threads", "1"],
-                            cwd=repo, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 180
-    while (info := serving.running()) is None:
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            log.seek(0)
-            pytest.fail(f"learnagent serve did not start (exit {proc.poll()}):\n{log.read()}")
-        time.sleep(0.2)
-    yield info
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=60) == 0
-    assert serving.running() is None  # the state file went with it
-    log.close()
+    with running_serve(cwd=repo, log_path=tmp_path / "serve.log") as info:
+        yield info
 
 
 def add_adapter(reg, gguf_dir, seed: int) -> str:
@@ -155,16 +138,11 @@ def promoted(repo, gguf_dir) -> str:
 @pytest.fixture
 def other_repo(tmp_path, gguf_dir):
     """A second repository on the same base, its adapter promoted before the server starts."""
-    from conftest import git
     from learnagent.learning.registry import Registry
     from learnagent.store.episodes import Store
+    from serve_helpers import small_repo
 
-    other = tmp_path / "other"
-    other.mkdir()
-    git(other, "init", "-q", "-b", "main")
-    (other / "a.py").write_text("x = 1\n")
-    git(other, "add", ".")
-    git(other, "commit", "-q", "-m", "initial")
+    other = small_repo(tmp_path / "other")
     with Store() as store:
         reg = Registry(store, Repository.at(other))
         reg.promote(add_adapter(reg, gguf_dir, seed=7))
