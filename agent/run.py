@@ -15,7 +15,7 @@ from learnagent.agent import prompts
 from learnagent.agent import worktree as wt
 from learnagent.agent.loop import AgentLoop, Observer
 from learnagent.runtime.model import Completion, Model
-from learnagent.agent.tools import Tools
+from learnagent.agent.tools import Tools, cap_bytes
 from learnagent.core.config import Config
 from learnagent.core.errors import LearnagentError, UsageError
 from learnagent.core.ignore import IgnoreRules
@@ -27,6 +27,8 @@ from learnagent.store.episodes import Store, new_episode_id
 from learnagent.store.records import EPISODE_STATUSES, Episode, EpisodeStatus
 
 TEST_TAIL_CHARS = 4000
+# bytes of an episode's final diff the store keeps (a runaway or hostile agent can write any amount)
+FINAL_DIFF_CAP = 256_000
 
 
 @dataclass
@@ -166,13 +168,30 @@ def run_episode(repo: wt.RepoInfo, task: str, cfg: Config, model: Model, store: 
     except OSError as exc:  # never worth losing the episode over; gc removes the folder later
         if on_warning:
             on_warning(f"could not remove the agent's .git in {path}: {exc.strerror}")
-    if recording:
-        store.finish_episode(episode_id, outcome.status, final_diff=diff, summary=outcome.summary)
-        if tip:  # the agent's commit: outcomes credit a kept branch only with commits made from it
-            store.update_meta(episode_id, tip=tip)
     changed = [p for _, p in wt.changed_paths(repo.root, repo.head, tip)] if tip else []
+    if recording:
+        stored, cut = stored_diff(diff, store.scrub)
+        with store.transaction():
+            store.finish_episode(episode_id, outcome.status, final_diff=stored, summary=outcome.summary)
+            if tip:  # the agent's commit: outcomes credit a kept branch only with commits made from it
+                store.update_meta(episode_id, tip=tip)
+            if cut:  # what was cut: the size, and every file the change touches (a push checks those)
+                store.update_meta(episode_id, final_diff_truncated={"bytes": cut, "files": changed})
     return EpisodeResult(episode_id, outcome.status, outcome.summary, diff, repo.head, branch, path, tip, test,
                          outcome.steps, outcome.tokens, recording, changed)
+
+
+def stored_diff(diff: str, scrub) -> tuple[str, int]:
+    """The final diff as the store keeps it, and its size in bytes when it had to be cut (else 0):
+    at most FINAL_DIFF_CAP bytes, its head and tail around a marker (`cap_bytes`, as a tool's
+    output). Scrubbed before the cut, so that no secret is kept half. The episode's branch keeps
+    the whole change: accept applies that, never this text."""
+    size = len(diff.encode("utf-8"))
+    if size <= FINAL_DIFF_CAP:
+        return diff, 0
+    scrubbed = scrub(diff)
+    stored = cap_bytes(scrubbed, FINAL_DIFF_CAP)
+    return stored, (size if stored != scrubbed else 0)
 
 
 def _ended_as(exc: BaseException) -> EpisodeStatus:
