@@ -25,6 +25,10 @@ from learnagent.store.records import (OUTCOMES, Episode, EpisodeStatus, Message,
 
 
 ID_DRAWS = 5  # fresh ids create_episode tries before it gives up (each clash is 1 in 16M)
+# episodes.seq of a new row (revision 0009): the order rows were written in, which breaks ties on
+# the start time (NEWEST_FIRST). Written under the store's write lock (Store.transaction).
+NEXT_EPISODE_SEQ = "(SELECT COALESCE(MAX(seq), 0) + 1 FROM episodes)"
+NEWEST_FIRST = "e.started_at DESC, e.seq DESC, e.id DESC"
 MIN_ID = 8  # shortest id prefix `log` prints (git prints 7 hex digits; ours start with the time)
 
 
@@ -142,16 +146,18 @@ class Store(PrivacyRows, AdapterRows, OutcomeRows):
         values = (repo_id, source, self.scrub(task), base_commit, branch, worktree, model, adapter_version,
                   started_at or time.time(), self.scrub(json.dumps(meta or {})), author or None, machine)
         insert = ("INSERT INTO episodes(id, repo_id, source, task, base_commit, branch, worktree, model,"
-                  " adapter_version, started_at, meta, author, machine) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)")
-        if episode_id is not None and not redraw:
-            self.conn.execute(insert, (episode_id, *values))
-            return episode_id
-        for attempt in range(ID_DRAWS):
-            # two runs in the same second drew the same random tail (1 in 16M), in this store or, on a
-            # team's, on another machine: draw again
-            eid = episode_id if attempt == 0 and episode_id is not None else new_episode_id()
-            if self.conn.execute(insert + " ON CONFLICT (id) DO NOTHING", (eid, *values)).rowcount > 0:
-                return eid
+                  f" adapter_version, started_at, meta, author, machine, seq) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,"
+                  f" {NEXT_EPISODE_SEQ})")
+        with self.transaction():  # the write lock: the next seq is read and taken at once
+            if episode_id is not None and not redraw:
+                self.conn.execute(insert, (episode_id, *values))
+                return episode_id
+            for attempt in range(ID_DRAWS):
+                # two runs in the same second drew the same random tail (1 in 16M), in this store or, on
+                # a team's, on another machine: draw again
+                eid = episode_id if attempt == 0 and episode_id is not None else new_episode_id()
+                if self.conn.execute(insert + " ON CONFLICT (id) DO NOTHING", (eid, *values)).rowcount > 0:
+                    return eid
         raise StoreError(f"no free episode id after {ID_DRAWS} draws (the last: {eid}); "
                          "the store is intact: this is a learnagent bug, please report it")
 
@@ -302,7 +308,7 @@ class Store(PrivacyRows, AdapterRows, OutcomeRows):
         if repo_id:
             sql += " WHERE e.repo_id = ?"
             args.append(repo_id)
-        sql += " ORDER BY e.started_at DESC, e.id DESC LIMIT ?"
+        sql += f" ORDER BY {NEWEST_FIRST} LIMIT ?"
         args.append(limit)
         episodes = []
         for row in self.conn.execute(sql, args).fetchall():

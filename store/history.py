@@ -90,10 +90,11 @@ def import_history(store, repo: Repository, *, since: str | None = None, max_com
     ignore = IgnoreRules.for_repository(repo)  # .learnagentignore: never read secrets files into episodes
     shas = gitutil.git(root, *args).split()
     report.commits = len(shas)
+    chosen: list[tuple[dict, str, str, list[str]]] = []  # (commit, parent, diff, paths), newest first
     for examined, sha in enumerate(shas):
         if progress is not None and examined:
-            progress(examined, len(shas), len(report.imported))
-        if len(report.imported) >= max_commits:
+            progress(examined, len(shas), len(chosen))
+        if len(chosen) >= max_commits:
             report.capped = True
             break
         if sha in done:
@@ -123,11 +124,16 @@ def import_history(store, repo: Repository, *, since: str | None = None, max_com
         if not diff.strip():
             report.skip("empty diff")
             continue
+        chosen.append((info, parent, diff, paths))
+    # written oldest first, so that commits made in the same second list (`log`: newest first by
+    # time, then by the order written) child above parent, as `git log` shows them
+    for info, parent, diff, paths in reversed(chosen):
         eid = _record(store, root, repo_id, info, parent, diff, paths)
         if eid is None:
             report.skip("already imported")  # by another `history import` running at the same time
         else:
             report.imported.append(eid)
+    report.imported.reverse()  # newest first, as examined
     return report
 
 
