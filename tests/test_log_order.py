@@ -72,3 +72,41 @@ def test_a_team_store_orders_pushed_episodes_by_when_it_received_them(tmp_path):
             with team.transaction():
                 assert team_rows.insert_episode(team, rows)
         assert [e.id for e in team.list_episodes("team/app")] == ["291109093320aaaaaa", "291109093320bbbbbb"]
+
+
+def test_episodes_recorded_before_revision_0009_get_their_order(store_db, tmp_path):
+    """A store at revision 0008 with episodes of the same second: the upgrade numbers them (SQLite:
+    the order they were written in, its rowid; PostgreSQL keeps none: start time, then id)."""
+    import os
+
+    import sqlalchemy as sa
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy.pool import NullPool
+
+    from learnagent.store import db, pg
+
+    url = os.environ["LEARNAGENT_DB"] if store_db == "postgresql" else str(tmp_path / "old.db")
+    engine = sa.create_engine(pg.sqlalchemy_url(url) if store_db == "postgresql" else f"sqlite:///{url}",
+                              poolclass=NullPool)
+    cfg = Config()
+    cfg.set_main_option("script_location", db.SCRIPT_LOCATION)
+    cfg.attributes["lock_key"] = 1
+    with engine.connect() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0008")
+    written = ["291109093320cccccc", "291109093320aaaaaa", "291109093320bbbbbb"]
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO repos(id, path, name, created_at) VALUES ('r', '/r', 'r', 1.0)"))
+        for eid in written:
+            conn.execute(sa.text("INSERT INTO episodes(id, repo_id, task, started_at, meta) VALUES"
+                                 " (:id, 'r', 't', :at, '{}')"), {"id": eid, "at": SAME_SECOND})
+    engine.dispose()
+    with Store(url) as store:
+        seqs = {r["id"]: r["seq"] for r in store.conn.execute("SELECT id, seq FROM episodes")}
+        newest_first = [e.id for e in store.list_episodes("r")]
+        new = store.create_episode("r", "after the upgrade", started_at=SAME_SECOND)
+        assert store.list_episodes("r")[0].id == new and store.find_episode(new) is not None
+    expected = written if store_db == "sqlite" else sorted(written)  # oldest first
+    assert [eid for eid, _ in sorted(seqs.items(), key=lambda kv: kv[1])] == expected
+    assert sorted(seqs.values()) == [1, 2, 3] and newest_first == expected[::-1]
