@@ -15,7 +15,7 @@ from learnagent.agent import prompts
 from learnagent.agent import worktree as wt
 from learnagent.agent.loop import AgentLoop, Observer
 from learnagent.runtime.model import Completion, Model
-from learnagent.agent.tools import Tools
+from learnagent.agent.tools import Tools, cap_bytes
 from learnagent.core.config import Config
 from learnagent.core.errors import LearnagentError, UsageError
 from learnagent.core.ignore import IgnoreRules
@@ -24,9 +24,11 @@ from learnagent.core.repository import Repository
 from learnagent.core.testenv import TestEnv, resolve_test_env
 from learnagent.sandbox import CommandResult, Sandbox, policy
 from learnagent.store.episodes import Store, new_episode_id
-from learnagent.store.records import EPISODE_STATUSES, Episode
+from learnagent.store.records import EPISODE_STATUSES, Episode, EpisodeStatus
 
 TEST_TAIL_CHARS = 4000
+# bytes of an episode's final diff the store keeps (a runaway or hostile agent can write any amount)
+FINAL_DIFF_CAP = 256_000
 
 
 @dataclass
@@ -91,8 +93,12 @@ class StoreRecorder:
 
 def run_episode(repo: wt.RepoInfo, task: str, cfg: Config, model: Model, store: Store, *,
                 observer: Observer | None = None, run_tests: bool = True,
-                on_warning=None, test_env: TestEnv | None = None, episode_id: str | None = None) -> EpisodeResult:
-    """One episode; `episode_id` (default: a new one) lets the caller name it when interrupted."""
+                on_warning=None, test_env: TestEnv | None = None, episode_id: str | None = None,
+                on_episode_id=None) -> EpisodeResult:
+    """One episode. `episode_id` (default: a new one) is the id proposed; a recorded run takes the
+    first the store has free from it (another run, another repository, or on a team's store another
+    machine, may have drawn the same one in the same second) and tells it to `on_episode_id` before
+    anything is made under it, so that the caller cleans up the right one when interrupted."""
     task = task.strip()
     if not task:
         raise UsageError("the task is empty: say what the agent should do, e.g. learnagent do \"fix the failing test\"")
@@ -104,17 +110,25 @@ def run_episode(repo: wt.RepoInfo, task: str, cfg: Config, model: Model, store: 
     if not recording and on_warning:
         on_warning("recording is off for this repository (learnagent logs on): this episode is not stored")
     episode_id = episode_id or new_episode_id()
+    if recording:  # the row first: the store decides the id, and the folder and branch are named by it
+        episode_id = store.create_episode(
+            repo_id, task, base_commit=repo.head, model=model.name, adapter_version=model.adapter_version,
+            episode_id=episode_id, redraw=True,
+            meta={"pid": os.getpid(), "pid_start": process_start(os.getpid()), "host": socket.gethostname(),
+                  "config": cfg.to_dict(), "test_env": test_env.describe(), "user_branch": repo.branch})
+    if on_episode_id is not None:
+        on_episode_id(episode_id)
     # The user's rules as they stand now (their working tree's .learnagentignore, committed or
     # not): files they hide are not checked out, and a result that touches one is refused.
     ignore = IgnoreRules.for_repository(repo.repository)
-    path, branch = wt.create_worktree(repo.repository, episode_id, repo.head, ignore)
+    try:
+        path, branch = wt.create_worktree(repo.repository, episode_id, repo.head, ignore)
+    except BaseException as exc:
+        if recording:
+            store.finish_episode(episode_id, _ended_as(exc), error=f"{type(exc).__name__}: {exc}")
+        raise
     if recording:
-        store.create_episode(repo_id, task, base_commit=repo.head, branch=branch, worktree=str(path), model=model.name,
-                             adapter_version=model.adapter_version, episode_id=episode_id,
-                             meta={"pid": os.getpid(), "pid_start": process_start(os.getpid()),
-                                   "host": socket.gethostname(), "config": cfg.to_dict(),
-                                   "test_env": test_env.describe(),
-                                   "user_branch": repo.branch})
+        store.set_episode_place(episode_id, branch=branch, worktree=str(path))
     recorder = StoreRecorder(store if recording else None, episode_id)
     sandbox = None
     try:
@@ -143,9 +157,7 @@ def run_episode(repo: wt.RepoInfo, task: str, cfg: Config, model: Model, store: 
             test = TestRun(test_command, res.exit_code, res.timed_out, res.output, res.duration_s)
     except BaseException as exc:  # KeyboardInterrupt included: the record must say how it ended
         if recording:
-            # Ctrl-C, SIGTERM, or the output closed (`do ... | head`): interrupted, not failed
-            status = "interrupted" if isinstance(exc, (KeyboardInterrupt, BrokenPipeError)) else "failed"
-            store.finish_episode(episode_id, status, error=f"{type(exc).__name__}: {exc}")
+            store.finish_episode(episode_id, _ended_as(exc), error=f"{type(exc).__name__}: {exc}")
         wt.remove_worktree(repo.root, path, branch, delete_branch=True)
         raise
     finally:
@@ -156,13 +168,35 @@ def run_episode(repo: wt.RepoInfo, task: str, cfg: Config, model: Model, store: 
     except OSError as exc:  # never worth losing the episode over; gc removes the folder later
         if on_warning:
             on_warning(f"could not remove the agent's .git in {path}: {exc.strerror}")
-    if recording:
-        store.finish_episode(episode_id, outcome.status, final_diff=diff, summary=outcome.summary)
-        if tip:  # the agent's commit: outcomes credit a kept branch only with commits made from it
-            store.update_meta(episode_id, tip=tip)
     changed = [p for _, p in wt.changed_paths(repo.root, repo.head, tip)] if tip else []
+    if recording:
+        stored, cut = stored_diff(diff, store.scrub)
+        with store.transaction():
+            store.finish_episode(episode_id, outcome.status, final_diff=stored, summary=outcome.summary)
+            if tip:  # the agent's commit: outcomes credit a kept branch only with commits made from it
+                store.update_meta(episode_id, tip=tip)
+            if cut:  # what was cut: the size, and every file the change touches (a push checks those)
+                store.update_meta(episode_id, final_diff_truncated={"bytes": cut, "files": changed})
     return EpisodeResult(episode_id, outcome.status, outcome.summary, diff, repo.head, branch, path, tip, test,
                          outcome.steps, outcome.tokens, recording, changed)
+
+
+def stored_diff(diff: str, scrub) -> tuple[str, int]:
+    """The final diff as the store keeps it, and its size in bytes when it had to be cut (else 0):
+    at most FINAL_DIFF_CAP bytes, its head and tail around a marker (`cap_bytes`, as a tool's
+    output). Scrubbed before the cut, so that no secret is kept half. The episode's branch keeps
+    the whole change: accept applies that, never this text."""
+    size = len(diff.encode("utf-8"))
+    if size <= FINAL_DIFF_CAP:
+        return diff, 0
+    scrubbed = scrub(diff)
+    stored = cap_bytes(scrubbed, FINAL_DIFF_CAP)
+    return stored, (size if stored != scrubbed else 0)
+
+
+def _ended_as(exc: BaseException) -> EpisodeStatus:
+    """Ctrl-C, SIGTERM, or the output closed (`do ... | head`): interrupted, not failed."""
+    return "interrupted" if isinstance(exc, (KeyboardInterrupt, BrokenPipeError)) else "failed"
 
 
 def commit_message(task: str, store: Store) -> str:
@@ -245,6 +279,8 @@ def interrupted(store: Store, repo: Repository, episode_id: str, why: str) -> No
     if ep is not None:
         if ep.outcome != "pending" or ep.meta.get("applied"):
             return
+        if (ep.meta.get("pid"), ep.meta.get("host")) != (os.getpid(), socket.gethostname()):
+            return  # another run's row: ours was interrupted before the store gave it this id
         store.mark_interrupted(episode_id, why, statuses=tuple(s for s in EPISODE_STATUSES if s != "interrupted"))
     folder = Path(ep.worktree) if ep is not None and ep.worktree else \
         repo.worktrees_dir / episode_id  # not recorded (logs off): where it was made

@@ -121,14 +121,14 @@ def do(
     except BrokenPipeError:  # the output closed before any episode began: nothing to record or clean
         silence_stdout()
         raise typer.Exit(EXIT_OUTPUT_CLOSED) from None
-    episode_id = new_episode_id()
+    ids = [new_episode_id()]  # the id proposed, then the one the store gave (the same unless it was taken)
     view = DoView(console, yes=yes, no_apply=no_apply, quiet=quiet)
     with Store() as store:
         try:
-            done = service.run_task(store, repo, task, cfg, lm, view, episode_id=episode_id, run_tests=not no_tests,
-                                    test_env=test_env)
+            done = service.run_task(store, repo, task, cfg, lm, view, episode_id=ids[0], run_tests=not no_tests,
+                                    test_env=test_env, on_episode_id=ids.append)
         except (KeyboardInterrupt, BrokenPipeError) as exc:
-            raise typer.Exit(_interrupted(store, repo, episode_id, exc)) from None
+            raise typer.Exit(_interrupted(store, repo, ids[-1], exc)) from None
     if as_json:
         result = done.result
         try:

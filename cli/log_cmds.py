@@ -178,7 +178,10 @@ def show(episode: str = typer.Argument(..., metavar="ID", help="Episode id or un
             table.add_row(t.phase, t.command, "timeout" if t.timed_out else str(t.exit_code), f"{t.duration_s:.1f}")
         console.print(table)
     if ep.final_diff:
-        console.print(Panel(Syntax(ep.final_diff, "diff", theme="ansi_dark", word_wrap=True), title="final diff"))
+        cut = ep.meta.get("final_diff_truncated")
+        title = "final diff" if not cut else \
+            f"final diff (cut: {len(ep.final_diff.encode()):,} of {cut['bytes']:,} bytes stored; the branch has it whole)"
+        console.print(Panel(Syntax(ep.final_diff, "diff", theme="ansi_dark", word_wrap=True), title=title))
 
 
 def register(app: typer.Typer) -> None:

@@ -443,7 +443,8 @@ def mine_code(repo_root: Path | None, store=None, repo_id: str | None = None, *,
     excluded = set(exclude_ids)
     if store is not None and repo_id is not None:
         for summary in store.list_episodes(repo_id, limit=1_000_000)[::-1]:
-            if (summary.id in excluded and root is not None) or not (summary.final_diff or "").strip():
+            if (summary.id in excluded and root is not None) or not (summary.final_diff or "").strip() \
+                    or summary.meta.get("final_diff_truncated"):  # a cut diff (agent/run.py) is no whole change
                 continue
             if not (summary.outcome == "accepted" or summary.source == "history"):
                 continue

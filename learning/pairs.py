@@ -57,8 +57,9 @@ def _final_tests_passed(ep: Episode) -> bool:
 
 def is_good(ep: Episode) -> bool:
     """Worth learning from: accepted, edited (with the correction in c), imported history,
-    or an undecided `do` episode whose final tests passed. Needs a non-empty diff."""
-    if not (ep.final_diff or "").strip():
+    or an undecided `do` episode whose final tests passed. Needs a non-empty diff, kept whole (the
+    store cuts a huge one: agent/run.py `stored_diff`; a cut one is no change to learn from)."""
+    if not (ep.final_diff or "").strip() or ep.meta.get("final_diff_truncated"):
         return False
     outcome = ep.outcome
     if outcome in ("rejected", "reverted"):

@@ -100,13 +100,15 @@ def open_model(model_cfg, repo: Repository, *, on_info=None):
 
 
 def run_task(store, repo: RepoInfo, task: str, cfg: Config, model, view: TaskView, *, episode_id: str,
-             run_tests: bool = True, test_env=None) -> TaskRun:
-    """One episode of `do` from start to the user's verdict. `repo`: the RepoInfo the CLI resolved.
+             run_tests: bool = True, test_env=None, on_episode_id=None) -> TaskRun:
+    """One episode of `do` from start to the user's verdict. `repo`: the RepoInfo the CLI resolved;
+    `episode_id`: the id proposed, `on_episode_id` is told the one the store gave (agent/run.py).
     Ctrl-C, SIGTERM and a closed output propagate (the caller cleans up with `interrupted`)."""
     from learnagent.agent import run as runner
 
     result = runner.run_episode(repo, task, cfg, model, store, observer=view.observer, run_tests=run_tests,
-                                on_warning=view.warning, test_env=test_env, episode_id=episode_id)
+                                on_warning=view.warning, test_env=test_env, episode_id=episode_id,
+                                on_episode_id=on_episode_id)
     view.show_result(result)
     verdict = view.verdict(result)
     code = settle_verdict(store, repo, result, verdict, view)

@@ -100,7 +100,7 @@ def push(local, team, url: str) -> PushResult:
                     result.updated.append(eid)
                 continue
             rows = team_rows.episode_rows(local, eid)
-            if rules is not None and any(rules.is_ignored(p) for p in diff_paths(episode.final_diff or "")):
+            if rules is not None and any(rules.is_ignored(p) for p in touched_paths(episode)):
                 result.withheld.append(eid)
                 continue
             _prepare(rows, team_name, team.scrub, rules)
@@ -133,6 +133,13 @@ def forget_on_team(team, episode_ids: list[str], author: str | None) -> list[str
         team.delete_episodes(ids)
     team.erase_freed_pages()
     return ids
+
+
+def touched_paths(episode) -> set[str]:
+    """The files an episode's change touches: its stored diff's, and, where the store kept only part
+    of the diff (agent/run.py `stored_diff`), every file the whole change touched."""
+    cut = episode.meta.get("final_diff_truncated") or {}
+    return diff_paths(episode.final_diff or "") | set(cut.get("files") or ())
 
 
 def diff_paths(diff: str) -> set[str]:

@@ -31,7 +31,9 @@ from learnagent.store.pg import PgIntegrityError
 
 BUSY_TIMEOUT_MS = 30_000
 SCRIPT_LOCATION = "learnagent.store:migrations"
-# a duplicate key on either database: what the store catches to draw another id
+# a duplicate key on either database (e.g. a caller-given episode id that is taken). The store never
+# catches it to carry on inside a transaction: PostgreSQL has failed the transaction by then; it
+# asks with ON CONFLICT DO NOTHING instead (Store.create_episode)
 INTEGRITY_ERRORS = (sqlite3.IntegrityError, PgIntegrityError)
 _PG_MIGRATION_LOCK = 0x1EA2_A6E7  # pg_advisory_xact_lock key: one migrating process at a time
 

@@ -17,13 +17,18 @@ from typing import Any, Callable, ContextManager
 from learnagent.core.errors import StoreError, UnknownEpisode
 from learnagent.core.repository import Repository, StoredRepository
 from learnagent.store.adapter_rows import AdapterRows
-from learnagent.store.db import INTEGRITY_ERRORS, connect, is_postgres, store_target, transaction
+from learnagent.store.db import connect, is_postgres, store_target, transaction
 from learnagent.store.outcome_rows import OutcomeRows
 from learnagent.store.privacy_rows import PrivacyRows
 from learnagent.store.records import (OUTCOMES, Episode, EpisodeStatus, Message, ModelCall, OutcomeName, TestRun,
                                       ToolCall, from_row)
 
 
+ID_DRAWS = 5  # fresh ids create_episode tries before it gives up (each clash is 1 in 16M)
+# episodes.seq of a new row (revision 0009): the order rows were written in, which breaks ties on
+# the start time (NEWEST_FIRST). Written under the store's write lock (Store.transaction).
+NEXT_EPISODE_SEQ = "(SELECT COALESCE(MAX(seq), 0) + 1 FROM episodes)"
+NEWEST_FIRST = "e.started_at DESC, e.seq DESC, e.id DESC"
 MIN_ID = 8  # shortest id prefix `log` prints (git prints 7 hex digits; ours start with the time)
 
 
@@ -127,27 +132,38 @@ class Store(PrivacyRows, AdapterRows, OutcomeRows):
                        branch: str | None = None, worktree: str | None = None, model: str | None = None,
                        adapter_version: str | None = None, meta: dict | None = None,
                        episode_id: str | None = None, started_at: float | None = None,
-                       author: str | None = None, machine: str | None = None) -> str:
-        """A new episode row; `author` defaults to the repository's `git config user.email` now,
-        `machine` to this host's name (docs/TEAM.md: what a push sends)."""
+                       author: str | None = None, machine: str | None = None, redraw: bool = False) -> str:
+        """A new episode row; returns its id. Without `episode_id` the id is drawn (`new_episode_id`),
+        and drawn again while it is taken; with one, a taken id is the caller's error (IntegrityError),
+        unless `redraw`: then the given id is only the first proposal. `author` defaults to the
+        repository's `git config user.email` now, `machine` to this host's name (docs/TEAM.md).
+
+        A taken id is found by `ON CONFLICT (id) DO NOTHING` and the row count, never by catching the
+        duplicate-key error: on PostgreSQL that error marks the surrounding transaction failed (every
+        later statement in it refused), so the caller's other writes would be lost with it."""
         author = author if author is not None else self.author_of(repo_id)
         machine = machine if machine is not None else socket.gethostname()
-        for attempt in range(5):
-            eid = episode_id or new_episode_id()
-            try:
-                self.conn.execute(
-                    "INSERT INTO episodes(id, repo_id, source, task, base_commit, branch, worktree, model,"
-                    " adapter_version, started_at, meta, author, machine) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (eid, repo_id, source, self.scrub(task), base_commit, branch, worktree, model, adapter_version,
-                     started_at or time.time(), self.scrub(json.dumps(meta or {})), author or None, machine),
-                )
-                return eid
-            except INTEGRITY_ERRORS:
-                # two runs in the same second drew the same random tail (1 in 16M): draw again;
-                # a caller-given id is the caller's to make unique
-                if episode_id is not None or attempt == 4 or not self.has_episode(eid):
-                    raise
-        raise AssertionError("unreachable")
+        values = (repo_id, source, self.scrub(task), base_commit, branch, worktree, model, adapter_version,
+                  started_at or time.time(), self.scrub(json.dumps(meta or {})), author or None, machine)
+        insert = ("INSERT INTO episodes(id, repo_id, source, task, base_commit, branch, worktree, model,"
+                  f" adapter_version, started_at, meta, author, machine, seq) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,"
+                  f" {NEXT_EPISODE_SEQ})")
+        with self.transaction():  # the write lock: the next seq is read and taken at once
+            if episode_id is not None and not redraw:
+                self.conn.execute(insert, (episode_id, *values))
+                return episode_id
+            for attempt in range(ID_DRAWS):
+                # two runs in the same second drew the same random tail (1 in 16M), in this store or, on
+                # a team's, on another machine: draw again
+                eid = episode_id if attempt == 0 and episode_id is not None else new_episode_id()
+                if self.conn.execute(insert + " ON CONFLICT (id) DO NOTHING", (eid, *values)).rowcount > 0:
+                    return eid
+        raise StoreError(f"no free episode id after {ID_DRAWS} draws (the last: {eid}); "
+                         "the store is intact: this is a learnagent bug, please report it")
+
+    def set_episode_place(self, episode_id: str, *, branch: str, worktree: str) -> None:
+        """Where a `do` episode's folder and branch are (made after its row: the row decides the id)."""
+        self.conn.execute("UPDATE episodes SET branch = ?, worktree = ? WHERE id = ?", (branch, worktree, episode_id))
 
     def mark_interrupted(self, episode_id: str, why: str, *, statuses: tuple[EpisodeStatus, ...]) -> bool:
         """Mark a run that will never finish (its process is gone) 'interrupted', when its status is one of
@@ -161,6 +177,10 @@ class Store(PrivacyRows, AdapterRows, OutcomeRows):
     def imported_commits(self, repo_id: str) -> set[str]:
         """The commits `history import` already made episodes of in this repository."""
         return {r["sha"] for r in self.conn.execute("SELECT sha FROM imported_commits WHERE repo_id = ?", (repo_id,))}
+
+    def is_imported_commit(self, repo_id: str, sha: str) -> bool:
+        return self.conn.execute("SELECT 1 FROM imported_commits WHERE repo_id = ? AND sha = ?",
+                                 (repo_id, sha)).fetchone() is not None
 
     def add_imported_commit(self, repo_id: str, sha: str, episode_id: str) -> None:
         self.conn.execute("INSERT INTO imported_commits(repo_id, sha, episode_id) VALUES (?,?,?)",
@@ -288,7 +308,7 @@ class Store(PrivacyRows, AdapterRows, OutcomeRows):
         if repo_id:
             sql += " WHERE e.repo_id = ?"
             args.append(repo_id)
-        sql += " ORDER BY e.started_at DESC, e.id DESC LIMIT ?"
+        sql += f" ORDER BY {NEWEST_FIRST} LIMIT ?"
         args.append(limit)
         episodes = []
         for row in self.conn.execute(sql, args).fetchall():

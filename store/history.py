@@ -90,10 +90,11 @@ def import_history(store, repo: Repository, *, since: str | None = None, max_com
     ignore = IgnoreRules.for_repository(repo)  # .learnagentignore: never read secrets files into episodes
     shas = gitutil.git(root, *args).split()
     report.commits = len(shas)
+    chosen: list[tuple[dict, str, str, list[str]]] = []  # (commit, parent, diff, paths), newest first
     for examined, sha in enumerate(shas):
         if progress is not None and examined:
-            progress(examined, len(shas), len(report.imported))
-        if len(report.imported) >= max_commits:
+            progress(examined, len(shas), len(chosen))
+        if len(chosen) >= max_commits:
             report.capped = True
             break
         if sha in done:
@@ -123,11 +124,23 @@ def import_history(store, repo: Repository, *, since: str | None = None, max_com
         if not diff.strip():
             report.skip("empty diff")
             continue
-        report.imported.append(_record(store, root, repo_id, info, parent, diff, paths))
+        chosen.append((info, parent, diff, paths))
+    # written oldest first, so that commits made in the same second list (`log`: newest first by
+    # time, then by the order written) child above parent, as `git log` shows them
+    for info, parent, diff, paths in reversed(chosen):
+        eid = _record(store, root, repo_id, info, parent, diff, paths)
+        if eid is None:
+            report.skip("already imported")  # by another `history import` running at the same time
+        else:
+            report.imported.append(eid)
+    report.imported.reverse()  # newest first, as examined
     return report
 
 
-def _record(store, root: Path, repo_id: str, info: dict, parent: str, diff: str, paths: list[str]) -> str:
+def _record(store, root: Path, repo_id: str, info: dict, parent: str, diff: str, paths: list[str]) -> str | None:
+    """The commit as an episode; None when it is imported already (looked at again under the write
+    lock: the `done` set was read before it, and another import may have recorded it since; a
+    duplicate `imported_commits` key would fail the whole transaction on PostgreSQL)."""
     before, truncated, total = {}, [], 0
     for p in paths:
         text = gitutil.show_file(root, parent, p)
@@ -143,6 +156,8 @@ def _record(store, root: Path, repo_id: str, info: dict, parent: str, diff: str,
             "before_skipped": truncated}
     subject = info["message"].splitlines()[0] if info["message"] else sha[:10]
     with store.transaction():
+        if store.is_imported_commit(repo_id, sha):
+            return None
         # ids sort like the history; unique per repository (a second clone gets its own), and a
         # clash with an unrelated id (same second, same 6 hex) takes a longer tail
         extra = 0

@@ -6,7 +6,8 @@ run on both databases (portable upserts `ON CONFLICT`, no RETURNING, integer 0/1
 adapter changes only what a DB-API driver differs in: `?` becomes psycopg's `%s`, `BEGIN IMMEDIATE`
 (SQLite's "take the write lock now") becomes `BEGIN`, rows answer to both `row["name"]` and
 `row[0]` like `sqlite3.Row`, and the driver's errors become one-line `StoreError`s (a unique-key
-clash stays an `IntegrityError` the store can catch; see `INTEGRITY_ERRORS` in store/db.py).
+clash stays an `IntegrityError`, `INTEGRITY_ERRORS` in store/db.py; it fails the whole transaction
+on PostgreSQL, so the store never catches it to carry on: it asks with ON CONFLICT DO NOTHING).
 The connection runs in autocommit, as the SQLite one does (isolation_level=None): a statement
 outside `Store.transaction()` commits on its own.
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import time
 
+from learnagent.store.episodes import NEXT_EPISODE_SEQ
+
 # what an episode brings along, in the order it is copied (children after their episode)
 CHILD_TABLES = ("messages", "model_calls", "tool_calls", "test_runs", "outcome_events")
 # text columns a push scrubs again (the redactor may have learnt a secret since the run was recorded)
@@ -63,14 +65,16 @@ def pushable_episode_ids(store, repo_id: str) -> list[str]:
     the commits, and the team machine imports them itself), oldest first."""
     return [r["id"] for r in store.conn.execute(
         "SELECT id FROM episodes WHERE repo_id = ? AND source = 'do' AND status != 'running'"
-        " ORDER BY started_at, id", (repo_id,))]
+        " ORDER BY started_at, seq, id", (repo_id,))]
 
 
 # ---- copying -----------------------------------------------------------------------------------------
 
 def episode_rows(store, episode_id: str) -> dict[str, list[dict]]:
-    """table -> rows (as dicts, without the children's own row ids) of one episode."""
+    """table -> rows (as dicts, without the children's own row ids nor the episode's `seq`) of one episode."""
     out = {"episodes": [dict(r) for r in store.conn.execute("SELECT * FROM episodes WHERE id = ?", (episode_id,))]}
+    for row in out["episodes"]:
+        row.pop("seq", None)  # the order it was written in here; the team store gives its own
     for table in CHILD_TABLES:
         order = "seq" if table == "messages" else "id"
         rows = [dict(r) for r in store.conn.execute(f"SELECT * FROM {table} WHERE episode_id = ? ORDER BY {order}",
@@ -95,9 +99,11 @@ def insert_episode(team, rows: dict[str, list[dict]]) -> bool:
         return False
     for table in ("episodes", *CHILD_TABLES):
         for row in rows.get(table, []):
-            columns = list(row)
-            team.conn.execute(f"INSERT INTO {table}({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
-                              [row[c] for c in columns])
+            columns, values = list(row), list(row.values())
+            marks = ["?"] * len(columns)
+            if table == "episodes":  # its seq: the order the team store received it in
+                columns, marks = [*columns, "seq"], [*marks, NEXT_EPISODE_SEQ]
+            team.conn.execute(f"INSERT INTO {table}({', '.join(columns)}) VALUES ({', '.join(marks)})", values)
     return True
 
 

@@ -70,7 +70,7 @@ def test_a_store_made_before_alembic_upgrades_with_every_row_kept(git_repo, tmp_
         for table, rows in before.items():
             assert sorted(tuple(r) for r in store.conn.execute(f"SELECT * FROM {table}")) == rows, table
         episode = dict(store.conn.execute("SELECT * FROM episodes").fetchone())
-        assert episode == episode_before | {"author": None, "machine": None}
+        assert episode == episode_before | {"author": None, "machine": None, "seq": 1}  # 0009: its order
         assert store.find_episode("e1").started_at == 1700000000.123456
         assert not store.recording_enabled("r1")
         upgraded = _columns(store)
