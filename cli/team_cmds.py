@@ -86,6 +86,9 @@ def push(to: Optional[str] = typer.Option(None, "--to", metavar="URL",
                    + ", ".join(result.withheld[:5]))
     if result.paused:
         typer.echo("not pushed (recording is off): " + ", ".join(result.paused))
+    if result.clashed:
+        typer.echo(f"not pushed: {len(result.clashed)} episode(s) whose id another machine's episode holds on the "
+                   "team store (`learnagent forget` it here, or keep it local): " + ", ".join(result.clashed[:5]), err=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -33,6 +33,7 @@ class PushResult:
     sent: list[str] = field(default_factory=list)  # episode ids new on the team store
     updated: list[str] = field(default_factory=list)  # outcome changed since the last push
     withheld: list[str] = field(default_factory=list)  # touched an ignored file
+    clashed: list[str] = field(default_factory=list)  # another machine's episode holds the id there: not sent
     paused: list[str] = field(default_factory=list)  # team names of repositories with recording off
     repos: list[str] = field(default_factory=list)  # team names pushed
 
@@ -105,9 +106,12 @@ def push(local, team, url: str) -> PushResult:
                 continue
             _prepare(rows, team_name, team.scrub, rules)
             with team.transaction():
-                new = team_rows.insert_episode(team, rows)
+                inserted = team_rows.insert_episode(team, rows)
+            if inserted == "clash":  # not marked pushed: every push names it again
+                result.clashed.append(eid)
+                continue
             team_rows.mark_pushed(local, target, eid, episode.outcome)
-            (result.sent if new else result.updated).append(eid)
+            (result.sent if inserted == "new" else result.updated).append(eid)
     return result
 
 

@@ -9,6 +9,7 @@ services/team.py's; here are only the rows.
 from __future__ import annotations
 
 import time
+from typing import Literal
 
 from learnagent.store.episodes import NEXT_EPISODE_SEQ
 
@@ -91,12 +92,20 @@ def ensure_team_repo(team, team_name: str) -> None:
                       (team_name, team_name, team_name.rstrip("/").rsplit("/", 1)[-1], time.time()))
 
 
-def insert_episode(team, rows: dict[str, list[dict]]) -> bool:
-    """Write one episode's rows (from `episode_rows`, already filtered) into the team store; False when
-    it is there already. Call inside `team.transaction()`."""
+Inserted = Literal["new", "present", "clash"]
+
+
+def insert_episode(team, rows: dict[str, list[dict]]) -> Inserted:
+    """Write one episode's rows (from `episode_rows`, already filtered) into the team store: "new";
+    "present" when it is there already from this author and machine (a push whose local mark was lost);
+    "clash" when another machine's episode holds the id there (ids are the start second + 24 random
+    bits: two episodes of one second clash once in 16.7 M), which is then not written. Call inside
+    `team.transaction()`."""
     episode = rows["episodes"][0]
-    if team.has_episode(episode["id"]):
-        return False
+    held = team.conn.execute("SELECT author, machine FROM episodes WHERE id = ?", (episode["id"],)).fetchone()
+    if held is not None:
+        same = (held["author"], held["machine"]) == (episode.get("author"), episode.get("machine"))
+        return "present" if same else "clash"
     for table in ("episodes", *CHILD_TABLES):
         for row in rows.get(table, []):
             columns, values = list(row), list(row.values())
@@ -104,7 +113,7 @@ def insert_episode(team, rows: dict[str, list[dict]]) -> bool:
             if table == "episodes":  # its seq: the order the team store received it in
                 columns, marks = [*columns, "seq"], [*marks, NEXT_EPISODE_SEQ]
             team.conn.execute(f"INSERT INTO {table}({', '.join(columns)}) VALUES ({', '.join(marks)})", values)
-    return True
+    return "new"
 
 
 def update_outcome(team, episode_id: str, outcome: str, reason: str | None) -> None:

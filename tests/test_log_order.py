@@ -70,7 +70,7 @@ def test_a_team_store_orders_pushed_episodes_by_when_it_received_them(tmp_path):
             assert "seq" not in rows["episodes"][0]
             rows["episodes"][0]["repo_id"] = "team/app"
             with team.transaction():
-                assert team_rows.insert_episode(team, rows)
+                assert team_rows.insert_episode(team, rows) == "new"
         assert [e.id for e in team.list_episodes("team/app")] == ["291109093320aaaaaa", "291109093320bbbbbb"]
 
 

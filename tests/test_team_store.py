@@ -93,6 +93,34 @@ def test_push_sends_opted_in_finished_episodes_once_with_ignored_content_withhel
     assert _team_rows(pg_url, "SELECT COUNT(*) FROM episodes WHERE id = ?", (later,)) == [(0,)]
 
 
+def test_push_never_counts_another_machines_episode_under_the_same_id_as_its_own(git_repo, pg_url):
+    """Ids are the start second + 24 random bits, so two laptops can (once in 16.7 M same-second
+    pairs) draw one id. The team store's row is then another machine's: the push does not write over
+    it nor call it sent, and says so at every push; one whose local mark was lost counts as present."""
+    from learnagent.store import team_rows
+
+    git(git_repo, "config", "user.email", "me@example.com")
+    with Store() as store:
+        clashing, lost_mark = _do_episode(store, git_repo, "mine"), _do_episode(store, git_repo, "pushed before")
+        [mine] = team_rows.episode_rows(store, lost_mark)["episodes"]
+    assert run_cli("team", "join", "--name", "acme/calc", cwd=git_repo).returncode == 0
+    with Store(pg_url) as team:
+        team_rows.ensure_team_repo(team, "acme/calc")
+        for eid, author, machine in ((clashing, "them@example.com", "their-laptop"),
+                                     (lost_mark, mine["author"], mine["machine"])):  # pushed, its local mark lost
+            team.conn.execute("INSERT INTO episodes(id, repo_id, task, started_at, author, machine) VALUES (?,?,?,?,?,?)",
+                              (eid, "acme/calc", "theirs" if eid == clashing else "pushed before", 1.0, author, machine))
+
+    first = json.loads(run_cli("push", "--to", pg_url, "--json", cwd=git_repo).stdout)
+    assert first["clashed"] == [clashing] and first["sent"] == [] and first["updated"] == [lost_mark]
+    again = json.loads(run_cli("push", "--to", pg_url, "--json", cwd=git_repo).stdout)
+    assert again["clashed"] == [clashing] and again["updated"] == []  # named again; the other one is marked now
+    assert _team_rows(pg_url, "SELECT task, author FROM episodes WHERE id = ?", (clashing,)) == [("theirs", "them@example.com")]
+    out = run_cli("push", "--to", pg_url, cwd=git_repo)
+    assert out.returncode == 0 and "not pushed: 1 episode(s) whose id another machine's episode holds" in out.stderr, \
+        out.stdout + out.stderr
+
+
 def test_forget_removes_the_users_own_episodes_from_the_team_store(git_repo, pg_url, tmp_path):
     config = tmp_path / "user.toml"
     config.write_text(f'[team]\nurl = "{pg_url}"\n')
