@@ -225,4 +225,7 @@ def team_adapter(repo: Repository):
         return TeamAdapter(server, team_name, None, f"the team store cannot be read ({first})")
     if not promoted:
         return TeamAdapter(server, team_name, None, "the team has no promoted adapter for it yet")
+    if promoted[0].tainted:  # a developer forgot episodes it learnt from; the GPU box's next sleep moves off it
+        return TeamAdapter(server, team_name, None, f"the team's {promoted[0].version} learnt from forgotten "
+                                                    "episodes: not used until the team's next sleep replaces it")
     return TeamAdapter(server, team_name, promoted[0].version)

@@ -37,3 +37,32 @@ def test_the_base_among_a_servers_models():
     assert served_base(listed) == "qwen-7b"
     assert served_base(["a", "b"], prefer="b") == "b" and served_base(["a", "b"], prefer="c") == "a"
     assert served_base(["learnagent-x-v0001"]) is None
+
+
+def test_a_laptop_never_uses_a_team_adapter_that_learnt_from_forgotten_episodes(git_repo, tmp_path, monkeypatch):
+    """`forget` on the team store marks the team's adapters trained on those episodes tainted; the
+    pointer to them lives on the GPU box, so a laptop reading the store's promoted row must not use
+    it meanwhile (services.team.team_adapter: the base, with the reason)."""
+    import os
+
+    from learnagent.core.repository import Repository
+    from learnagent.services import team
+    from learnagent.store import team_rows
+    from learnagent.store.episodes import Store
+
+    team_db = tmp_path / "team.db"
+    with open(os.environ["LEARNAGENT_CONFIG"], "w") as fh:
+        fh.write(f'[team]\nurl = "{team_db}"\nserve = "http://127.0.0.1:9/v1"\n')
+    with Store() as local:
+        team.join(local, Repository.at(git_repo), "acme/api")
+    with Store(team_db) as shared:
+        team_rows.ensure_team_repo(shared, "acme/api")
+        shared.add_adapter("acme/api", "v0001", path="/gpu/v0001", parent=None, method="opsd", base_model="b")
+        shared.set_adapter_status("acme/api", "v0001", "promoted", "gate passed")
+    used = team.team_adapter(Repository.at(git_repo))
+    assert (used.key, used.version) == ("acme/api", "v0001")
+
+    with Store(team_db) as shared:
+        shared.mark_adapters_tainted("acme/api", ["v0001"])
+    used = team.team_adapter(Repository.at(git_repo))
+    assert used.version is None and "v0001 learnt from forgotten episodes" in used.note
