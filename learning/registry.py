@@ -299,28 +299,44 @@ class Registry:
 
     # ---- privacy --------------------------------------------------------------------
     def mark_tainted(self, episode_ids: Iterable[str]) -> list[str]:
-        """Flag every adapter trained on any of `episode_ids` (directly or through an ancestor).
-
-        If the promoted adapter is among them, fall back to the newest untainted one in the
-        promotion history (or to no adapter). Returns the tainted versions.
-        """
-        tainted = self.store.adapters_trained_on(self.repo_id, episode_ids)
-        rows = self.store.adapters(self.repo_id)
-        changed = True
-        while changed:  # children inherit their parent's training
-            changed = False
-            for r in rows:
-                if r.parent in tainted and r.version not in tainted:
-                    tainted.add(r.version)
-                    changed = True
+        """Flag every adapter trained on any of `episode_ids` (directly or through an ancestor), and
+        move the promoted pointer off a flagged one (`leave_tainted`). Returns the tainted versions."""
+        tainted = tainted_by(self.store, self.repo_id, episode_ids)
         self.store.mark_adapters_tainted(self.repo_id, tainted)
-        pointer = read_pointer(self.root)
-        if pointer and pointer["version"] in tainted:
-            clean = [v for v in pointer["history"] if v not in tainted and is_complete(self.folder(v))]
-            if clean:
-                self._write_pointer({"version": clean[-1], "history": clean[:-1], "promoted_at": time.time()})
-            else:
-                self._clear_pointer()
-            self._retire(pointer["version"], "trained on forgotten episodes")
-            self.sync()
+        self.leave_tainted()
         return sorted(tainted)
+
+    def leave_tainted(self) -> str | None:
+        """When the promoted adapter is flagged tainted, fall back to the newest untainted one in the
+        promotion history (or to no adapter); returns the version left, else None. A developer's
+        `forget` on a team store flags the team's adapters there but cannot reach the GPU box's
+        pointer: the box's next `sleep` calls this first."""
+        pointer = read_pointer(self.root)
+        if not pointer:
+            return None
+        tainted = {r.version for r in self.store.adapters(self.repo_id) if r.tainted}
+        if pointer["version"] not in tainted:
+            return None
+        clean = [v for v in pointer["history"] if v not in tainted and is_complete(self.folder(v))]
+        if clean:
+            self._write_pointer({"version": clean[-1], "history": clean[:-1], "promoted_at": time.time()})
+        else:
+            self._clear_pointer()
+        self._retire(pointer["version"], "trained on forgotten episodes")
+        self.sync()
+        return pointer["version"]
+
+
+def tainted_by(store, repo_id: str, episode_ids: Iterable[str]) -> set[str]:
+    """The repository's adapter versions trained on any of `episode_ids`, directly or through an
+    ancestor (a child continues its parent's training, so it carries what the parent learnt)."""
+    tainted = store.adapters_trained_on(repo_id, episode_ids)
+    rows = store.adapters(repo_id)
+    changed = True
+    while changed:
+        changed = False
+        for r in rows:
+            if r.parent in tainted and r.version not in tainted:
+                tainted.add(r.version)
+                changed = True
+    return tainted

@@ -122,6 +122,8 @@ def forget_on_team(team, episode_ids: list[str], author: str | None) -> list[str
 
     Not store/privacy.forget: that one also moves the PROMOTED pointer in this machine's adapter
     folders, which for a team repository live on the GPU box, not here."""
+    from learnagent.learning.registry import tainted_by
+
     if not author or not episode_ids:
         return []
     own = team.episodes_by_id(team_rows.own_episode_ids(team, episode_ids, author))
@@ -133,7 +135,7 @@ def forget_on_team(team, episode_ids: list[str], author: str | None) -> list[str
         for ep in own:
             team.record_forgotten(ep.repo_id, ep.id, commits.get(ep.id))
         for repo_id in {ep.repo_id for ep in own}:
-            team.mark_adapters_tainted(repo_id, team.adapters_trained_on(repo_id, ids))
+            team.mark_adapters_tainted(repo_id, tainted_by(team, repo_id, ids))  # their children too
         team.delete_episodes(ids)
     team.erase_freed_pages()
     return ids

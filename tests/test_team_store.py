@@ -136,14 +136,17 @@ def test_forget_removes_the_users_own_episodes_from_the_team_store(git_repo, pg_
                           ("colleague1", "acme/calc", "theirs", 1.0, "them@example.com"))
         team.add_adapter("acme/calc", "v0001", path="/gpu/v0001", parent=None, method="opsd", base_model="b")
         team.add_adapter_episodes("acme/calc", "v0001", [mine, "colleague1"])
+        # continued from v0001 on the colleague's episode alone: it carries what v0001 learnt from mine
+        team.add_adapter("acme/calc", "v0002", path="/gpu/v0002", parent="v0001", method="opsd", base_model="b")
+        team.add_adapter_episodes("acme/calc", "v0002", ["colleague1"])
 
     out = run_cli("forget", mine, "--yes", cwd=git_repo, env=env)
     assert out.returncode == 0 and "on the team store too" in out.stdout, out.stdout + out.stderr
     assert _team_rows(pg_url, "SELECT id FROM episodes ORDER BY id") == [("colleague1",)]
     assert _team_rows(pg_url, "SELECT COUNT(*) FROM messages") == [(0,)]
     assert _team_rows(pg_url, "SELECT COUNT(*) FROM forgotten_episodes") == [(1,)]
-    assert _team_rows(pg_url, "SELECT version, tainted FROM adapters") == [("v0001", 1)]
-    assert _team_rows(pg_url, "SELECT episode_id FROM adapter_episodes") == [("colleague1",)]
+    assert _team_rows(pg_url, "SELECT version, tainted FROM adapters ORDER BY version") == [("v0001", 1), ("v0002", 1)]
+    assert _team_rows(pg_url, "SELECT episode_id FROM adapter_episodes") == [("colleague1",), ("colleague1",)]
     with Store() as store:
         assert not store.has_episode(mine)
 
