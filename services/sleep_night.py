@@ -205,6 +205,7 @@ def _night(n: Night, train_progress, time_up) -> SleepResult:
             result.status, result.train = "interrupted", stats
             result.message = nights_message(version, stats, n.opts.max_minutes)
             return result
+    n.handoff.send(None)  # (trained on an earlier night) the others have nothing to train: they need not wait
     cand = load_candidate(n, version)
     result.train = cand.trained["stats"]
     result.gate = gate(n, cand, parent_folder, work)

@@ -4,9 +4,13 @@
   process gets with grad_accum 2 on the same items (gradients averaged across processes).
 - The real CLI launched twice over: one night, one version, every state row written once (rank 0
   alone writes the registry, the states, the adapter), and the result printed once.
+- `sleep --store URL --repo NAME` (real PostgreSQL, no checkout) launched twice over: a process killed
+  mid-night leaves it resumable; the resumed night ends as the one-process night with grad_accum 2 on
+  a copy of the same store does (the same weights, the same gate numbers and decision).
 """
 
 import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -39,10 +43,27 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _launch_cmd(args: list[str]) -> list[str]:
+    # --multi_gpu with CUDA hidden: torchrun's path, gloo on CPU (`--cpu --num_processes 2` starts ONE
+    # process in accelerate 1.15: its multi-CPU path is mpirun)
+    return [str(ACCELERATE), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+            "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()), *args]
+
+
 def _launch(args: list[str], cwd: Path, env: dict, timeout: int = 600) -> subprocess.CompletedProcess:
-    cmd = [str(ACCELERATE), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()), *args]
-    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(_launch_cmd(args), cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def _rank_pid(launcher: int, rank: int) -> int:
+    import psutil
+
+    for child in psutil.Process(launcher).children(recursive=True):
+        try:
+            if child.environ().get("RANK") == str(rank) and "learnagent.cli.app" in child.cmdline():
+                return child.pid
+        except psutil.Error:
+            continue
+    raise AssertionError(f"no process of rank {rank} under the launcher")
 
 
 _TRAIN = r"""
@@ -122,8 +143,9 @@ def test_sleep_under_accelerate_launch_makes_one_night(git_repo, tiny_model_dir,
 def test_sleep_from_the_team_store_under_accelerate_launch(team_store, pg_cluster, tiny_model_dir, tmp_path,
                                                           monkeypatch, one_torch_thread):
     """`accelerate launch` (2 CPU processes, gloo) of `sleep --store URL --repo NAME` with no checkout
-    on the machine: one night's rows, one version with its gate decision, and the weights (and gate
-    numbers) of the single-process `sleep --store` with grad_accum 2 on a copy of the same store."""
+    on the machine, once killed on one process and resumed: one night's rows, one version with its
+    gate decision, and the weights (and gate numbers) of the single-process `sleep --store` with
+    grad_accum 2 on a copy of the same store."""
     from learnagent.core.repository import StoredRepository
     from learnagent.learning.sleep import SleepOptions
     from learnagent.services.sleep_night import sleep_night
@@ -135,9 +157,24 @@ def test_sleep_from_the_team_store_under_accelerate_launch(team_store, pg_cluste
     box.mkdir()
     env = _env(tmp_path) | {"LEARNAGENT_HOME": str(tmp_path / "home-2proc")}
     model = f"local:{tiny_model_dir}"
-    out = _launch(["-m", "learnagent.cli.app", "sleep", "--store", url, "--repo", TEAM_NAME, "--steps", "2",
-                   "--model", model], box, env)
+    args = ["-m", "learnagent.cli.app", "sleep", "--store", url, "--repo", TEAM_NAME, "--steps", "2", "--model", model]
+
+    # one process fails (rank 1 killed once rank 0 starts training, before it can train a step): the
+    # launcher ends the other, and the night is left where its rows say, to be resumed
+    first = subprocess.Popen(_launch_cmd(args), cwd=box, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    for line in first.stdout:
+        if "training v0001" in line:
+            os.kill(_rank_pid(first.pid, 1), signal.SIGKILL)
+            break
+    first.communicate(timeout=600)
+    assert first.returncode != 0
+    with Store(url) as team:
+        assert [s.state for s in team.sleep_steps(TEAM_NAME).history("v0001")] == ["reserved", "planned"]
+
+    out = _launch(args, box, env)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "resuming interrupted candidate v0001" in out.stdout
     # printed once (rank 0): the header, the stage lines, the verdict
     for line in ("sleep for github.com/acme/calc from the store", "training v0001 (opsd)", "gating v0001",
                  "sleep: v0001"):
