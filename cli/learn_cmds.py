@@ -122,9 +122,13 @@ def sleep(
 
 def _sleep_stored(console: Console, store_url, repo_name, method, steps, max_minutes, model, dry_run, drift_budget,
                   min_improvement) -> None:
+    from learnagent.learning import parallel
     from learnagent.learning.sleep import SleepOptions
-    from learnagent.services.sleep_night import sleep_night
+    from learnagent.services.sleep_night import sleep_night, train_share
 
+    if not parallel.ranks().main:  # another process of `accelerate launch`: rank 0 reads the store and
+        train_share()  # hands this one the training job; it prints nothing
+        return
     store, repo = _open_stored(store_url, repo_name)
     try:
         console.print(f"[dim]sleep for {repo.key} from the store, no checkout: adapters in {repo.adapters_dir}[/]",

@@ -15,13 +15,23 @@ What is split and what is not:
   N processes with grad_accum 1 compute the step one process does with grad_accum N;
 - every process starts from rank 0's weights (`broadcast_parameters`), and a stop (time limit,
   Ctrl-C) is agreed on so that no process waits on one that left (`any_true`);
-- rank 0 alone writes: the registry, the sleep states, checkpoints, the adapter, the gate.
+- rank 0 alone writes: the registry, the sleep states, checkpoints, the adapter, the gate; it alone
+  reads the store and the repository and hands the others the training job (services/sleep_night.py).
+
+On CUDA each process uses the GPU of its LOCAL_RANK (NCCL); the tensors of a collective are on it.
 """
 
 from __future__ import annotations
 
+import datetime
 import os
 from dataclasses import dataclass
+
+# How long a process waits in one collective. The longest wait is the first: the others wait for
+# rank 0's survey (settle, the episodes, mining and retrieving the repository's code) before the
+# training job is handed over; NCCL's default (10 minutes) can be shorter than that on a large
+# repository. A process that dies is noticed by the launcher, which ends the others, not by this.
+WAIT = datetime.timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -49,9 +59,17 @@ def init() -> Ranks:
         if not dist.is_initialized():
             backend = "nccl" if torch.cuda.is_available() else "gloo"
             if backend == "nccl":
-                torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-            dist.init_process_group(backend)
+                torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))  # "cuda" is then this GPU
+            dist.init_process_group(backend, timeout=WAIT)
     return r
+
+
+def _device():
+    """Where a collective's own tensors live: NCCL reduces only CUDA tensors (this process's GPU)."""
+    import torch
+    import torch.distributed as dist
+
+    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
 
 
 def close() -> None:
@@ -95,7 +113,7 @@ def sum_values(*values: float) -> list[float]:
     import torch
     import torch.distributed as dist
 
-    t = torch.tensor(values, dtype=torch.float64)
+    t = torch.tensor(values, dtype=torch.float64, device=_device())
     dist.all_reduce(t)
     return t.tolist()
 

@@ -12,9 +12,12 @@ an interrupted or killed night up from it (nothing is inferred from which files 
   stale; one whose parent, method or model no longer matches the night's is rejected as abandoned.
 Candidates made before the state table (no rows) are read once from their files (`_adopt_legacy`).
 
-Under `accelerate launch` (learning/parallel.py) rank 0 runs the night as above and hands the
-candidate and its split to the other processes just before training (`Handoff`); they train their
-share (`_worker`) and write nothing: the registry, the rows, the adapter and the gate are rank 0's.
+Under `accelerate launch` (learning/parallel.py) rank 0 runs the night as above and, just before
+training, hands the other processes the whole training job (`TrainJob`: the items in rank 0's order,
+the settings, the model and folders), so every process trains on the same data by construction: the
+others never open the store or read the repository (episodes pushed or code committed meanwhile
+cannot make them disagree), train their share (`train_share`) and write nothing: the registry, the
+rows, the adapter and the gate are rank 0's.
 """
 
 from __future__ import annotations
@@ -42,20 +45,39 @@ from learnagent.store.sleep_steps import SleepState, SleepSteps
 Progress = Callable[[str], None]
 
 
+@dataclass(frozen=True)
+class TrainJob:
+    """One candidate's training, whole: what rank 0 runs and hands to the other processes."""
+
+    method: str
+    model_path: str
+    pairs: list  # tonight's training pairs, episodes' then code's, in the order `data_order` indexes
+    replay: list
+    config: object  # train_common.TrainConfig (steps already sized to the number of processes)
+    out_dir: Path  # the candidate's folder (rank 0 alone writes into it)
+    prev_adapter: Path | None  # the parent's folder: the student's start, the teacher, the anchor
+
+    def run(self, progress, should_stop: Callable[[], bool] | None) -> dict:
+        _, train_fn = trainer(self.method)
+        return result_dict(train_fn(self.model_path, self.pairs, self.replay, prev_adapter=self.prev_adapter,
+                                    out_dir=self.out_dir, config=self.config, progress=progress,
+                                    should_stop=should_stop))
+
+
 @dataclass
 class Handoff:
-    """Under `accelerate launch` (learning/parallel.py): rank 0 tells the other processes, once,
-    which candidate and split to train, or that tonight trains nothing (None)."""
+    """Under `accelerate launch` (learning/parallel.py): rank 0 hands the other processes, once,
+    the job to train with it, or None (tonight trains nothing, or rank 0 failed before training)."""
 
     world: int
     sent: bool = False
 
-    def send(self, order: dict | None) -> None:
+    def send(self, job: TrainJob | None) -> None:
         if self.world > 1 and not self.sent:
             self.sent = True
-            parallel.broadcast_object(order)
+            parallel.broadcast_object(job)
 
-    def receive(self) -> dict | None:
+    def receive(self) -> TrainJob | None:
         return parallel.broadcast_object()
 
 
@@ -111,6 +133,8 @@ def sleep_night(repo: Repository | StoredRepository, options: SleepOptions | Non
     code to learn from and gate on is what the store's accepted changes hold, code_pairs.mine_code)."""
     opts = check_options(options or SleepOptions())
     ranks = parallel.init()  # one process, or one of those `accelerate launch` started
+    if not ranks.main:
+        return train_share()
     started = time.monotonic()
     root = repo.work_tree  # None for a StoredRepository
     handoff = Handoff(ranks.world)
@@ -120,20 +144,34 @@ def sleep_night(repo: Repository | StoredRepository, options: SleepOptions | Non
 
         store = Store()
     try:
-        if ranks.main:
-            with sleep_lock(repo.adapters_dir):
-                spec, model_path = resolve_local_model(opts.model, root)
-                reg = Registry(store, repo)
-                night = Night(root, opts, reg, store.sleep_steps(reg.repo_id), progress or (lambda _m: None),
-                              started, spec, model_path, handoff, _ignore_rules(repo))
-                result = _night(night, train_progress, time_up)
-        else:
-            result = _worker(repo, opts, store, handoff.receive(), started)
+        with sleep_lock(repo.adapters_dir):
+            spec, model_path = resolve_local_model(opts.model, root)
+            reg = Registry(store, repo)
+            night = Night(root, opts, reg, store.sleep_steps(reg.repo_id), progress or (lambda _m: None),
+                          started, spec, model_path, handoff, _ignore_rules(repo))
+            result = _night(night, train_progress, time_up)
     finally:
-        if ranks.main:
-            handoff.send(None)  # a night that ended before training (or failed): the others stop too
+        handoff.send(None)  # a night that ended before training (or failed): the others stop too
         if own_store:
             store.close()
+        parallel.close()
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def train_share() -> SleepResult:
+    """A process other than rank 0 under `accelerate launch`: waits for rank 0's job, trains its
+    share of every step with it, and writes nothing. It opens no store and reads no repository: the
+    data is rank 0's (`TrainJob`), so the processes cannot disagree on it."""
+    ranks = parallel.init()
+    started = time.monotonic()
+    result = SleepResult(status="worker", message="")
+    try:
+        job = Handoff(ranks.world).receive()
+        if job is not None:
+            result.version = job.out_dir.name
+            result.train = job.run(progress=False, should_stop=None)  # a stop is rank 0's, agreed each step
+    finally:
         parallel.close()
     result.seconds = time.monotonic() - started
     return result
@@ -162,13 +200,12 @@ def _night(n: Night, train_progress, time_up) -> SleepResult:
     if resume is None or resume.state == "reserved":
         plan(n, version, work)
     if resume is None or resume.state in ("reserved", "planned"):
-        n.handoff.send({"version": version, "parent": parent, "parent_folder": parent_folder,
-                        "plan": load_candidate(n, version).plan})
         stats, trained = train(n, version, work, parent_folder, train_progress, time_up)
         if not trained:
             result.status, result.train = "interrupted", stats
             result.message = nights_message(version, stats, n.opts.max_minutes)
             return result
+    n.handoff.send(None)  # (trained on an earlier night) the others have nothing to train: they need not wait
     cand = load_candidate(n, version)
     result.train = cand.trained["stats"]
     result.gate = gate(n, cand, parent_folder, work)
@@ -182,26 +219,6 @@ def _night(n: Night, train_progress, time_up) -> SleepResult:
 
 def _ignore_rules(repo: Repository | StoredRepository) -> IgnoreRules | None:
     return IgnoreRules.for_repository(repo) if isinstance(repo, Repository) else None
-
-
-def _worker(repo: Repository | StoredRepository, opts: SleepOptions, store, order: dict | None,
-            started: float) -> SleepResult:
-    """Rank > 0 under a launcher: trains its share of the candidate rank 0 planned (the same data:
-    the split comes from rank 0's plan, the rest is read the same way), and writes nothing."""
-    result = SleepResult(status="worker", message="")
-    if order is None:
-        return result
-    root = repo.work_tree
-    spec, model_path = resolve_local_model(opts.model, root)
-    reg = Registry(store, repo)
-    n = Night(root, opts, reg, store.sleep_steps(reg.repo_id), lambda _m: None, started, spec, model_path,
-              ignore=_ignore_rules(repo))
-    parent = order["parent"]
-    work = survey(n, parent, Candidate(order["version"], "planned", {"parent": parent}, order["plan"]), tried=False)
-    _training_data(n, work)
-    result.version = order["version"]
-    result.train, _ = train(n, order["version"], work, order["parent_folder"], False, None)
-    return result
 
 
 # ---------------------------------------------------------------- the transitions
@@ -231,7 +248,8 @@ def train(n: Night, version: str, work: Work, parent_folder: Path | None, train_
     from learnagent.learning.train_common import CHECKPOINT
 
     folder = n.reg.folder(version)
-    _, train_fn = trainer(n.opts.method)
+    job = TrainJob(n.opts.method, n.model_path, work.train + work.code_train, work.replay, work.config, folder,
+                   parent_folder)
     deadline = n.started + n.opts.max_minutes * 60 if n.opts.max_minutes else None
     should_stop = None
     if deadline or time_up:
@@ -239,11 +257,8 @@ def train(n: Night, version: str, work: Work, parent_folder: Path | None, train_
             return bool((deadline and time.monotonic() > deadline) or (time_up and time_up()))
     n.say(f"training {version} ({n.opts.method}) on {len(work.train)} pairs from {len(work.new_ids)} episodes "
           f"and {len(work.code_train)} from the repository's code")
-    stats = result_dict(train_fn(n.model_path, work.train + work.code_train, work.replay, prev_adapter=parent_folder,
-                                 out_dir=folder, config=work.config, progress=train_progress,
-                                 should_stop=should_stop))
-    if not parallel.ranks().main:
-        return stats, False  # rank 0 saved the adapter and goes on alone
+    n.handoff.send(job)  # the other processes of `accelerate launch` train the same job, each its share
+    stats = job.run(train_progress, should_stop)
     partial = stats.get("stopped") == "should_stop" and (stats.get("steps") or 0) >= PARTIAL_MIN_STEPS
     if stats.get("interrupted") or not (folder / "adapter_config.json").is_file() \
             or (stats.get("stopped") and not partial):
@@ -402,9 +417,9 @@ def _resumable(n: Night, parent: str | None) -> Candidate | None:
 
 # ---------------------------------------------------------------- tonight's data
 
-def survey(n: Night, parent: str | None, resume: Candidate | None, *, tried: bool = True) -> Work:
-    """The episodes and code tonight would train on and hold out (nothing written); `tried`: also
-    what the last rejected candidate considered."""
+def survey(n: Night, parent: str | None, resume: Candidate | None) -> Work:
+    """The episodes and code tonight would train on and hold out, and what the last rejected
+    candidate considered (nothing written)."""
     from learnagent.learning import code_pairs
     from learnagent.learning import pairs as pairs_mod
 
@@ -422,7 +437,7 @@ def survey(n: Night, parent: str | None, resume: Candidate | None, *, tried: boo
     # Held-out episodes are never trained on (pairs.is_heldout hashes the id), so only new
     # TRAINING episodes make a sleep worth running; the held-out set only grows.
     return Work(train, heldout, code, set(episode_ids(train)),
-                already_tried(n.reg, parent, n.opts.method) if tried else set())
+                already_tried(n.reg, parent, n.opts.method))
 
 
 def _nothing_to_do(work: Work, parent: str | None, resume: Candidate | None) -> str:
