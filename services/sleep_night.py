@@ -390,6 +390,10 @@ def settle(n: Night) -> None:
 
 
 def _parent(n: Night) -> tuple[str | None, Path | None]:
+    left = n.reg.leave_tainted()  # flagged by a developer's `forget` on a team store, which cannot move this pointer
+    if left:
+        now = n.reg.current()
+        n.say(f"{left} was trained on forgotten episodes: {now[0] if now else 'the base model'} is promoted instead")
     current = n.reg.current()
     parent, folder = current if current else (None, None)
     if parent and is_tainted(n.reg, parent):

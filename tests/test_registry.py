@@ -154,6 +154,29 @@ def test_deleted_promoted_folder_falls_back_to_history(reg, lora_factory, git_re
     assert promoted_adapter(Repository.at(git_repo))[0] == v1
 
 
+def test_leave_tainted_moves_off_an_adapter_a_team_store_forget_flagged(lora_factory, tmp_path):
+    """A developer's `forget` on a team store flags the team's adapters there (services.team.forget_on_team)
+    but cannot reach the GPU box's pointer file: the box's next sleep calls leave_tainted first."""
+    from learnagent.core.repository import StoredRepository
+    from learnagent.services.team import forget_on_team
+    from learnagent.store import team_rows
+
+    with Store(tmp_path / "team.db") as team:
+        team_rows.ensure_team_repo(team, "acme/api")
+        team.conn.execute("INSERT INTO episodes(id, repo_id, task, started_at, author) VALUES (?,?,?,?,?)",
+                          ("mine", "acme/api", "t", 1.0, "me@example.com"))
+        box = Registry(team, StoredRepository("acme/api", "api"))
+        v1 = trained(box, lora_factory, episodes=("other",))
+        box.promote(v1)
+        v2 = trained(box, lora_factory, parent=v1, episodes=("mine",))
+        box.promote(v2)
+        assert box.leave_tainted() is None  # nothing flagged: the pointer stays
+        assert forget_on_team(team, ["mine"], "me@example.com") == ["mine"]
+        assert box.current()[0] == v2  # the laptop's forget flagged it; the box's pointer still names it
+        assert box.leave_tainted() == v2
+        assert box.current()[0] == v1 and box.get(v2).status == "retired"
+
+
 def test_mark_tainted_unpromotes_and_taints_descendants(reg, lora_factory, git_repo):
     v1 = trained(reg, lora_factory, episodes=("a",))
     reg.promote(v1)
