@@ -181,8 +181,10 @@ def history_import(since: Optional[str] = typer.Option(None, "--since", metavar=
     console = _console()
     with Store() as store, StepProgress(console, "history import", "imported") as bar:
         report = import_history(store, _repo(), since=after, max_commits=max_commits, max_diff_lines=max_diff_lines,
-                                progress=lambda seen, commits, n: bar.update(
-                                    n, min(max_commits, commits), f"{seen:,}/{commits:,} commits looked at"))
+                                progress=lambda seen, commits, chosen, written: bar.update(
+                                    written, chosen if written else min(max_commits, commits),
+                                    f"{seen:,}/{commits:,} commits looked at, {chosen:,} to import" if not written
+                                    else f"writing the episodes ({seen:,}/{commits:,} commits looked at)"))
     skipped = ", ".join(f"{n:,} {why}" for why, n in sorted(report.skipped.items()))
     line = (f"imported {len(report.imported):,} of {report.commits:,} commits as episodes"
             + (f" (skipped: {skipped})" if skipped else ""))

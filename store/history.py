@@ -80,8 +80,8 @@ def _changed_files(root: Path, parent: str, sha: str) -> list[tuple[str, int | N
 
 def import_history(store, repo: Repository, *, since: str | None = None, max_commits: int = 200,
                    max_diff_lines: int = MAX_DIFF_LINES, progress=None) -> ImportReport:
-    """The commits of `repo`'s main tree as accepted episodes. `progress(examined, commits, imported)`
-    is called after each commit looked at."""
+    """The commits of `repo`'s main tree as accepted episodes. `progress(examined, commits, chosen,
+    written)` is called after each commit looked at (written 0) and after each one written."""
     root = repo.main_tree
     repo_id = store.ensure_repo(repo)
     report = ImportReport()
@@ -91,11 +91,12 @@ def import_history(store, repo: Repository, *, since: str | None = None, max_com
     shas = gitutil.git(root, *args).split()
     report.commits = len(shas)
     chosen: list[tuple[dict, str, str, list[str]]] = []  # (commit, parent, diff, paths), newest first
+    looked_at = len(shas)  # unless stopped at max_commits
     for examined, sha in enumerate(shas):
         if progress is not None and examined:
-            progress(examined, len(shas), len(chosen))
+            progress(examined, len(shas), len(chosen), 0)
         if len(chosen) >= max_commits:
-            report.capped = True
+            report.capped, looked_at = True, examined
             break
         if sha in done:
             report.skip("already imported")
@@ -127,12 +128,14 @@ def import_history(store, repo: Repository, *, since: str | None = None, max_com
         chosen.append((info, parent, diff, paths))
     # written oldest first, so that commits made in the same second list (`log`: newest first by
     # time, then by the order written) child above parent, as `git log` shows them
-    for info, parent, diff, paths in reversed(chosen):
-        eid = _record(store, root, repo_id, info, parent, diff, paths)
+    for written, (info, parent, diff, paths) in enumerate(reversed(chosen), 1):
+        eid = _record(store, root, repo_id, info, parent, diff, paths)  # reads each file's old text: git per file
         if eid is None:
             report.skip("already imported")  # by another `history import` running at the same time
         else:
             report.imported.append(eid)
+        if progress is not None:
+            progress(looked_at, len(shas), len(chosen), written)
     report.imported.reverse()  # newest first, as examined
     return report
 
